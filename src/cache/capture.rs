@@ -1,0 +1,323 @@
+//! Change capture: the triggers that record every write to a synced table in `sync_tracking`.
+//!
+//! They use only SQLite built-in functions, so writes from any SQLite client (the app, Python's
+//! `sqlite3`, the `sqlite3` shell) are captured. Each change:
+//! 1. advances the hybrid logical clock in `sync_state.hlc` (never below the last stamp + 1 ms,
+//!    nor below an `updated_at` the writer set);
+//! 2. upserts one entry per row into `sync_tracking`, coalescing with a pending one
+//!    (insert+update = insert, insert+delete = nothing, delete+insert = update, …), bumping `seq`
+//!    so that a push only acknowledges the version it sent, and keeping the `seen_rev` of the
+//!    first unpushed change (remote changes after it are concurrent: conflicts);
+//! 3. stamps `updated_at` when the table has one and the writer left it unset.
+//!
+//! A `BEFORE INSERT` trigger notices `INSERT OR REPLACE` over an existing row (which fires no
+//! delete trigger) and leaves an `X` marker, so the insert is recorded as an update and a later
+//! delete is pushed. All triggers are silent while `sync_state.applying = 1`, which sharecache
+//! sets only inside its own write transactions (pull, stamping), invisible to other connections.
+
+use rusqlite::Connection;
+
+use crate::clock::{next_stamp_sql, stamp_or_empty};
+use crate::schema::Table;
+use crate::sql::{key_expr, literal, quote};
+
+const KINDS: [&str; 4] = ["bi", "ai", "au", "ad"];
+
+fn trigger_name(kind: &str, table: &str) -> String {
+    quote(&format!("sync_{kind}_{table}"))
+}
+
+fn key_match(table_alias: &str, prefix: &str, pk: &[String]) -> String {
+    pk.iter()
+        .map(|c| format!("{table_alias}{} = {prefix}.{}", quote(c), quote(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn key_changed(pk: &[String]) -> String {
+    let parts: Vec<String> = pk
+        .iter()
+        .map(|c| format!("OLD.{q} IS NOT NEW.{q}", q = quote(c)))
+        .collect();
+    format!("({})", parts.join(" OR "))
+}
+
+/// The `CREATE TRIGGER` statements for one synced table.
+pub fn trigger_sql(t: &Table) -> Vec<String> {
+    let name = literal(&t.name);
+    let tq = quote(&t.name);
+    let quiet = "(SELECT applying FROM sync_state) = 0";
+    let knew = key_expr("NEW", &t.pk);
+    let kold = key_expr("OLD", &t.pk);
+    let observed = t
+        .updated_at
+        .as_ref()
+        .map(|c| stamp_or_empty(&format!("NEW.{}", quote(c))));
+    let tick_new = format!(
+        "UPDATE sync_state SET hlc = {};",
+        next_stamp_sql("hlc", observed.as_deref())
+    );
+    let tick = format!(
+        "UPDATE sync_state SET hlc = {};",
+        next_stamp_sql("hlc", None)
+    );
+    let upsert = |key: &str, op: &str, cond: &str, on_conflict_op: &str| {
+        format!(
+            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) \
+             SELECT {name}, {key}, {op}, hlc, 1, pull_rev FROM sync_state WHERE {cond} \
+             ON CONFLICT (tbl, pk) DO UPDATE SET op = {on_conflict_op}, stamp = excluded.stamp, seq = seq + 1;"
+        )
+    };
+    let stamp = |cond: &str| match &t.updated_at {
+        None => String::new(),
+        Some(c) => format!(
+            "UPDATE sync_state SET applying = 1 WHERE {cond}; \
+             UPDATE {tq} SET {cq} = (SELECT hlc FROM sync_state) WHERE {cond} AND {m}; \
+             UPDATE sync_state SET applying = 0 WHERE {cond};",
+            cq = quote(c),
+            m = key_match("", "NEW", &t.pk)
+        ),
+    };
+    let ua_unset_insert = t
+        .updated_at
+        .as_ref()
+        .map(|c| format!("NEW.{} IS NULL", quote(c)));
+    let ua_unset_update = t
+        .updated_at
+        .as_ref()
+        .map(|c| format!("NEW.{q} IS OLD.{q}", q = quote(c)));
+    let changed = key_changed(&t.pk);
+    let drop_or_delete = "CASE WHEN op = 'I' THEN 'X' ELSE 'D' END";
+    let keep_insert = "CASE WHEN op = 'I' THEN 'I' ELSE 'U' END";
+
+    vec![
+        format!(
+            "CREATE TRIGGER {trig} BEFORE INSERT ON {tq} WHEN {quiet} AND EXISTS (SELECT 1 FROM {tq} WHERE {m}) BEGIN \
+             INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) \
+             SELECT {name}, {knew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE true \
+             ON CONFLICT (tbl, pk) DO NOTHING; END",
+            trig = trigger_name("bi", &t.name),
+            m = key_match("", "NEW", &t.pk),
+        ),
+        format!(
+            "CREATE TRIGGER {trig} AFTER INSERT ON {tq} WHEN {quiet} BEGIN {tick_new} {up} {st} END",
+            trig = trigger_name("ai", &t.name),
+            up = upsert(&knew, "'I'", "true", keep_insert),
+            st = ua_unset_insert.as_deref().map(stamp).unwrap_or_default(),
+        ),
+        format!(
+            "CREATE TRIGGER {trig} AFTER UPDATE ON {tq} WHEN {quiet} BEGIN {tick_new} {old} \
+             DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND pk = {kold} AND op = 'X'; \
+             {new} {st} END",
+            trig = trigger_name("au", &t.name),
+            old = upsert(&kold, "'D'", &changed, drop_or_delete),
+            new = upsert(
+                &knew,
+                &format!("CASE WHEN {changed} THEN 'I' ELSE 'U' END"),
+                "true",
+                keep_insert
+            ),
+            st = ua_unset_update.as_deref().map(stamp).unwrap_or_default(),
+        ),
+        format!(
+            "CREATE TRIGGER {trig} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {tick} {up} \
+             DELETE FROM sync_tracking WHERE tbl = {name} AND pk = {kold} AND op = 'X'; END",
+            trig = trigger_name("ad", &t.name),
+            up = upsert(&kold, "'D'", "true", drop_or_delete),
+        ),
+    ]
+}
+
+/// Installs (or replaces, when out of date) the capture triggers of a synced table.
+/// Returns whether anything changed.
+pub fn install(conn: &Connection, t: &Table) -> rusqlite::Result<bool> {
+    let wanted = trigger_sql(t);
+    let mut changed = false;
+    for (kind, sql) in KINDS.iter().zip(&wanted) {
+        let name = format!("sync_{kind}_{}", t.name);
+        let current: Option<String> = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
+            .ok();
+        if current.as_deref() != Some(sql.as_str()) {
+            conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}; {sql};", quote(&name)))?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// Removes the capture triggers of a table (no longer synced or dropped).
+pub fn remove(conn: &Connection, table: &str) -> rusqlite::Result<()> {
+    for kind in KINDS {
+        conn.execute_batch(&format!(
+            "DROP TRIGGER IF EXISTS {};",
+            trigger_name(kind, table)
+        ))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    /// A cache-shaped database with sharecache's tables and one synced table.
+    fn setup(table_sql: &str) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        crate::migrate::CACHE.apply(&c, "t").unwrap();
+        c.execute(
+            "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
+             VALUES (1, 'o', '2000-01-01T00:00:00.000Z', 'r', 'p', 't', 't')",
+            [],
+        )
+        .unwrap();
+        c.execute_batch(table_sql).unwrap();
+        for e in schema::read(&c).unwrap() {
+            install(&c, &e.table).unwrap();
+        }
+        c
+    }
+
+    fn pending(c: &Connection) -> Vec<(String, String)> {
+        let mut s = c
+            .prepare("SELECT pk, op FROM sync_tracking WHERE op != 'X' ORDER BY pk")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn insert_update_delete_coalesce_to_one_entry_per_row() {
+        let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+        c.execute_batch("INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;")
+            .unwrap();
+        assert_eq!(pending(&c), vec![("[1]".into(), "I".into())]);
+        c.execute_batch("DELETE FROM t WHERE id = 1").unwrap();
+        assert_eq!(
+            pending(&c),
+            vec![],
+            "insert + delete leaves nothing to push"
+        );
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn delete_then_insert_becomes_update_of_a_synced_row() {
+        let c = setup("CREATE TABLE t(id TEXT PRIMARY KEY, v TEXT)");
+        c.execute_batch("UPDATE sync_state SET applying = 1; INSERT INTO t VALUES ('u1', 'a'); UPDATE sync_state SET applying = 0;")
+            .unwrap();
+        assert_eq!(
+            pending(&c),
+            vec![],
+            "writes while applying are not captured"
+        );
+        c.execute_batch("DELETE FROM t; INSERT INTO t VALUES ('u1', 'b');")
+            .unwrap();
+        assert_eq!(pending(&c), vec![(r#"["u1"]"#.into(), "U".into())]);
+    }
+
+    #[test]
+    fn insert_or_replace_over_a_synced_row_is_an_update_and_its_delete_is_pushed() {
+        let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+        c.execute_batch("UPDATE sync_state SET applying = 1; INSERT INTO t VALUES (1, 'a'); UPDATE sync_state SET applying = 0;")
+            .unwrap();
+        c.execute_batch("INSERT OR REPLACE INTO t VALUES (1, 'b')")
+            .unwrap();
+        assert_eq!(pending(&c), vec![("[1]".into(), "U".into())]);
+        c.execute_batch("DELETE FROM t").unwrap();
+        assert_eq!(pending(&c), vec![("[1]".into(), "D".into())]);
+    }
+
+    #[test]
+    fn changing_a_key_deletes_the_old_key_and_inserts_the_new() {
+        let c = setup("CREATE TABLE t(a TEXT, b INTEGER, v, PRIMARY KEY (a, b)) WITHOUT ROWID");
+        c.execute_batch("UPDATE sync_state SET applying = 1; INSERT INTO t VALUES ('x', 1, 'a'); UPDATE sync_state SET applying = 0;")
+            .unwrap();
+        c.execute_batch("UPDATE t SET b = 2").unwrap();
+        assert_eq!(
+            pending(&c),
+            vec![
+                (r#"["x",1]"#.into(), "D".into()),
+                (r#"["x",2]"#.into(), "I".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn updated_at_is_stamped_when_the_writer_leaves_it_unset() {
+        let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, updated_at TEXT)");
+        c.execute_batch("INSERT INTO t (id, v) VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b', '2001-01-01T00:00:00.000Z');")
+            .unwrap();
+        let (u1, u2): (String, String) = c
+            .query_row("SELECT (SELECT updated_at FROM t WHERE id = 1), (SELECT updated_at FROM t WHERE id = 2)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(u1.len(), 24);
+        assert!(u1.ends_with('Z') && u1.as_str() > "2020");
+        assert_eq!(u2, "2001-01-01T00:00:00.000Z", "an explicit value is kept");
+        let stamp1: String = c
+            .query_row(
+                "SELECT stamp FROM sync_tracking WHERE pk = '[1]'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            stamp1, u1,
+            "the stamp that decides conflicts is the stamped updated_at"
+        );
+        c.execute_batch("UPDATE t SET v = 'c' WHERE id = 1")
+            .unwrap();
+        let u1b: String = c
+            .query_row("SELECT updated_at FROM t WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert!(u1b > u1, "an update restamps");
+    }
+
+    #[test]
+    fn stamps_strictly_increase_even_within_one_statement() {
+        let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+        c.execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) INSERT INTO t SELECT i, i FROM n")
+            .unwrap();
+        let stamps: Vec<String> = c
+            .prepare("SELECT stamp FROM sync_tracking ORDER BY CAST(json_extract(pk, '$[0]') AS INTEGER)")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stamps.len(), 50);
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn blob_keys_are_captured_without_failing_the_write() {
+        let c = setup("CREATE TABLE t(k BLOB PRIMARY KEY, v)");
+        c.execute_batch("INSERT INTO t VALUES (x'0102', 1)")
+            .unwrap();
+        assert_eq!(
+            pending(&c),
+            vec![(r#"[{"$blob":"0102"}]"#.into(), "I".into())]
+        );
+    }
+
+    #[test]
+    fn installing_twice_changes_nothing_the_second_time() {
+        let c = setup("CREATE TABLE \"odd \"\"name\"(id INTEGER PRIMARY KEY)");
+        let t = &schema::read(&c).unwrap()[0].table;
+        assert!(!install(&c, t).unwrap());
+        remove(&c, &t.name).unwrap();
+        assert!(install(&c, t).unwrap());
+    }
+}

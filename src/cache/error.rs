@@ -1,0 +1,108 @@
+//! Errors of the local cache file.
+
+use std::path::PathBuf;
+
+use rusqlite::ErrorCode;
+
+/// A failure of the local cache (the SQLite file under `cache_directory`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    /// The cache directory cannot be created or written.
+    #[error("cache directory {}: {source}; make it writable or set database.cache_directory in the config", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The disk holding the cache is full.
+    #[error("cache {}: the disk is full; free some space (pending writes are kept)", path.display())]
+    DiskFull {
+        /// The cache file.
+        path: PathBuf,
+    },
+    /// The cache file is damaged.
+    #[error("cache {}: the file is damaged ({detail})", path.display())]
+    Corrupt {
+        /// The cache file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The cache was made by a newer sharecache.
+    #[error("cache {}: made by a newer sharecache (schema {found}, this build knows up to {supported}); upgrade sharecache", path.display())]
+    TooNew {
+        /// The cache file.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A remote schema the cache cannot follow.
+    #[error("table {table}: {message}")]
+    Schema {
+        /// The table.
+        table: String,
+        /// What failed.
+        message: String,
+    },
+    /// A file operation on the cache failed.
+    #[error("cache {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Any other SQLite error on the cache.
+    #[error("cache {}: {source}", path.display())]
+    Sqlite {
+        /// The cache file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+}
+
+impl LocalError {
+    /// Classifies an SQLite error on the cache file.
+    pub fn from_sqlite(path: &std::path::Path, e: rusqlite::Error) -> LocalError {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => LocalError::DiskFull { path },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => LocalError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+            _ => LocalError::Sqlite { path, source: e },
+        }
+    }
+
+    /// Classifies an I/O error on the cache's files.
+    pub fn from_io(path: &std::path::Path, e: std::io::Error) -> LocalError {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            LocalError::DiskFull {
+                path: path.to_path_buf(),
+            }
+        } else {
+            LocalError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    }
+
+    /// Whether the cache cannot work at all (then the handle falls back to direct access).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            LocalError::Directory { .. }
+                | LocalError::DiskFull { .. }
+                | LocalError::Corrupt { .. }
+                | LocalError::TooNew { .. }
+        ) || matches!(self, LocalError::Sqlite { source, .. }
+            if matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure)))
+    }
+}

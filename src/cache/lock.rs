@@ -1,0 +1,102 @@
+//! The cross-process lock of one cache: only one sync (or cache creation, or clear) runs at a
+//! time, whether from the app's thread, `sharecache sync` or `sharecache daemon`. An advisory
+//! `flock` on a file beside the cache; the kernel releases it when the holder dies, so a crashed
+//! process never leaves it stuck.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A held lock; released on drop.
+#[derive(Debug)]
+pub struct LockGuard {
+    file: File,
+}
+
+/// Takes the lock at `path`, waiting up to `wait`. `Ok(None)`: someone else holds it.
+pub fn acquire(path: &Path, wait: Duration) -> std::io::Result<Option<LockGuard>> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(path)?;
+    let start = Instant::now();
+    loop {
+        if try_lock(&file)? {
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "pid={}", std::process::id())?;
+            return Ok(Some(LockGuard { file }));
+        }
+        if start.elapsed() >= wait {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20).min(wait.saturating_sub(start.elapsed())));
+    }
+}
+
+/// Who holds the lock, as written by the holder (best effort).
+pub fn holder(path: &Path) -> String {
+    let mut s = String::new();
+    match File::open(path).and_then(|mut f| f.read_to_string(&mut s)) {
+        Ok(_) if !s.is_empty() => s,
+        _ => "another process".into(),
+    }
+}
+
+#[cfg(unix)]
+fn try_lock(f: &File) -> std::io::Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a valid fd.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock(f: &File) -> std::io::Result<bool> {
+    match f.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: unlock a valid fd.
+            unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_waits_then_gives_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        let a = acquire(&p, Duration::ZERO).unwrap().expect("free");
+        assert!(acquire(&p, Duration::from_millis(50)).unwrap().is_none());
+        assert!(holder(&p).contains(&std::process::id().to_string()));
+        drop(a);
+        assert!(acquire(&p, Duration::ZERO).unwrap().is_some());
+    }
+}

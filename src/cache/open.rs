@@ -1,0 +1,141 @@
+//! Where a cache lives and how its connections are opened.
+//!
+//! One cache file per remote path, under `cache_directory`, named after the remote file and a
+//! hash of its full path. The directory is created user-only (0700), the files 0600. The cache
+//! runs in WAL mode, so the app's readers and the sync's writer do not block each other.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::LocalError;
+use crate::clock::Clock;
+
+/// The files of one cache.
+#[derive(Debug, Clone)]
+pub struct CachePaths {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// The cache database.
+    pub db: PathBuf,
+    /// The cross-process sync lock file.
+    pub lock: PathBuf,
+}
+
+/// FNV-1a, 64 bit: a stable hash (std's hasher may change between Rust releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl CachePaths {
+    /// The cache files for `remote` under `dir`.
+    ///
+    /// ```
+    /// use sharecache::cache::CachePaths;
+    /// let p = CachePaths::new("/tmp/c".as_ref(), "//server/share/app.db".as_ref());
+    /// assert!(p.db.file_name().unwrap().to_str().unwrap().starts_with("app-"));
+    /// assert_ne!(p.db, CachePaths::new("/tmp/c".as_ref(), "//other/share/app.db".as_ref()).db);
+    /// ```
+    pub fn new(dir: &Path, remote: &Path) -> CachePaths {
+        let stem: String = remote
+            .file_stem()
+            .map(|s| {
+                s.to_string_lossy()
+                    .chars()
+                    .filter(|c| c.is_alphanumeric() || "-_.".contains(*c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let stem = if stem.is_empty() {
+            "db".to_string()
+        } else {
+            stem
+        };
+        let name = format!("{stem}-{:016x}", fnv1a(remote.to_string_lossy().as_bytes()));
+        CachePaths {
+            dir: dir.to_path_buf(),
+            db: dir.join(format!("{name}.db")),
+            lock: dir.join(format!("{name}.sync-lock")),
+        }
+    }
+
+    /// A temporary file next to the cache (for snapshots).
+    pub fn temp(&self, what: &str) -> PathBuf {
+        let mut s = self.db.as_os_str().to_owned();
+        s.push(format!(".{what}-{:08x}", rand::random::<u32>()));
+        PathBuf::from(s)
+    }
+}
+
+/// Creates the cache directory (user-only) if needed and checks it is writable.
+pub fn ensure_dir(dir: &Path) -> Result<(), LocalError> {
+    let err = |source| LocalError::Directory {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if !dir.is_dir() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir).map_err(err)?;
+    }
+    // Probe writability: permissions alone do not tell (read-only mounts, ACLs, root).
+    let probe = dir.join(format!(".sharecache-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(err)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Opens a connection on an existing cache file: WAL, `synchronous=NORMAL` (a committed write
+/// survives a crash of the process; see the README on power loss), busy timeout, and the clock's
+/// VFS so that SQL's `'now'` follows the cache's clock.
+pub fn open_local(
+    path: &Path,
+    clock: &Clock,
+    busy_timeout: Duration,
+) -> Result<Connection, LocalError> {
+    let sql = |e| LocalError::from_sqlite(path, e);
+    if !path.is_file() {
+        return Err(LocalError::Corrupt {
+            path: path.into(),
+            detail: "the cache file is missing".into(),
+        });
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match clock.vfs() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    }
+    .map_err(sql)?;
+    conn.busy_timeout(busy_timeout).map_err(sql)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(LocalError::Corrupt {
+            path: path.into(),
+            detail: format!("cannot switch to WAL (mode {mode})"),
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+        .map_err(sql)?;
+    Ok(conn)
+}
+
+/// Restricts a file to the user (0600).
+pub fn make_private(path: &Path) -> Result<(), LocalError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| LocalError::from_io(path, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The crate's umbrella error. Each layer has its own error type ([`ConfigError`],
+//! [`LocalError`], [`RemoteError`]) so that a caller matches only the failures its call can
+//! produce; they all convert into [`Error`], whose [`Error::kind`] is what the CLI maps to exit
+//! codes and what the sync loop uses to decide whether to retry.
+
+use crate::cache::LocalError;
+use crate::config::ConfigError;
+use crate::remote::RemoteError;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error sharecache can return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The local cache failed.
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    /// The remote database on the share failed or refused.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// Another sync of the same cache is running (in this or another process).
+    #[error("a sync of this cache is already running ({holder})")]
+    SyncRunning {
+        /// Who holds the sync lock, as far as known.
+        holder: String,
+    },
+    /// An error reported by SQLite on an app connection.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// A coarse classification of errors, for retry decisions and exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The share is unreachable; retry later.
+    Offline,
+    /// The remote stayed locked by other writers; retry later.
+    Locked,
+    /// The configuration is wrong; fix it.
+    Config,
+    /// The remote is not usable (corrupt, wrong file, unsupported); needs a human.
+    Remote,
+    /// The local cache is not usable (corrupt, disk full, unwritable).
+    Local,
+    /// Anything else.
+    Other,
+}
+
+impl Error {
+    /// The class of this error.
+    ///
+    /// ```
+    /// use sharecache::{Error, ErrorKind};
+    /// let e = Error::SyncRunning { holder: "pid 42".into() };
+    /// assert_eq!(e.kind(), ErrorKind::Locked);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::Config,
+            Error::Local(_) => ErrorKind::Local,
+            Error::Remote(e) => e.kind(),
+            Error::SyncRunning { .. } => ErrorKind::Locked,
+            Error::Sqlite(_) => ErrorKind::Other,
+        }
+    }
+
+    /// Whether retrying later can succeed without anyone's help (offline, locked).
+    pub fn is_transient(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Offline | ErrorKind::Locked)
+    }
+}

@@ -1,0 +1,138 @@
+//! A minimal, ordered migration runner for sharecache's own tables.
+//!
+//! Why not `rusqlite_migration`: it keeps its version in `PRAGMA user_version`, and both the
+//! remote and the cache (a copy of the remote) are the *app's* database, whose `user_version`
+//! the app may use for its own schema. sharecache records its version in its own table instead
+//! (`sync_migrations` locally, `sharecache_migrations` on the remote).
+
+use rusqlite::{Connection, OptionalExtension};
+
+/// One set of migrations, applied in order.
+pub(crate) struct Migrations {
+    /// Table that records applied versions.
+    pub table: &'static str,
+    /// `(version, sql)` in ascending version order, starting at 1.
+    pub steps: &'static [(u32, &'static str)],
+}
+
+/// Migrations of the local cache's internal tables.
+pub(crate) const CACHE: Migrations = Migrations {
+    table: "sync_migrations",
+    steps: &[(1, include_str!("../migrations/cache/0001_init.sql"))],
+};
+
+/// Migrations of sharecache's tables on the remote.
+pub(crate) const REMOTE: Migrations = Migrations {
+    table: "sharecache_migrations",
+    steps: &[(1, include_str!("../migrations/remote/0001_init.sql"))],
+};
+
+/// The outcome of [`Migrations::apply`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Already at the latest version.
+    Current,
+    /// Migrated from one version to another.
+    Migrated { from: u32, to: u32 },
+    /// The database was migrated by a newer sharecache.
+    TooNew { found: u32, supported: u32 },
+}
+
+impl Migrations {
+    /// The newest version this build knows.
+    pub fn latest(&self) -> u32 {
+        self.steps.last().map_or(0, |s| s.0)
+    }
+
+    /// The version recorded in `conn` (0 when sharecache never touched it).
+    pub fn current(&self, conn: &Connection) -> rusqlite::Result<u32> {
+        let exists: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [self.table],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Ok(0);
+        }
+        conn.query_row(
+            &format!("SELECT coalesce(max(version), 0) FROM {}", self.table),
+            [],
+            |r| r.get(0),
+        )
+    }
+
+    /// Applies the missing steps. The caller owns the transaction: call it inside one.
+    pub fn apply(&self, conn: &Connection, now: &str) -> rusqlite::Result<Outcome> {
+        let from = self.current(conn)?;
+        if from > self.latest() {
+            return Ok(Outcome::TooNew {
+                found: from,
+                supported: self.latest(),
+            });
+        }
+        if from == self.latest() {
+            return Ok(Outcome::Current);
+        }
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+            self.table
+        ))?;
+        for (version, sql) in self.steps.iter().filter(|s| s.0 > from) {
+            conn.execute_batch(sql)?;
+            conn.execute(
+                &format!(
+                    "INSERT INTO {} (version, applied_at) VALUES (?1, ?2)",
+                    self.table
+                ),
+                rusqlite::params![version, now],
+            )?;
+        }
+        Ok(Outcome::Migrated {
+            from,
+            to: self.latest(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_leave_user_version_alone() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch("PRAGMA user_version = 77").unwrap();
+        for m in [&CACHE, &REMOTE] {
+            assert_eq!(
+                m.apply(&db, "t").unwrap(),
+                Outcome::Migrated {
+                    from: 0,
+                    to: m.latest()
+                }
+            );
+            assert_eq!(m.apply(&db, "t").unwrap(), Outcome::Current);
+            assert_eq!(m.current(&db).unwrap(), m.latest());
+        }
+        let uv: i64 = db
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(uv, 77);
+    }
+
+    #[test]
+    fn a_newer_schema_is_reported_not_downgraded() {
+        let db = Connection::open_in_memory().unwrap();
+        CACHE.apply(&db, "t").unwrap();
+        db.execute("INSERT INTO sync_migrations VALUES (999, 't')", [])
+            .unwrap();
+        assert_eq!(
+            CACHE.apply(&db, "t").unwrap(),
+            Outcome::TooNew {
+                found: 999,
+                supported: 1
+            }
+        );
+    }
+}

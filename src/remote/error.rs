@@ -1,0 +1,142 @@
+//! Errors of the remote database on the share, classified the way a sync loop needs them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rusqlite::ErrorCode;
+
+use crate::error::ErrorKind;
+
+/// A failure reaching or using the remote database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The share cannot be reached: I/O errors, a dropped connection.
+    #[error("{}: the share is unreachable ({detail}); local reads and writes go on and will be synced when it is back", path.display())]
+    Offline {
+        /// The remote database path.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// The database file does not exist. An unmounted share often looks like this.
+    #[error("{}: no such database; is the share mounted? sharecache never creates the remote database", path.display())]
+    Missing {
+        /// The remote database path.
+        path: PathBuf,
+    },
+    /// Other writers kept the remote locked past the busy timeout and retries.
+    #[error("{}: the remote database stayed locked by other writers for {waited:?}; will retry", path.display())]
+    Locked {
+        /// The remote database path.
+        path: PathBuf,
+        /// How long we waited in total.
+        waited: Duration,
+    },
+    /// The file is not a usable SQLite database (not SQLite, empty, corrupt).
+    #[error("{}: not a usable SQLite database ({detail})", path.display())]
+    Corrupt {
+        /// The remote database path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The file at the path is not the database this cache was made from.
+    #[error("{}: this is not the database the cache was made from (expected id {expected}, found {found}); \
+             if the remote was replaced on purpose, run `sharecache clear`", path.display())]
+    WrongDatabase {
+        /// The remote database path.
+        path: PathBuf,
+        /// The identity the cache recorded.
+        expected: String,
+        /// The identity found at the path.
+        found: String,
+    },
+    /// The remote is in WAL mode and in use: WAL does not work on network shares.
+    #[error("{}: the remote database is in WAL journal mode, which is unsafe on a network share, and another program \
+             has it open so it cannot be switched to DELETE mode; close the other programs and retry", path.display())]
+    WalInUse {
+        /// The remote database path.
+        path: PathBuf,
+    },
+    /// The remote was set up by a newer sharecache.
+    #[error("{}: sharecache schema version {found} on the remote is newer than this build supports ({supported}); upgrade sharecache", path.display())]
+    TooNew {
+        /// The remote database path.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A write lease file could not be handled (permissions on the share directory).
+    #[error("{}: cannot take the write lease: {source}", path.display())]
+    Lease {
+        /// The lease file path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Any other SQLite error on the remote.
+    #[error("{}: {source}", path.display())]
+    Sqlite {
+        /// The remote database path.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+}
+
+impl RemoteError {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RemoteError::Offline { .. } | RemoteError::Missing { .. } => ErrorKind::Offline,
+            RemoteError::Locked { .. } => ErrorKind::Locked,
+            RemoteError::Lease { .. } => ErrorKind::Offline,
+            RemoteError::Corrupt { .. }
+            | RemoteError::WrongDatabase { .. }
+            | RemoteError::WalInUse { .. }
+            | RemoteError::TooNew { .. } => ErrorKind::Remote,
+            RemoteError::Sqlite { .. } => ErrorKind::Other,
+        }
+    }
+
+    /// Classifies an SQLite error that happened on the remote.
+    pub fn from_sqlite(path: &std::path::Path, e: rusqlite::Error) -> RemoteError {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => RemoteError::Locked {
+                path,
+                waited: Duration::ZERO,
+            },
+            Some(
+                ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::FileLockingProtocolFailed,
+            ) => RemoteError::Offline {
+                path,
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => RemoteError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+            _ => RemoteError::Sqlite { path, source: e },
+        }
+    }
+
+    /// Classifies an I/O error on the share.
+    pub fn from_io(path: &std::path::Path, e: &std::io::Error) -> RemoteError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            RemoteError::Missing {
+                path: path.to_path_buf(),
+            }
+        } else {
+            RemoteError::Offline {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The remote database on the share, opened and written the share-safe way.
+//!
+//! SQLite on a network filesystem is fragile, so the remote is treated accordingly:
+//! - it is opened **without** `SQLITE_OPEN_CREATE`, after checking that the path is an existing,
+//!   non-empty file: an unmounted share often shows an empty directory, and sharecache must never
+//!   create a fresh database there; its identity (`sharecache_meta.remote_id`) is checked against
+//!   the one the cache recorded, so a different file is never taken for it;
+//! - journal mode DELETE (a WAL remote is converted when nobody else has it open, else refused),
+//!   `synchronous=FULL`, no mmap;
+//! - every write is one short `BEGIN IMMEDIATE` transaction, guarded by a lease file (see
+//!   [`lease`]) taken before and re-checked just before `COMMIT`, with a busy timeout and a
+//!   bounded, jittered retry when the remote stays locked;
+//! - identifiers read from the schema are always quoted ([`crate::sql::quote`]).
+
+pub mod changelog;
+mod error;
+pub mod lease;
+pub mod retry;
+mod snapshot;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+pub use error::RemoteError;
+pub(crate) use snapshot::create_private;
+pub use snapshot::{CopyError, CopyInfo};
+
+use crate::migrate::{self, Outcome};
+use crate::schema;
+
+/// How to reach and write the remote.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// This client's origin id (written into leases and the client registry).
+    pub origin: String,
+    /// SQLite busy timeout for the remote connection, and how long to wait for a lease.
+    pub busy_timeout: Duration,
+    /// Retries of a write transaction that found the remote locked.
+    pub lock_retries: u32,
+    /// A lease not renewed for this long is stale.
+    pub lease_ttl: Duration,
+}
+
+impl RemoteOptions {
+    /// Options from a config, for the given origin.
+    pub fn from_config(config: &crate::Config, origin: &str) -> RemoteOptions {
+        RemoteOptions {
+            origin: origin.to_string(),
+            busy_timeout: config.busy_timeout,
+            lock_retries: config.lock_retries,
+            lease_ttl: config.lease_ttl,
+        }
+    }
+}
+
+/// An open connection to the remote database.
+pub struct Remote {
+    path: PathBuf,
+    conn: Connection,
+    opts: RemoteOptions,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks that `path` is an existing, non-empty regular file, without creating anything.
+pub fn check_exists(path: &Path) -> Result<u64, RemoteError> {
+    match std::fs::metadata(path) {
+        Err(e) => Err(RemoteError::from_io(path, &e)),
+        Ok(m) if m.is_dir() => Err(RemoteError::Corrupt {
+            path: path.into(),
+            detail: "it is a directory".into(),
+        }),
+        Ok(m) if m.len() == 0 => Err(RemoteError::Corrupt {
+            path: path.into(),
+            detail: "the file is empty (0 bytes); sharecache never initialises a remote database"
+                .into(),
+        }),
+        Ok(m) => Ok(m.len()),
+    }
+}
+
+/// Opens a connection on an existing database with the share-safe settings (no CREATE, DELETE
+/// journal, synchronous FULL, no mmap). Also used for direct access in fallback mode.
+pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, RemoteError> {
+    check_exists(path)?;
+    let sql = |e| RemoteError::from_sqlite(path, e);
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
+    conn.busy_timeout(busy_timeout).map_err(sql)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sql)?;
+    if mode.eq_ignore_ascii_case("wal") {
+        let switched: Result<String, _> =
+            conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0));
+        match switched {
+            Ok(m) if m.eq_ignore_ascii_case("delete") => {
+                tracing::warn!(remote = %path.display(), "converted the remote from WAL to DELETE journal mode (WAL is unsafe on shares)");
+            }
+            _ => return Err(RemoteError::WalInUse { path: path.into() }),
+        }
+    } else if !mode.eq_ignore_ascii_case("delete") {
+        conn.query_row("PRAGMA journal_mode = DELETE", [], |r| {
+            r.get::<_, String>(0)
+        })
+        .map_err(sql)?;
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA mmap_size = 0; PRAGMA cache_size = -32768; \
+         PRAGMA temp_store = MEMORY; PRAGMA foreign_keys = OFF; PRAGMA recursive_triggers = OFF;",
+    )
+    .map_err(sql)?;
+    Ok(conn)
+}
+
+impl Remote {
+    /// Opens the remote database at `path`. Never creates it.
+    pub fn open(path: &Path, opts: RemoteOptions) -> Result<Remote, RemoteError> {
+        let conn = open_connection(path, opts.busy_timeout)?;
+        Ok(Remote {
+            path: path.to_path_buf(),
+            conn,
+            opts,
+        })
+    }
+
+    /// The remote database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying connection (for reads inside [`Remote::read`]).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn err(&self, e: rusqlite::Error) -> RemoteError {
+        RemoteError::from_sqlite(&self.path, e)
+    }
+
+    /// The remote's sharecache identity, or `None` when sharecache never set it up.
+    pub fn identity(&self) -> Result<Option<String>, RemoteError> {
+        self.read(|c| {
+            let has_meta: Option<i64> = c
+                .query_row(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sharecache_meta'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if has_meta.is_none() {
+                return Ok(None);
+            }
+            c.query_row(
+                "SELECT remote_id FROM sharecache_meta WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    /// Fails unless this is the remote with identity `expected`.
+    pub fn check_identity(&self, expected: &str) -> Result<(), RemoteError> {
+        match self.identity()? {
+            Some(found) if found == expected => Ok(()),
+            found => Err(RemoteError::WrongDatabase {
+                path: self.path.clone(),
+                expected: expected.to_string(),
+                found: found.unwrap_or_else(|| "none (not a sharecache remote)".into()),
+            }),
+        }
+    }
+
+    /// Sets sharecache up on the remote if needed (its tables, identity and change-log triggers on
+    /// every synced table) and returns the remote's identity.
+    pub fn enroll(&mut self, now: &str) -> Result<String, RemoteError> {
+        let (version, current) =
+            self.read(|c| Ok((migrate::REMOTE.current(c)?, triggers_current(c)?)))?;
+        let latest = migrate::REMOTE.latest();
+        if version > latest {
+            return Err(RemoteError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: latest,
+            });
+        }
+        if version < latest || !current {
+            self.write_raw(|c| {
+                if let Outcome::TooNew { .. } = migrate::REMOTE.apply(c, now)? {
+                    return Err(rusqlite::Error::InvalidQuery); // raced with a newer client; re-checked below
+                }
+                let id = crate::clock::new_origin() + &crate::clock::new_origin();
+                c.execute(
+                    "INSERT OR IGNORE INTO sharecache_meta (id, remote_id, created_at) VALUES (1, ?1, ?2)",
+                    [&id, now],
+                )?;
+                reconcile_triggers(c)
+            })?;
+        }
+        self.identity()?.ok_or_else(|| RemoteError::Corrupt {
+            path: self.path.clone(),
+            detail: "sharecache_meta has no row after setup".into(),
+        })
+    }
+
+    /// Runs `f` in a read transaction (a consistent view; holds only a shared lock).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RemoteError> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))?;
+        let out = f(&self.conn);
+        let end = self
+            .conn
+            .execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let out = out.map_err(|e| self.err(e))?;
+        end.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one short write transaction as a sharecache writer: lease, `BEGIN IMMEDIATE`,
+    /// the change-log triggers silenced (`f` records versions itself), lease re-checked, `COMMIT`.
+    /// Retries with jittered backoff while the remote is locked.
+    pub fn write<T>(
+        &mut self,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RemoteError> {
+        let origin = self.opts.origin.clone();
+        self.write_raw(|c| {
+            c.execute(
+                "UPDATE sharecache_meta SET writer = ?1 WHERE id = 1",
+                [&origin],
+            )?;
+            let out = f(c)?;
+            c.execute("UPDATE sharecache_meta SET writer = NULL WHERE id = 1", [])?;
+            Ok(out)
+        })
+    }
+
+    /// A write transaction without the writer flag (setup, DDL).
+    fn write_raw<T>(
+        &mut self,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RemoteError> {
+        let start = Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.try_write(&mut f) {
+                Err(RemoteError::Locked { .. }) if attempt < self.opts.lock_retries => {
+                    attempt += 1;
+                    let pause =
+                        retry::backoff(attempt, Duration::from_millis(50), Duration::from_secs(2));
+                    tracing::debug!(attempt, ?pause, "remote locked; retrying");
+                    std::thread::sleep(pause);
+                }
+                Err(RemoteError::Locked { .. }) => {
+                    return Err(RemoteError::Locked {
+                        path: self.path.clone(),
+                        waited: start.elapsed(),
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_write<T>(
+        &mut self,
+        f: &mut impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, RemoteError> {
+        let lease = lease::acquire(
+            &self.path,
+            &lease::LeaseOptions {
+                origin: self.opts.origin.clone(),
+                ttl: self.opts.lease_ttl,
+                timeout: self.opts.busy_timeout,
+            },
+        )?;
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))?;
+        let result = (|| {
+            let out = f(&self.conn).map_err(|e| self.err(e))?;
+            if !lease.verify()? {
+                tracing::warn!(remote = %self.path.display(), "write lease lost before commit; rolling back");
+                return Err(RemoteError::Locked {
+                    path: self.path.clone(),
+                    waited: Duration::ZERO,
+                });
+            }
+            self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+            Ok(out)
+        })();
+        if result.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        lease.release();
+        result
+    }
+
+    /// A cheap fingerprint of the remote's state: (change-log rev, schema version). When it is
+    /// unchanged since the last pull, nothing on the remote needs pulling. Costs about one read.
+    pub fn fingerprint(&self) -> Result<(i64, i64), RemoteError> {
+        self.read(|c| {
+            let rev: i64 =
+                c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+            let sv: i64 = c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+            Ok((rev, sv))
+        })
+    }
+
+    /// Installs or refreshes the change-log triggers of every synced table (after a schema change).
+    pub fn reconcile_triggers(&mut self) -> Result<bool, RemoteError> {
+        if self.read(triggers_current)? {
+            return Ok(false);
+        }
+        self.write_raw(reconcile_triggers)?;
+        Ok(true)
+    }
+}
+
+fn triggers_current(c: &Connection) -> rusqlite::Result<bool> {
+    let entries = schema::read(c)?;
+    let mut synced = Vec::new();
+    for e in &entries {
+        if e.sync == schema::Sync::Yes {
+            if !changelog::triggers_current(c, &e.table)? {
+                return Ok(false);
+            }
+            synced.push(e.table.name.clone());
+        }
+    }
+    Ok(changelog::tables_with_triggers(c)?
+        .iter()
+        .all(|t| synced.contains(t)))
+}
+
+fn reconcile_triggers(c: &Connection) -> rusqlite::Result<()> {
+    let entries = schema::read(c)?;
+    let mut synced = Vec::new();
+    for e in &entries {
+        if e.sync == schema::Sync::Yes {
+            changelog::install_triggers(c, &e.table)?;
+            synced.push(e.table.name.clone());
+        }
+    }
+    for t in changelog::tables_with_triggers(c)? {
+        if !synced.contains(&t) {
+            changelog::drop_triggers(c, &t)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Status: what a user or an admin wants to know at a glance, read from the local files only
+//! (it never waits on the share).
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use crate::cache::{CachePaths, LocalError, Mode};
+use crate::config::Config;
+use crate::error::Result;
+use crate::sync::metadata::{self, Run};
+
+/// The overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// The last sync succeeded and nothing is pending.
+    Success,
+    /// Local writes wait for the next sync (or a sync is running).
+    Pending,
+    /// The last sync failed for a reason other than the share being unreachable.
+    Failed,
+    /// The share was unreachable at the last sync.
+    Offline,
+}
+
+impl State {
+    /// The indicator shown by `sharecache status`.
+    pub fn indicator(self) -> &'static str {
+        match self {
+            State::Success => "🟢",
+            State::Pending => "🟡",
+            State::Failed => "🔴",
+            State::Offline => "⚫",
+        }
+    }
+}
+
+/// A table that is not synced, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnsyncedTable {
+    /// Table name.
+    pub name: String,
+    /// Why it is not synced.
+    pub reason: String,
+}
+
+/// A snapshot of a cache's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// `cached` or `direct`.
+    pub mode: String,
+    /// Why this mode (the `enable_cache` rule, or why the cache cannot work).
+    pub mode_reason: String,
+    /// Overall state.
+    pub state: State,
+    /// Local writes not yet pushed.
+    pub pending_writes: i64,
+    /// Conflicts recorded in the conflict log (as far as this cache has pulled it).
+    pub conflicts: i64,
+    /// The cache file, if any.
+    pub cache_path: Option<PathBuf>,
+    /// The remote database.
+    pub remote_path: PathBuf,
+    /// When the last successful sync finished (RFC 3339), if ever.
+    pub last_sync: Option<String>,
+    /// The last finished sync run.
+    pub last_run: Option<Run>,
+    /// Since when the share has been unreachable, if it is.
+    pub offline_since: Option<String>,
+    /// The configured sync interval.
+    pub sync_interval_secs: u64,
+    /// Tables that are not synced, with reasons.
+    pub unsynced_tables: Vec<UnsyncedTable>,
+    /// Size of the cache file in bytes.
+    pub cache_bytes: Option<u64>,
+    /// Anything else worth saying.
+    pub note: Option<String>,
+}
+
+impl Status {
+    /// The status of a handle in direct mode.
+    pub fn direct(config: &Config, mode: &Mode, rule: &str) -> Status {
+        let reason = match mode {
+            Mode::Direct { reason } => reason.clone(),
+            Mode::Cached => rule.to_string(),
+        };
+        Status {
+            mode: "direct".into(),
+            mode_reason: reason,
+            state: State::Success,
+            pending_writes: 0,
+            conflicts: 0,
+            cache_path: None,
+            remote_path: config.remote_path.clone(),
+            last_sync: None,
+            last_run: None,
+            offline_since: None,
+            sync_interval_secs: config.sync_interval.as_secs(),
+            unsynced_tables: vec![],
+            cache_bytes: None,
+            note: Some(
+                "reads and writes go directly to the remote database; nothing to sync".into(),
+            ),
+        }
+    }
+}
+
+/// Reads the status of the cache at `paths` (which may not exist yet).
+pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
+    let mut s = Status {
+        mode: "cached".into(),
+        mode_reason: rule.to_string(),
+        state: State::Pending,
+        pending_writes: 0,
+        conflicts: 0,
+        cache_path: Some(paths.db.clone()),
+        remote_path: config.remote_path.clone(),
+        last_sync: None,
+        last_run: None,
+        offline_since: None,
+        sync_interval_secs: config.sync_interval.as_secs(),
+        unsynced_tables: vec![],
+        cache_bytes: None,
+        note: None,
+    };
+    if !paths.db.exists() {
+        s.note = Some("the cache has not been created yet: it is made from the remote at the first open or sync".into());
+        return Ok(s);
+    }
+    s.cache_bytes = std::fs::metadata(&paths.db).ok().map(|m| m.len());
+    let sql = |e| LocalError::from_sqlite(&paths.db, e);
+    let c = Connection::open_with_flags(
+        &paths.db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    c.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(sql)?;
+    c.execute_batch("BEGIN").map_err(sql)?;
+    s.pending_writes = crate::sync::pending(&c).map_err(sql)?;
+    s.conflicts = c
+        .query_row("SELECT count(*) FROM sync_conflicts", [], |r| r.get(0))
+        .map_err(sql)?;
+    s.last_sync = metadata::last_success(&c)
+        .map_err(sql)?
+        .and_then(|r| r.finished_at);
+    s.last_run = metadata::last_finished(&c).map_err(sql)?;
+    s.offline_since = metadata::offline_since(&c).map_err(sql)?;
+    let running: bool = c
+        .query_row("SELECT count(*) > 0 FROM sync_metadata WHERE status = 'running' AND id = (SELECT max(id) FROM sync_metadata)", [], |r| r.get(0))
+        .map_err(sql)?;
+    s.unsynced_tables = unsynced(&c).map_err(sql)?;
+    c.execute_batch("COMMIT").map_err(sql)?;
+    s.state = match s.last_run.as_ref().map(|r| r.status.as_str()) {
+        Some("offline") => State::Offline,
+        Some("failed") => State::Failed,
+        _ if s.pending_writes > 0 || running => State::Pending,
+        _ => State::Success,
+    };
+    Ok(s)
+}
+
+fn unsynced(c: &Connection) -> rusqlite::Result<Vec<UnsyncedTable>> {
+    let mut out: Vec<UnsyncedTable> = c
+        .prepare(
+            "SELECT name, coalesce(reason, '') FROM sync_tables WHERE synced = 0 ORDER BY name",
+        )?
+        .query_map([], |r| {
+            Ok(UnsyncedTable {
+                name: r.get(0)?,
+                reason: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let recorded: Vec<String> = c
+        .prepare("SELECT name FROM sync_tables")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for e in crate::schema::read(c)? {
+        if !recorded.contains(&e.table.name) {
+            out.push(UnsyncedTable {
+                name: e.table.name,
+                reason: "exists only in the cache (create it on the remote database to sync it)"
+                    .into(),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,467 @@
+//! One sync: follow the remote schema, push pending local changes, pull remote changes.
+//!
+//! [`Engine`] owns the sync's own connection on the cache and a connection on the remote (kept
+//! open between syncs, dropped when the share fails). A sync that finds nothing pending locally
+//! and the remote unchanged since the last pull (change-log rev and schema version, one read)
+//! stops there. Each run is recorded in `sync_metadata`.
+
+pub mod conflict;
+pub mod failpoint;
+pub mod metadata;
+mod outbox;
+mod pull;
+mod push;
+mod rows;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{Error, ErrorKind};
+use crate::remote::{Remote, RemoteOptions};
+use crate::schema::{self, Sync};
+use rows::Shape;
+
+pub(crate) use outbox::pending;
+
+/// Receives progress of long phases (push, pull, snapshot), e.g. to draw a progress bar.
+pub trait Progress {
+    /// `done` of `total` units of `phase` are finished (`total` 0: unknown).
+    fn step(&self, phase: &str, done: u64, total: u64);
+}
+
+impl Progress for () {
+    fn step(&self, _: &str, _: u64, _: u64) {}
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    /// Rows written to the remote.
+    pub pushed: usize,
+    /// Rows written to the cache from the remote.
+    pub pulled: usize,
+    /// Conflicts resolved by this sync (the losing versions are in the conflict log).
+    pub conflicts: usize,
+    /// Wall time.
+    #[serde(serialize_with = "as_millis", rename = "duration_ms")]
+    pub duration: Duration,
+    /// Nothing to do: nothing pending, remote unchanged.
+    pub idle: bool,
+    /// Remote changes left for the next sync (their rows changed locally during this one).
+    pub deferred: usize,
+    /// Pending changes that could not be pushed (their table is not synced right now).
+    pub unpushable: usize,
+    /// Tables or columns added to the cache from the remote schema.
+    pub schema_changes: usize,
+    /// Why the cache was rebuilt from the remote, if it was.
+    pub rebuilt: Option<String>,
+    /// Pending changes that could not be pushed before a rebuild were exported to this file.
+    pub exported: Option<PathBuf>,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// The sync side of a cache.
+pub(crate) struct Engine {
+    local: Connection,
+    paths: CachePaths,
+    remote: Option<Remote>,
+    config: Config,
+    clock: Clock,
+    origin: String,
+    remote_id: String,
+    /// Remote schema version the cache last followed (in memory: re-checked after a restart).
+    followed_schema: Option<i64>,
+}
+
+impl Engine {
+    /// Opens the sync side of an existing cache.
+    pub fn open(paths: CachePaths, config: Config, clock: Clock) -> Result<Engine, LocalError> {
+        let local = open_local(&paths.db, &clock, config.busy_timeout)?;
+        let (origin, remote_id): (String, String) = local
+            .query_row(
+                "SELECT origin, remote_id FROM sync_state WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        Ok(Engine {
+            local,
+            paths,
+            remote: None,
+            config,
+            clock,
+            origin,
+            remote_id,
+            followed_schema: None,
+        })
+    }
+
+    fn lerr(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        move |e| Error::Local(LocalError::from_sqlite(&self.paths.db, e))
+    }
+
+    /// Runs one sync and records it in the history.
+    pub fn sync(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        let t0 = Instant::now();
+        let started = self.clock.now_stamp();
+        let run = metadata::begin(&self.local, "sync", &started).map_err(self.lerr())?;
+        let span = tracing::info_span!("sync", cache = %self.paths.db.display());
+        let _enter = span.enter();
+        let mut result = self.sync_inner(progress);
+        if let Ok(r) = &mut result {
+            r.duration = t0.elapsed();
+        }
+        if let Err(e) = &result {
+            if matches!(e.kind(), ErrorKind::Offline | ErrorKind::Remote) {
+                self.remote = None; // reconnect (and re-check identity) next time
+            }
+        }
+        let figures = result.as_ref().map(|r| metadata::Figures {
+            pushed: r.pushed,
+            pulled: r.pulled,
+            conflicts: r.conflicts,
+        });
+        metadata::finish(
+            &self.local,
+            run,
+            &self.clock.now_stamp(),
+            t0.elapsed().as_millis(),
+            figures.as_ref().map_err(|e| *e),
+        )
+        .map_err(self.lerr())?;
+        match &result {
+            Ok(r) if !r.idle => tracing::info!(
+                pushed = r.pushed,
+                pulled = r.pulled,
+                conflicts = r.conflicts,
+                ms = r.duration.as_millis() as u64,
+                "sync done"
+            ),
+            Ok(_) => tracing::debug!("sync idle: nothing changed"),
+            Err(e) => tracing::warn!(error = %e, "sync failed"),
+        }
+        result
+    }
+
+    /// The remote connection, opened (and its identity checked) if needed.
+    fn connect(&mut self) -> Result<&mut Remote, Error> {
+        if self.remote.is_none() {
+            let opts = RemoteOptions::from_config(&self.config, &self.origin);
+            let remote = Remote::open(&self.config.remote_path, opts)?;
+            remote.check_identity(&self.remote_id)?;
+            self.remote = Some(remote);
+        }
+        Ok(self.remote.as_mut().expect("connected"))
+    }
+
+    fn pull_rev(&self) -> Result<i64, Error> {
+        self.local
+            .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
+            .map_err(self.lerr())
+    }
+
+    fn sync_inner(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        let mut report = SyncReport::default();
+        let pending = outbox::pending(&self.local).map_err(self.lerr())?;
+        let pull_rev = self.pull_rev()?;
+        let (rev, schema_version) = self.connect()?.fingerprint()?;
+        if pending == 0 && rev == pull_rev && self.followed_schema == Some(schema_version) {
+            report.idle = true;
+            return Ok(report);
+        }
+        let mut rebuild = None;
+        if self.followed_schema != Some(schema_version) {
+            let (changes, reason) = self.follow_schema()?;
+            report.schema_changes = changes;
+            rebuild = reason;
+        }
+        let shapes = self.shapes()?;
+        let ctx = push::PushCtx {
+            origin: &self.origin,
+            now: self.clock.now_stamp(),
+            pulled_rev: pull_rev,
+            host: crate::remote::lease::hostname(),
+            batch_size: self.config.batch_size,
+        };
+        let remote = self.remote.as_mut().expect("connected");
+        let pushed = push::push(&self.local, &self.paths.db, remote, &shapes, &ctx, progress)?;
+        report.pushed = pushed.rows;
+        report.conflicts = pushed.conflicts;
+        report.unpushable = pushed.unpushable;
+        if rebuild.is_none() {
+            let pctx = pull::PullCtx {
+                local_path: &self.paths.db,
+                shapes: &shapes,
+                origin: &self.origin,
+                clock: &self.clock,
+                max_drift: self.config.max_clock_drift,
+                batch_size: self.config.batch_size.max(500),
+            };
+            let pulled = pull::pull(&self.local, remote, &pctx, progress)?;
+            report.pulled = pulled.rows;
+            report.deferred = pulled.deferred;
+            if pulled.behind_pruned {
+                rebuild =
+                    Some("this cache fell behind the pruned part of the remote change log".into());
+            } else if pushed.batches == 0 && self.pull_rev()? != pull_rev {
+                self.register(&ctx.host)?;
+            }
+        }
+        if let Some(reason) = rebuild {
+            report.exported = self.rebuild(&shapes, &reason, progress)?;
+            report.rebuilt = Some(reason);
+        }
+        self.followed_schema = Some(schema_version);
+        Ok(report)
+    }
+
+    /// Records this client's pull cursor in the remote registry and prunes tombstones every
+    /// known client has pulled.
+    fn register(&mut self, host: &str) -> Result<(), Error> {
+        let ctx = push::PushCtx {
+            origin: &self.origin,
+            now: self.clock.now_stamp(),
+            pulled_rev: self.pull_rev()?,
+            host: host.to_string(),
+            batch_size: 0,
+        };
+        let cutoff = crate::clock::format_stamp(self.clock.now() - chrono::Duration::days(30));
+        self.remote.as_mut().expect("connected").write(|c| {
+            push::register_client(c, &ctx)?;
+            let floor: Option<i64> = c.query_row(
+                "SELECT min(pulled_rev) FROM sharecache_clients WHERE last_seen > ?1",
+                [&cutoff],
+                |r| r.get(0),
+            )?;
+            if let Some(floor) = floor {
+                let n = c.execute(
+                    "DELETE FROM sharecache_log WHERE deleted = 1 AND rev <= ?1",
+                    [floor],
+                )?;
+                if n > 0 {
+                    c.execute(
+                        "UPDATE sharecache_meta SET pruned_rev = max(pruned_rev, ?1)",
+                        [floor],
+                    )?;
+                    tracing::debug!(tombstones = n, floor, "pruned the remote change log");
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Follows the remote schema: change-log triggers on new remote tables, new tables and
+    /// columns into the cache. Returns the number of changes and why a rebuild is needed, if it is.
+    fn follow_schema(&mut self) -> Result<(usize, Option<String>), Error> {
+        let remote = self.remote.as_mut().expect("connected");
+        remote.reconcile_triggers()?;
+        let remote_entries = remote.read(schema::read)?;
+        let recorded = mirror::recorded(&self.local).map_err(self.lerr())?;
+        let local_names: Vec<String> = schema::read(&self.local)
+            .map_err(self.lerr())?
+            .into_iter()
+            .map(|e| e.table.name)
+            .collect();
+        let plan = mirror::plan(&remote_entries, &recorded, &local_names);
+        if let Some(reason) = plan.rebuild {
+            return Ok((0, Some(reason)));
+        }
+        if plan.is_empty() {
+            return Ok((0, None));
+        }
+        let remote = self.remote.as_ref().expect("connected");
+        let (tables, columns) = remote.read(|c| {
+            let tables = plan
+                .new_tables
+                .iter()
+                .map(|t| mirror::read_new_table(c, t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let columns = plan
+                .new_columns
+                .iter()
+                .map(|(t, cols)| Ok((t.clone(), cols.clone(), mirror::column_facts(c, t)?)))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((tables, columns))
+        })?;
+        let n = tables.len() + columns.iter().map(|c| c.1.len()).sum::<usize>();
+        write_tx(&self.local, |c| {
+            c.execute("UPDATE sync_state SET applying = 1", [])?;
+            mirror::apply(c, &tables, &columns)?;
+            snapshot::register_tables(c, Some(&remote_entries))?;
+            c.execute("UPDATE sync_state SET applying = 0", [])?;
+            Ok(())
+        })
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::Local(LocalError::DiskFull {
+                path: self.paths.db.clone(),
+            }),
+            _ => Error::Local(LocalError::Schema {
+                table: "(schema follow)".into(),
+                message: e.to_string(),
+            }),
+        })?;
+        Ok((n, None))
+    }
+
+    /// How each synced table moves: the columns both sides have, for tables both sides sync
+    /// with the same key.
+    fn shapes(&self) -> Result<HashMap<String, Shape>, Error> {
+        let remote = self
+            .remote
+            .as_ref()
+            .expect("connected")
+            .read(schema::read)?;
+        let local = schema::read(&self.local).map_err(self.lerr())?;
+        let mut shapes = HashMap::new();
+        for l in local.iter().filter(|e| e.sync == Sync::Yes) {
+            if let Some(r) = remote
+                .iter()
+                .find(|r| r.table.name == l.table.name && r.sync == Sync::Yes)
+            {
+                if r.table.pk == l.table.pk {
+                    shapes.insert(l.table.name.clone(), Shape::new(&l.table, &r.table));
+                }
+            }
+        }
+        Ok(shapes)
+    }
+
+    /// Rebuilds the cache in place from the remote. Pending changes that could not be pushed are
+    /// exported to a file first (returned), so nothing is lost.
+    fn rebuild(
+        &mut self,
+        shapes: &HashMap<String, Shape>,
+        reason: &str,
+        progress: &dyn Progress,
+    ) -> Result<Option<PathBuf>, Error> {
+        tracing::warn!(reason, "rebuilding the cache from the remote");
+        let exported = self.export_unpushable(shapes)?;
+        let remote = self.remote.as_mut().expect("connected");
+        let mut p = |done, total| progress.step("snapshot", done, total);
+        match snapshot::rebuild_in_place(
+            &self.local,
+            &self.paths.db,
+            remote,
+            &self.paths,
+            &self.clock,
+            &mut p,
+        )? {
+            Ok(_) => {
+                self.followed_schema = None;
+                Ok(exported)
+            }
+            Err(snapshot::RebuildBlocked::Pending(n)) => Err(Error::Local(LocalError::Schema {
+                table: "(rebuild)".into(),
+                message: format!(
+                    "{n} local writes arrived during the rebuild; they will be pushed by the next sync, which retries the rebuild"
+                ),
+            })),
+        }
+    }
+
+    /// Moves pending changes of tables that cannot be pushed into a JSON file beside the cache.
+    fn export_unpushable(&self, shapes: &HashMap<String, Shape>) -> Result<Option<PathBuf>, Error> {
+        let rows: Vec<(String, String, String, String)> = self
+            .local
+            .prepare("SELECT tbl, pk, op, stamp FROM sync_tracking WHERE op != 'X'")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .map_err(self.lerr())?;
+        let stuck: Vec<_> = rows
+            .into_iter()
+            .filter(|r| !shapes.contains_key(&r.0))
+            .collect();
+        if stuck.is_empty() {
+            return Ok(None);
+        }
+        let path = export_pending(&self.local, &self.paths, &stuck, &self.clock)
+            .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
+        write_tx(&self.local, |c| {
+            for (tbl, pk, _, _) in &stuck {
+                c.execute(
+                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
+                    params![tbl, pk],
+                )?;
+            }
+            Ok(())
+        })
+        .map_err(self.lerr())?;
+        tracing::warn!(file = %path.display(), rows = stuck.len(), "pending writes that cannot be pushed were exported");
+        Ok(Some(path))
+    }
+}
+
+/// Writes pending changes (with their current row data) as JSON lines to a new file beside the
+/// cache; returns its path.
+pub(crate) fn export_pending(
+    local: &Connection,
+    paths: &CachePaths,
+    entries: &[(String, String, String, String)],
+    clock: &Clock,
+) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let name = format!(
+        "pending-export-{}.jsonl",
+        clock.now().format("%Y%m%dT%H%M%S%.3fZ")
+    );
+    let path = paths.dir.join(name);
+    let mut f = crate::remote::create_private(&path)?;
+    for (tbl, pk, op, stamp) in entries {
+        let row = schema::read(local)
+            .ok()
+            .and_then(|es| es.into_iter().find(|e| e.table.name == *tbl))
+            .and_then(|e| {
+                let key = crate::sql::decode_key(pk).ok()?;
+                let shape = Shape {
+                    table: tbl.clone(),
+                    columns: e.table.column_names(),
+                    pk: e.table.pk.clone(),
+                };
+                let values = shape.select(local, &key).ok()??;
+                serde_json::from_str::<serde_json::Value>(&crate::sql::row_to_json(
+                    &shape.columns,
+                    &values,
+                ))
+                .ok()
+            });
+        let line =
+            serde_json::json!({ "table": tbl, "key": pk, "op": op, "stamp": stamp, "row": row });
+        writeln!(f, "{line}")?;
+    }
+    f.sync_all()?;
+    Ok(path)
+}
+
+/// Runs `f` in a local `BEGIN IMMEDIATE` transaction.
+pub(crate) fn write_tx<T>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match f(c) {
+        Ok(v) => {
+            if let Err(e) = c.execute_batch("COMMIT") {
+                let _ = c.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}

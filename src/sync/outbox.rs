@@ -1,0 +1,164 @@
+//! The outbox: pending local changes in `sync_tracking`, read in batches with their row data
+//! (one short local read transaction per batch), and acknowledged after the remote commit (one
+//! short local write transaction), only for rows not changed again meanwhile.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params};
+
+use super::rows::Shape;
+use crate::sql::decode_key;
+
+/// One pending change with the row's current data.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    pub tbl: String,
+    pub pk: String,
+    pub key: Vec<Value>,
+    /// The row to write (`columns` order of the table's shape), or `None` for a delete.
+    pub row: Option<Vec<Value>>,
+    pub stamp: String,
+    pub seq: i64,
+    pub seen_rev: i64,
+}
+
+/// What the remote did with a change.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    /// Written (or already there).
+    Applied,
+    /// A newer concurrent remote version won: apply it locally (`None`: the row is deleted).
+    Lost {
+        winner: Option<Vec<Value>>,
+        stamp: String,
+    },
+}
+
+/// Number of pending changes (excluding internal markers).
+pub(crate) fn pending(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT count(*) FROM sync_tracking WHERE op != 'X'",
+        [],
+        |r| r.get(0),
+    )
+}
+
+/// One batch read from the outbox.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    /// The changes, with row data.
+    pub changes: Vec<Change>,
+    /// The key to continue after.
+    pub next_after: (String, String),
+    /// Whether the outbox has no entries after this batch.
+    pub exhausted: bool,
+    /// Entries left pending because their table cannot be pushed now.
+    pub unpushable: usize,
+}
+
+/// Reads up to `limit` pending changes after key `after`, with their rows, in one read
+/// transaction. Changes of tables without a shape (not synced right now) are left pending.
+pub(crate) fn read_batch(
+    c: &Connection,
+    shapes: &HashMap<String, Shape>,
+    after: &(String, String),
+    limit: usize,
+) -> rusqlite::Result<Batch> {
+    c.execute_batch("BEGIN")?;
+    let r = (|| {
+        let mut s = c.prepare_cached(
+            "SELECT tbl, pk, op, stamp, seq, seen_rev FROM sync_tracking \
+             WHERE op != 'X' AND (tbl, pk) > (?1, ?2) ORDER BY tbl, pk LIMIT ?3",
+        )?;
+        let entries: Vec<(String, String, String, String, i64, i64)> = s
+            .query_map(params![after.0, after.1, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let exhausted = entries.len() < limit;
+        let next_after = entries
+            .last()
+            .map(|e| (e.0.clone(), e.1.clone()))
+            .unwrap_or_else(|| after.clone());
+        let mut out = Vec::with_capacity(entries.len());
+        let mut unpushable = 0;
+        for (tbl, pk, op, stamp, seq, seen_rev) in entries {
+            let Some(shape) = shapes.get(&tbl) else {
+                unpushable += 1;
+                continue;
+            };
+            let key = decode_key(&pk)
+                .map_err(|m| rusqlite::Error::InvalidColumnName(format!("{tbl} key {pk}: {m}")))?;
+            let row = if op == "D" {
+                None
+            } else {
+                shape.select(c, &key)?
+            };
+            out.push(Change {
+                tbl,
+                pk,
+                key,
+                row,
+                stamp,
+                seq,
+                seen_rev,
+            });
+        }
+        Ok(Batch {
+            changes: out,
+            next_after,
+            exhausted,
+            unpushable,
+        })
+    })();
+    c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    r
+}
+
+/// Acknowledges pushed changes in one local write transaction: entries whose row was not changed
+/// again are removed, and for lost changes the winning remote version is applied (without
+/// capture). Also drops stale `X` markers. Returns how many winners were applied.
+pub(crate) fn acknowledge(
+    c: &Connection,
+    shapes: &HashMap<String, Shape>,
+    batch: &[Change],
+    outcomes: &[Outcome],
+) -> rusqlite::Result<usize> {
+    super::write_tx(c, |c| {
+        c.execute("UPDATE sync_state SET applying = 1", [])?;
+        let mut applied = 0;
+        let mut newest: Option<&str> = None;
+        for (ch, outcome) in batch.iter().zip(outcomes) {
+            let removed = c
+                .prepare_cached(
+                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND seq = ?3",
+                )?
+                .execute(params![ch.tbl, ch.pk, ch.seq])?;
+            if let Outcome::Lost { winner, stamp } = outcome {
+                newest = newest.max(Some(stamp.as_str()));
+                if removed == 1 {
+                    let shape = &shapes[&ch.tbl];
+                    match winner {
+                        Some(row) => shape.upsert(c, row)?,
+                        None => shape.delete(c, &ch.key)?,
+                    }
+                    applied += 1;
+                }
+            }
+        }
+        if let Some(s) = newest {
+            c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [s])?;
+        }
+        c.execute("DELETE FROM sync_tracking WHERE op = 'X'", [])?;
+        c.execute("UPDATE sync_state SET applying = 0", [])?;
+        Ok(applied)
+    })
+}

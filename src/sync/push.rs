@@ -1,0 +1,265 @@
+//! Push: pending local changes go to the remote, `batch_size` rows per short remote transaction.
+//!
+//! For each batch: read it in a short local read transaction; in one remote write transaction,
+//! decide each row against the remote's current version ([`super::conflict::decide`]), write the
+//! winners and record their versions in the change log, log every losing version; then
+//! acknowledge in a short local write transaction. The local write lock is never held while the
+//! share is being waited on.
+
+use std::collections::HashMap;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, params};
+
+use super::conflict::{Current, Decision, Stamp, decide};
+use super::outbox::{self, Change, Outcome};
+use super::rows::Shape;
+use super::{Progress, failpoint};
+use crate::cache::LocalError;
+use crate::error::Error;
+use crate::remote::Remote;
+use crate::remote::changelog::{self, Version};
+use crate::sql::row_to_json;
+
+/// What a push did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Pushed {
+    /// Rows written to the remote.
+    pub rows: usize,
+    /// Conflicts decided (either way).
+    pub conflicts: usize,
+    /// Remote transactions used.
+    pub batches: usize,
+    /// Entries left pending because their table cannot be pushed now.
+    pub unpushable: usize,
+}
+
+/// Context of one push.
+pub(crate) struct PushCtx<'a> {
+    pub origin: &'a str,
+    pub now: String,
+    pub pulled_rev: i64,
+    pub host: String,
+    pub batch_size: usize,
+}
+
+/// Pushes every pending change.
+pub(crate) fn push(
+    local: &Connection,
+    local_path: &std::path::Path,
+    remote: &mut Remote,
+    shapes: &HashMap<String, Shape>,
+    ctx: &PushCtx<'_>,
+    progress: &dyn Progress,
+) -> Result<Pushed, Error> {
+    let lerr = |e| Error::Local(LocalError::from_sqlite(local_path, e));
+    let total = outbox::pending(local).map_err(lerr)? as u64;
+    let mut done = 0u64;
+    let mut stats = Pushed::default();
+    let mut after = (String::new(), String::new());
+    loop {
+        let batch = outbox::read_batch(local, shapes, &after, ctx.batch_size).map_err(lerr)?;
+        stats.unpushable += batch.unpushable;
+        if !batch.changes.is_empty() {
+            let (outcomes, written, conflicts) =
+                remote.write(|c| apply_batch(c, &batch.changes, shapes, ctx))?;
+            failpoint::hit(failpoint::AFTER_REMOTE_COMMIT);
+            outbox::acknowledge(local, shapes, &batch.changes, &outcomes).map_err(lerr)?;
+            stats.rows += written;
+            stats.conflicts += conflicts;
+            stats.batches += 1;
+            done += batch.changes.len() as u64;
+            progress.step("push", done, total.max(done));
+        }
+        if batch.exhausted {
+            break;
+        }
+        after = batch.next_after;
+    }
+    Ok(stats)
+}
+
+/// Inside the remote write transaction: decide and write one batch. Returns the outcome per
+/// change, rows written and conflicts decided. Re-runnable (the transaction may be retried).
+fn apply_batch(
+    c: &Connection,
+    changes: &[Change],
+    shapes: &HashMap<String, Shape>,
+    ctx: &PushCtx<'_>,
+) -> rusqlite::Result<(Vec<Outcome>, usize, usize)> {
+    let mut rev: i64 = c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
+        r.get(0)
+    })?;
+    let mut outcomes = Vec::with_capacity(changes.len());
+    let (mut written, mut conflicts) = (0, 0);
+    for ch in changes {
+        let shape = &shapes[&ch.tbl];
+        let cur = changelog::version(c, &ch.tbl, &ch.pk)?;
+        let mine = Stamp {
+            stamp: &ch.stamp,
+            origin: ctx.origin,
+        };
+        let current = cur.as_ref().map(|v| Current {
+            version: Stamp {
+                stamp: &v.stamp,
+                origin: &v.origin,
+            },
+            rev: v.rev,
+        });
+        match decide(mine, ch.seen_rev, current) {
+            Decision::AlreadyApplied => outcomes.push(Outcome::Applied),
+            Decision::Apply { conflict } => {
+                let before = if conflict {
+                    Some(remote_row(c, shape, ch, cur.as_ref())?)
+                } else {
+                    None
+                };
+                let write = match &ch.row {
+                    Some(row) => shape.upsert(c, row),
+                    None => shape.delete(c, &ch.key),
+                };
+                match write {
+                    Ok(()) => {
+                        if let (Some(loser_row), Some(v)) = (before, cur.as_ref()) {
+                            let loser = Loser {
+                                stamp: &v.stamp,
+                                origin: &v.origin,
+                                row: loser_row.as_deref(),
+                            };
+                            log_conflict(
+                                c,
+                                shape,
+                                ch,
+                                (&ch.stamp, ctx.origin),
+                                &loser,
+                                "newer",
+                                ctx,
+                            )?;
+                            conflicts += 1;
+                        }
+                        rev += 1;
+                        changelog::record(
+                            c,
+                            &Version {
+                                tbl: ch.tbl.clone(),
+                                pk: ch.pk.clone(),
+                                rev,
+                                stamp: ch.stamp.clone(),
+                                origin: ctx.origin.to_string(),
+                                deleted: ch.row.is_none(),
+                            },
+                        )?;
+                        written += 1;
+                        outcomes.push(Outcome::Applied);
+                    }
+                    Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                        // The remote refuses this row (e.g. a UNIQUE column clashes with another
+                        // client's row): keep it in the conflict log, take the remote's version.
+                        let reason = format!("rejected by the remote: {e}");
+                        outcomes.push(lose(c, shape, ch, cur.as_ref(), &reason, ctx)?);
+                        conflicts += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Decision::Lose => {
+                outcomes.push(lose(c, shape, ch, cur.as_ref(), "newer", ctx)?);
+                conflicts += 1;
+            }
+        }
+    }
+    c.execute("UPDATE sharecache_meta SET rev = ?1 WHERE id = 1", [rev])?;
+    register_client(c, ctx)?;
+    failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
+    Ok((outcomes, written, conflicts))
+}
+
+/// The remote's row for this change, or `None` when its current version is a tombstone.
+fn remote_row(
+    c: &Connection,
+    shape: &Shape,
+    ch: &Change,
+    cur: Option<&Version>,
+) -> rusqlite::Result<Option<String>> {
+    if cur.is_some_and(|v| v.deleted) {
+        return Ok(None);
+    }
+    Ok(shape
+        .select(c, &ch.key)?
+        .map(|row| row_to_json(&shape.columns, &row)))
+}
+
+struct Loser<'a> {
+    stamp: &'a str,
+    origin: &'a str,
+    row: Option<&'a str>,
+}
+
+/// The local change loses: log it, and return the remote's version for the cache.
+fn lose(
+    c: &Connection,
+    shape: &Shape,
+    ch: &Change,
+    cur: Option<&Version>,
+    reason: &str,
+    ctx: &PushCtx<'_>,
+) -> rusqlite::Result<Outcome> {
+    let winner: Option<Vec<Value>> = if cur.is_some_and(|v| v.deleted) {
+        None
+    } else {
+        shape.select(c, &ch.key)?
+    };
+    let row_json = ch.row.as_ref().map(|r| row_to_json(&shape.columns, r));
+    let loser = Loser {
+        stamp: &ch.stamp,
+        origin: ctx.origin,
+        row: row_json.as_deref(),
+    };
+    let (ws, wo) = cur.map_or(("", ""), |v| (v.stamp.as_str(), v.origin.as_str()));
+    log_conflict(c, shape, ch, (ws, wo), &loser, reason, ctx)?;
+    Ok(Outcome::Lost {
+        winner,
+        stamp: ws.to_string(),
+    })
+}
+
+fn log_conflict(
+    c: &Connection,
+    shape: &Shape,
+    ch: &Change,
+    winner: (&str, &str),
+    loser: &Loser<'_>,
+    reason: &str,
+    ctx: &PushCtx<'_>,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO sharecache_conflicts (tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, \
+         loser_op, loser_row, decided_at, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        shape.table,
+        ch.pk,
+        winner.0,
+        winner.1,
+        loser.stamp,
+        loser.origin,
+        if loser.row.is_some() { "upsert" } else { "delete" },
+        loser.row,
+        ctx.now,
+        ctx.origin,
+        reason
+    ])?;
+    tracing::info!(table = %shape.table, key = %ch.pk, reason, "conflict: losing version kept in the conflict log");
+    Ok(())
+}
+
+/// Records in the remote's client registry how far this client has pulled.
+pub(crate) fn register_client(c: &Connection, ctx: &PushCtx<'_>) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO sharecache_clients (origin, pulled_rev, last_seen, host) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (origin) DO UPDATE SET pulled_rev = max(pulled_rev, excluded.pulled_rev), \
+         last_seen = excluded.last_seen, host = excluded.host",
+    )?
+    .execute(params![ctx.origin, ctx.pulled_rev, ctx.now, ctx.host])?;
+    Ok(())
+}
