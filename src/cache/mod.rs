@@ -2,7 +2,7 @@
 //!
 //! Opening a cache that exists touches only local files, so an app starts and works with the
 //! share gone. The first open (no cache yet) needs the share: it sets sharecache up on the remote
-//! if needed and copies it ([`snapshot`]). When the cache itself cannot work (corrupt, disk full,
+//! if needed and copies it (see the `snapshot` module). When the cache itself cannot work (corrupt, disk full,
 //! directory not writable), the same handle serves the remote directly and says why ([`Mode`]).
 
 pub mod capture;

@@ -48,11 +48,18 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         .updated_at
         .as_ref()
         .map(|c| stamp_or_empty(&format!("NEW.{}", quote(c))));
-    let now = match &observed {
+    let plain_now = format!("strftime('{f}', 'now')");
+    let observed_now = match &observed {
         Some(o) => format!("max(strftime('{f}', 'now'), {o})"),
-        None => format!("strftime('{f}', 'now')"),
+        None => plain_now.clone(),
     };
+    // DELETE triggers have no NEW row: they stamp with the clock alone.
     let log = |key: &str, deleted: u8, cond: &str| {
+        let now = if deleted == 1 {
+            &plain_now
+        } else {
+            &observed_now
+        };
         format!(
             "UPDATE sharecache_meta SET rev = rev + 1 WHERE {cond}; \
              INSERT INTO sharecache_log (tbl, pk, rev, stamp, origin, deleted) \
@@ -263,6 +270,19 @@ mod tests {
         c.execute_batch("UPDATE sharecache_meta SET writer = 'me'; INSERT INTO t VALUES (1, 'a'); UPDATE sharecache_meta SET writer = NULL;")
             .unwrap();
         assert!(since(&c, 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn tables_with_updated_at_log_inserts_updates_and_deletes() {
+        let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v, updated_at TEXT)");
+        c.execute_batch("INSERT INTO t VALUES (1, 'a', '2999-01-01T00:00:00.000Z'); UPDATE t SET v = 'b'; DELETE FROM t;").unwrap();
+        let v = version(&c, "t", "[1]").unwrap().unwrap();
+        assert!(v.deleted);
+        assert!(
+            v.stamp.as_str() > "2999-01-01T00:00:00.000Z",
+            "a writer's future updated_at is observed: {}",
+            v.stamp
+        );
     }
 
     #[test]

@@ -103,7 +103,24 @@ impl RemoteError {
     }
 
     /// Classifies an SQLite error that happened on the remote.
+    ///
+    /// A share that drops under an open connection often makes SQLite see short or garbage reads
+    /// and report a "malformed" database; so before calling the remote corrupt, the share is
+    /// probed, and an unreachable share is reported as offline instead.
     pub fn from_sqlite(path: &std::path::Path, e: rusqlite::Error) -> RemoteError {
+        let classified = RemoteError::classify(path, e);
+        match classified {
+            RemoteError::Corrupt { .. } | RemoteError::Sqlite { .. } => {
+                match std::fs::metadata(path) {
+                    Err(io) => RemoteError::from_io(path, &io),
+                    Ok(_) => classified,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn classify(path: &std::path::Path, e: rusqlite::Error) -> RemoteError {
         let path = path.to_path_buf();
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => RemoteError::Locked {

@@ -1,6 +1,6 @@
 //! One sync: follow the remote schema, push pending local changes, pull remote changes.
 //!
-//! [`Engine`] owns the sync's own connection on the cache and a connection on the remote (kept
+//! The engine owns the sync's own connection on the cache and a connection on the remote (kept
 //! open between syncs, dropped when the share fails). A sync that finds nothing pending locally
 //! and the remote unchanged since the last pull (change-log rev and schema version, one read)
 //! stops there. Each run is recorded in `sync_metadata`.

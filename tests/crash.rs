@@ -1,0 +1,101 @@
+//! Crash consistency: a process killed between the remote commit and the local acknowledgement.
+
+use crate::support::{Share, one, sharecache};
+
+fn crash_sync_at(share: &Share, point: &str) {
+    let out = sharecache()
+        .arg("--config")
+        .arg(share.config_file("a"))
+        .arg("sync")
+        .env("SHARECACHE_FAILPOINT", point)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the sync must have crashed at {point}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(point),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_crash_between_remote_commit_and_local_mark_neither_duplicates_nor_loses() {
+    let share = Share::new();
+    let cfg = share.config_file("a");
+    let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+    a.conn()
+        .execute_batch(
+            "INSERT INTO notes (body) VALUES ('auto 1'), ('auto 2');
+             INSERT INTO tasks (id, title) VALUES ('c-1', 'crash');
+             UPDATE tasks SET done = done + 1 WHERE id = 't1';
+             DELETE FROM tasks WHERE id = 't2';",
+        )
+        .unwrap();
+    drop(a);
+    crash_sync_at(&share, "push-after-remote-commit");
+
+    // The remote has the batch; the cache still thinks it is pending.
+    let remote = share.remote();
+    assert_eq!(one::<i64>(&remote, "SELECT count(*) FROM notes"), 3);
+    let rev_after_crash: i64 = one(&remote, "SELECT rev FROM sharecache_meta");
+    let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+    assert_eq!(a.status().unwrap().pending_writes, 5);
+
+    let r = a.sync_now().unwrap();
+    assert_eq!(
+        r.conflicts, 0,
+        "re-sending our own versions is not a conflict"
+    );
+    assert_eq!(a.status().unwrap().pending_writes, 0);
+    assert_eq!(
+        one::<i64>(&remote, "SELECT count(*) FROM notes"),
+        3,
+        "no duplicate rows"
+    );
+    assert_eq!(
+        one::<i64>(&remote, "SELECT done FROM tasks WHERE id = 't1'"),
+        1,
+        "the increment applied once"
+    );
+    assert_eq!(
+        one::<i64>(
+            &remote,
+            "SELECT count(*) FROM tasks WHERE id IN ('c-1', 't2')"
+        ),
+        1
+    );
+    assert_eq!(
+        one::<i64>(&remote, "SELECT rev FROM sharecache_meta"),
+        rev_after_crash,
+        "the resend changed nothing"
+    );
+}
+
+#[test]
+fn a_crash_before_the_remote_commit_leaves_the_remote_unchanged_and_the_next_sync_completes() {
+    let share = Share::new();
+    let cfg = share.config_file("a");
+    let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+    a.conn()
+        .execute("INSERT INTO notes (id, body) VALUES (50, 'x')", [])
+        .unwrap();
+    drop(a);
+    crash_sync_at(&share, "push-before-remote-commit");
+    let remote = share.remote();
+    assert_eq!(one::<String>(&remote, "PRAGMA integrity_check"), "ok");
+    assert_eq!(
+        one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 50"),
+        0,
+        "rolled back"
+    );
+    // The crashed process left its write lease behind; a dead holder's lease is broken at once.
+    let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+    a.sync_now().unwrap();
+    assert_eq!(
+        one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 50"),
+        1
+    );
+}
