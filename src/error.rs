@@ -29,6 +29,26 @@ pub enum Error {
         /// Who holds the sync lock, as far as known.
         holder: String,
     },
+    /// Local writes are pending and could not be pushed, so the operation (e.g. `clear`) refused
+    /// to run rather than lose them.
+    #[error(
+        "{pending} local writes are pending and could not be pushed ({reason}); nothing was cleared. \
+         Sync when the share is back, or pass --discard-pending to export them to a file and clear anyway"
+    )]
+    PendingWrites {
+        /// Number of pending writes.
+        pending: i64,
+        /// Why they could not be pushed.
+        reason: String,
+        /// The class of the push failure, if it failed.
+        kind: Option<ErrorKind>,
+    },
+    /// The operation does not apply to this handle (e.g. restoring a conflict in direct mode).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A conflict could not be restored.
+    #[error(transparent)]
+    Restore(#[from] crate::conflicts::RestoreError),
     /// An error reported by SQLite on an app connection.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
@@ -65,7 +85,8 @@ impl Error {
             Error::Local(_) => ErrorKind::Local,
             Error::Remote(e) => e.kind(),
             Error::SyncRunning { .. } => ErrorKind::Locked,
-            Error::Sqlite(_) => ErrorKind::Other,
+            Error::PendingWrites { kind, .. } => kind.unwrap_or(ErrorKind::Other),
+            Error::Sqlite(_) | Error::Unsupported(_) | Error::Restore(_) => ErrorKind::Other,
         }
     }
 

@@ -28,6 +28,7 @@
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod conflicts;
 pub mod error;
 mod migrate;
 pub mod remote;
@@ -36,8 +37,9 @@ pub mod sql;
 pub mod status;
 pub mod sync;
 
-pub use cache::{Cache, Mode};
+pub use cache::{Cache, Mode, OpenOptions};
 pub use config::{Config, EnableCache};
+pub use conflicts::Conflict;
 pub use error::{Error, ErrorKind, Result};
 pub use status::{State, Status};
-pub use sync::SyncReport;
+pub use sync::{ClearReport, Progress, SyncReport};

@@ -75,6 +75,8 @@ pub struct Status {
     pub unsynced_tables: Vec<UnsyncedTable>,
     /// Size of the cache file in bytes.
     pub cache_bytes: Option<u64>,
+    /// The sync thread or daemon running for this cache, if any (in any process).
+    pub worker: Option<String>,
     /// Anything else worth saying.
     pub note: Option<String>,
 }
@@ -100,6 +102,7 @@ impl Status {
             sync_interval_secs: config.sync_interval.as_secs(),
             unsynced_tables: vec![],
             cache_bytes: None,
+            worker: None,
             note: Some(
                 "reads and writes go directly to the remote database; nothing to sync".into(),
             ),
@@ -123,6 +126,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         sync_interval_secs: config.sync_interval.as_secs(),
         unsynced_tables: vec![],
         cache_bytes: None,
+        worker: crate::sync::worker::worker_running(paths),
         note: None,
     };
     if !paths.db.exists() {

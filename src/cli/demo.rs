@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use rusqlite::Connection;
-use sharecache::{Cache, Config};
+use sharecache::{Cache, Config, OpenOptions};
 
 const MARKER: &str = ".sharecache-demo";
 
@@ -71,7 +71,10 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         1,
         "Alice opens the database through sharecache: the first open copies it into her local cache.",
     );
-    let alice = Cache::open(Config::load(&write_config(dir, "alice")?)?)?;
+    let alice = Cache::open_with(
+        Config::load(&write_config(dir, "alice")?)?,
+        OpenOptions::default().background(false),
+    )?;
     println!(
         "   cache file: {}",
         alice
@@ -112,7 +115,10 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         4,
         "Bob opens the same database on his machine and sees Alice's task.",
     );
-    let bob = Cache::open(Config::load(&write_config(dir, "bob")?)?)?;
+    let bob = Cache::open_with(
+        Config::load(&write_config(dir, "bob")?)?,
+        OpenOptions::default().background(false),
+    )?;
     println!("   Bob reads: {:?}", title(&bob, "7f1c2e9a-0004")?);
 
     step(

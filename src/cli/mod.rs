@@ -122,7 +122,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Sync { json } => {
             let config = load_config(cli)?;
-            let cache = Cache::open(config)?;
+            let cache =
+                Cache::open_with(config, sharecache::OpenOptions::default().background(false))?;
             let report = cache
                 .sync_now()
                 .context("sync failed; every pending write is still pending")?;

@@ -32,6 +32,7 @@ mod paths;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod watch;
 mod yaml;
 
 use std::ffi::OsString;
@@ -44,6 +45,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use edit::set_key;
 pub use error::ConfigError;
+pub use watch::{Watch, watch};
 
 /// The environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "SHARECACHE_CONFIG";

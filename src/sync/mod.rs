@@ -12,6 +12,7 @@ mod outbox;
 mod pull;
 mod push;
 mod rows;
+pub(crate) mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,9 +27,10 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::remote::{Remote, RemoteOptions};
 use crate::schema::{self, Sync};
-use rows::Shape;
 
-pub(crate) use outbox::pending;
+pub(crate) use outbox::{pending, read_salvageable};
+pub(crate) use push::{PushCtx, push_unacknowledged};
+pub(crate) use rows::Shape;
 
 /// Receives progress of long phases (push, pull, snapshot), e.g. to draw a progress bar.
 pub trait Progress {
@@ -81,6 +83,34 @@ pub(crate) struct Engine {
     remote_id: String,
     /// Remote schema version the cache last followed (in memory: re-checked after a restart).
     followed_schema: Option<i64>,
+    /// Device and inode of the cache file when opened: a file deleted or replaced under a running
+    /// cache is noticed at the next sync.
+    file_id: Option<(u64, u64)>,
+}
+
+/// What `clear` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClearReport {
+    /// Pending writes pushed before clearing.
+    pub pushed: usize,
+    /// Pending writes discarded (only with `discard_pending`), exported to `exported`.
+    pub discarded: i64,
+    /// The file holding the discarded writes.
+    pub exported: Option<PathBuf>,
+    /// Bytes copied from the remote.
+    pub bytes: u64,
+}
+
+fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
+    }
 }
 
 impl Engine {
@@ -94,6 +124,7 @@ impl Engine {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        let file_id = file_id(&paths.db);
         Ok(Engine {
             local,
             paths,
@@ -103,7 +134,113 @@ impl Engine {
             origin,
             remote_id,
             followed_schema: None,
+            file_id,
         })
+    }
+
+    /// Replaces the configuration (hot reload).
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    /// The sync's own connection on the cache (salvage reads through it: it still reads a cache
+    /// file that was deleted).
+    pub fn local(&self) -> &Connection {
+        &self.local
+    }
+
+    /// Fails if the cache file was deleted or replaced since it was opened.
+    fn check_file(&self) -> Result<(), Error> {
+        if file_id(&self.paths.db) != self.file_id {
+            return Err(Error::Local(LocalError::Corrupt {
+                path: self.paths.db.clone(),
+                detail: "the cache file was deleted or replaced while in use".into(),
+            }));
+        }
+        Ok(())
+    }
+
+    /// Pushes pending writes, then replaces the cache's content with a fresh copy of the remote.
+    /// With pending writes that cannot be pushed, refuses — unless `discard_pending`, and then
+    /// they are exported to a file first.
+    pub fn clear(
+        &mut self,
+        discard_pending: bool,
+        progress: &dyn Progress,
+    ) -> Result<ClearReport, Error> {
+        let mut report = ClearReport::default();
+        let synced = self.sync(progress);
+        if let Ok(r) = &synced {
+            report.pushed = r.pushed;
+        }
+        let pending = outbox::pending(&self.local).map_err(self.lerr())?;
+        if pending > 0 && !discard_pending {
+            let reason = match &synced {
+                Err(e) => e.to_string(),
+                Ok(_) => "they were written during the clear".to_string(),
+            };
+            let kind = synced.as_ref().err().map(Error::kind);
+            return Err(Error::PendingWrites {
+                pending,
+                reason,
+                kind,
+            });
+        }
+        // Nothing is discarded unless the remote is there to rebuild from.
+        self.connect()?;
+        for _ in 0..3 {
+            let pending = outbox::pending(&self.local).map_err(self.lerr())?;
+            if pending > 0 && discard_pending {
+                let (path, n) = self.export_all_pending()?;
+                report.discarded += n;
+                report.exported = Some(path);
+            }
+            self.connect()?;
+            let remote = self.remote.as_mut().expect("connected");
+            let mut p = |done, total| progress.step("snapshot", done, total);
+            let rebuilt = snapshot::rebuild_in_place(
+                &self.local,
+                &self.paths.db,
+                remote,
+                &self.paths,
+                &self.clock,
+                &mut p,
+            )?;
+            match rebuilt {
+                Ok(info) => {
+                    self.followed_schema = None;
+                    report.bytes = info.bytes;
+                    return Ok(report);
+                }
+                Err(snapshot::RebuildBlocked::Pending(_)) => {
+                    // The app wrote meanwhile: push that too, then try again.
+                    report.pushed += self.sync(progress)?.pushed;
+                }
+            }
+        }
+        Err(Error::SyncRunning {
+            holder: "the app kept writing during the clear; try again".into(),
+        })
+    }
+
+    /// Exports every pending write to a file and removes it from the outbox.
+    fn export_all_pending(&self) -> Result<(PathBuf, i64), Error> {
+        let all: Vec<(String, String, String, String)> = self
+            .local
+            .prepare("SELECT tbl, pk, op, stamp FROM sync_tracking WHERE op != 'X'")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .map_err(self.lerr())?;
+        let path = export_pending(&self.local, &self.paths, &all, &self.clock)
+            .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
+        write_tx(&self.local, |c| {
+            c.execute("DELETE FROM sync_tracking", []).map(|_| ())
+        })
+        .map_err(self.lerr())?;
+        tracing::warn!(file = %path.display(), rows = all.len(), "pending writes discarded by clear; exported first");
+        Ok((path, all.len() as i64))
     }
 
     fn lerr(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -171,6 +308,7 @@ impl Engine {
     }
 
     fn sync_inner(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        self.check_file()?;
         let mut report = SyncReport::default();
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;

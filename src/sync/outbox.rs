@@ -23,6 +23,64 @@ pub(crate) struct Change {
     pub seen_rev: i64,
 }
 
+/// One `sync_tracking` row: table, key, op, stamp, seq, seen_rev.
+type Entry = (String, String, String, String, i64, i64);
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+/// Reads every pending change it can from a cache that may be damaged, row by row, skipping
+/// what cannot be read. Returns the changes and how many entries could not be read.
+pub(crate) fn read_salvageable(
+    c: &Connection,
+    shapes: &HashMap<String, Shape>,
+) -> rusqlite::Result<(Vec<Change>, usize)> {
+    let entries: Vec<rusqlite::Result<Entry>> = c
+        .prepare("SELECT tbl, pk, op, stamp, seq, seen_rev FROM sync_tracking WHERE op != 'X' ORDER BY tbl, pk")?
+        .query_map([], entry)?
+        .collect();
+    let (mut out, mut unreadable) = (Vec::new(), 0);
+    for entry in entries {
+        let Ok((tbl, pk, op, stamp, seq, seen_rev)) = entry else {
+            unreadable += 1;
+            continue;
+        };
+        let (Some(shape), Ok(key)) = (shapes.get(&tbl), decode_key(&pk)) else {
+            unreadable += 1;
+            continue;
+        };
+        let row = if op == "D" {
+            None
+        } else {
+            match shape.select(c, &key) {
+                Ok(row) => row,
+                Err(_) => {
+                    unreadable += 1;
+                    continue;
+                }
+            }
+        };
+        out.push(Change {
+            tbl,
+            pk,
+            key,
+            row,
+            stamp,
+            seq,
+            seen_rev,
+        });
+    }
+    Ok((out, unreadable))
+}
+
 /// What the remote did with a change.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
@@ -71,17 +129,8 @@ pub(crate) fn read_batch(
             "SELECT tbl, pk, op, stamp, seq, seen_rev FROM sync_tracking \
              WHERE op != 'X' AND (tbl, pk) > (?1, ?2) ORDER BY tbl, pk LIMIT ?3",
         )?;
-        let entries: Vec<(String, String, String, String, i64, i64)> = s
-            .query_map(params![after.0, after.1, limit as i64], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })?
+        let entries: Vec<Entry> = s
+            .query_map(params![after.0, after.1, limit as i64], entry)?
             .collect::<Result<_, _>>()?;
         let exhausted = entries.len() < limit;
         let next_after = entries

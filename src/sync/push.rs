@@ -79,6 +79,23 @@ pub(crate) fn push(
     Ok(stats)
 }
 
+/// Pushes already-read changes without acknowledging them locally (salvage from a cache that
+/// cannot be written any more). Returns rows written and conflicts decided.
+pub(crate) fn push_unacknowledged(
+    remote: &mut Remote,
+    changes: &[Change],
+    shapes: &HashMap<String, Shape>,
+    ctx: &PushCtx<'_>,
+) -> Result<(usize, usize), Error> {
+    let (mut rows, mut conflicts) = (0, 0);
+    for batch in changes.chunks(ctx.batch_size.max(1)) {
+        let (_, w, c) = remote.write(|c| apply_batch(c, batch, shapes, ctx))?;
+        rows += w;
+        conflicts += c;
+    }
+    Ok((rows, conflicts))
+}
+
 /// Inside the remote write transaction: decide and write one batch. Returns the outcome per
 /// change, rows written and conflicts decided. Re-runnable (the transaction may be retried).
 fn apply_batch(

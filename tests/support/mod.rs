@@ -99,6 +99,7 @@ impl Share {
         c.busy_timeout = Duration::from_secs(3);
         c.lease_ttl = Duration::from_secs(3);
         c.lock_retries = 3;
+        c.background = false; // tests that want the sync thread turn it on
         c
     }
 
@@ -128,7 +129,7 @@ impl Share {
     pub fn config_file(&self, name: &str) -> PathBuf {
         let path = self.tmp.path().join(format!("{name}.yaml"));
         let text = format!(
-            "database:\n  path: {}\n  sync_interval: 30\n  enable_cache: true\n  cache_directory: {}\nsync:\n  busy_timeout_ms: 3000\n  lease_ttl: 3\n",
+            "database:\n  path: {}\n  sync_interval: 30\n  enable_cache: true\n  cache_directory: {}\nsync:\n  busy_timeout_ms: 3000\n  lease_ttl: 3\n  background: false\n",
             self.remote_path().display(),
             self.tmp.path().join(format!("cache-{name}")).display()
         );

@@ -1,0 +1,166 @@
+//! Salvage: before giving up on a cache that cannot work (corrupt, disk full, deleted, read-only),
+//! push every pending write that can still be read, say what could not be, and keep the damaged
+//! file aside instead of deleting it. Reading needs nothing written locally, so it works on a
+//! full disk and on a read-only file.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+
+use super::CachePaths;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Error;
+use crate::remote::{Remote, RemoteOptions};
+use crate::schema::{self, Sync};
+use crate::sync::{PushCtx, Shape, push_unacknowledged, read_salvageable};
+
+/// What a salvage did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Salvaged {
+    /// Pending writes read from the damaged cache.
+    pub found: usize,
+    /// Pending writes delivered to the remote (written, or kept in its conflict log if a newer
+    /// version was already there).
+    pub pushed: usize,
+    /// Pending writes that could not be read (or pushed).
+    pub lost: usize,
+    /// Where the damaged cache file was moved.
+    pub kept_at: Option<PathBuf>,
+    /// What went wrong, if anything.
+    pub problems: Vec<String>,
+}
+
+impl Salvaged {
+    /// One line for `status` and logs.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "salvaged {} of {} pending writes",
+            self.pushed,
+            self.found + self.lost
+        );
+        if self.lost > 0 {
+            s.push_str(&format!(" ({} could not be read or pushed)", self.lost));
+        }
+        if let Some(p) = &self.kept_at {
+            s.push_str(&format!("; damaged cache kept at {}", p.display()));
+        }
+        for p in &self.problems {
+            s.push_str("; ");
+            s.push_str(p);
+        }
+        s
+    }
+}
+
+/// Salvages from `conn` (the engine's connection when the cache failed at run time: it still
+/// reads a file that was deleted), or from the file at `paths.db`, then moves the file aside.
+pub(crate) fn salvage(
+    conn: Option<&Connection>,
+    paths: &CachePaths,
+    config: &Config,
+    clock: &Clock,
+) -> Salvaged {
+    let mut s = Salvaged::default();
+    let opened;
+    let conn = match conn {
+        Some(c) => Some(c),
+        None if paths.db.exists() => {
+            match Connection::open_with_flags(&paths.db, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+                Ok(c) => {
+                    opened = c;
+                    Some(&opened)
+                }
+                Err(e) => {
+                    s.problems
+                        .push(format!("the cache file cannot be opened: {e}"));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    if let Some(c) = conn {
+        if let Err(e) = push_pending(c, config, clock, &mut s) {
+            s.problems
+                .push(format!("pending writes were not pushed: {e}"));
+            s.lost += s.found - s.pushed.min(s.found);
+        }
+    }
+    s.kept_at = set_aside(&paths.db, clock);
+    tracing::warn!(summary = %s.summary(), "salvaged the cache");
+    s
+}
+
+fn push_pending(
+    c: &Connection,
+    config: &Config,
+    clock: &Clock,
+    s: &mut Salvaged,
+) -> Result<(), Error> {
+    let local_err = |e: rusqlite::Error| {
+        Error::Local(super::LocalError::Corrupt {
+            path: PathBuf::new(),
+            detail: e.to_string(),
+        })
+    };
+    let (origin, remote_id): (String, String) = c
+        .query_row(
+            "SELECT origin, remote_id FROM sync_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(local_err)?;
+    let mut remote = Remote::open(
+        &config.remote_path,
+        RemoteOptions::from_config(config, &origin),
+    )?;
+    remote.check_identity(&remote_id)?;
+    let remote_tables = remote.read(schema::read)?;
+    let local_tables = schema::read(c).map_err(local_err)?;
+    let mut shapes = HashMap::new();
+    for l in local_tables.iter().filter(|e| e.sync == Sync::Yes) {
+        if let Some(r) = remote_tables
+            .iter()
+            .find(|r| r.table.name == l.table.name && r.table.pk == l.table.pk)
+        {
+            shapes.insert(l.table.name.clone(), Shape::new(&l.table, &r.table));
+        }
+    }
+    let (changes, unreadable) = read_salvageable(c, &shapes).map_err(local_err)?;
+    s.found = changes.len();
+    s.lost += unreadable;
+    let ctx = PushCtx {
+        origin: &origin,
+        now: clock.now_stamp(),
+        pulled_rev: 0,
+        host: crate::remote::lease::hostname(),
+        batch_size: config.batch_size,
+    };
+    push_unacknowledged(&mut remote, &changes, &shapes, &ctx)?;
+    // Every change was decided at the remote: written, or kept in its conflict log.
+    s.pushed = changes.len();
+    Ok(())
+}
+
+/// Moves a damaged cache file (and its WAL files) aside; returns where.
+fn set_aside(db: &Path, clock: &Clock) -> Option<PathBuf> {
+    if !db.exists() {
+        return None;
+    }
+    let suffix = format!(".damaged-{}", clock.now().format("%Y%m%dT%H%M%S"));
+    let target = PathBuf::from(format!("{}{suffix}", db.display()));
+    if let Err(e) = std::fs::rename(db, &target) {
+        tracing::error!(error = %e, cache = %db.display(), "could not move the damaged cache aside");
+        return None;
+    }
+    for ext in ["-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{ext}", db.display()));
+        if from.exists() {
+            let _ = std::fs::rename(&from, format!("{}{ext}", target.display()));
+        }
+    }
+    Some(target)
+}
