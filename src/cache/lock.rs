@@ -27,9 +27,12 @@ pub fn acquire(path: &Path, wait: Duration) -> std::io::Result<Option<LockGuard>
     let start = Instant::now();
     loop {
         if try_lock(&file)? {
-            file.set_len(0)?;
-            file.rewind()?;
-            write!(file, "pid={}", std::process::id())?;
+            // Who holds it, for messages; best effort (a full disk must not stop a sync that
+            // would otherwise notice the full disk and fall back).
+            let _ = file
+                .set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| write!(file, "pid={}", std::process::id()));
             return Ok(Some(LockGuard { file }));
         }
         if start.elapsed() >= wait {

@@ -23,7 +23,8 @@ use serde::Serialize;
 
 pub use error::LocalError;
 pub use open::CachePaths;
-pub(crate) use open::{ensure_dir, open_local};
+pub use open::MIN_FREE_BYTES;
+pub(crate) use open::{check_space, ensure_dir, open_local};
 pub use salvage::Salvaged;
 
 use crate::clock::Clock;
@@ -351,17 +352,17 @@ impl Cache {
         else {
             return Ok(T::default());
         };
-        let _guard = lock::acquire(&paths.lock, SYNC_LOCK_WAIT)
-            .map_err(|e| LocalError::Directory {
+        let result = match lock::acquire(&paths.lock, SYNC_LOCK_WAIT) {
+            Ok(Some(_guard)) => f(&mut engine.lock().unwrap_or_else(|e| e.into_inner())),
+            Ok(None) => Err(Error::SyncRunning {
+                holder: lock::holder(&paths.lock),
+            }),
+            Err(e) => Err(LocalError::Directory {
                 path: paths.dir.clone(),
                 source: e,
-            })?
-            .ok_or_else(|| Error::SyncRunning {
-                holder: lock::holder(&paths.lock),
-            })?;
-        let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-        let result = f(&mut engine);
-        drop(engine);
+            }
+            .into()),
+        };
         if let Err(Error::Local(e)) = &result {
             if e.is_fatal() {
                 self.inner.fall_back(e);

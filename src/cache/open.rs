@@ -129,6 +129,37 @@ pub fn open_local(
     Ok(conn)
 }
 
+/// Below this much free space the cache counts as full: the app's writes start failing while
+/// SQLite's WAL may still reuse its own space, so waiting for the sync to fail would be too late.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Fails with [`LocalError::DiskFull`] when the cache's filesystem is (nearly) full.
+pub fn check_space(paths: &CachePaths) -> Result<(), LocalError> {
+    match free_bytes(&paths.dir) {
+        Some(free) if free < MIN_FREE_BYTES => Err(LocalError::DiskFull {
+            path: paths.db.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: valid C string and out-pointer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_dir: &Path) -> Option<u64> {
+    None
+}
+
 /// Restricts a file to the user (0600).
 pub fn make_private(path: &Path) -> Result<(), LocalError> {
     #[cfg(unix)]

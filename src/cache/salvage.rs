@@ -84,9 +84,23 @@ pub(crate) fn salvage(
     };
     if let Some(c) = conn {
         if let Err(e) = push_pending(c, config, clock, &mut s) {
+            if s.found == 0 {
+                // The list itself could not be read, or the remote refused before counting.
+                match c.query_row(
+                    "SELECT count(*) FROM sync_tracking WHERE op != 'X'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                ) {
+                    Ok(n) => s.lost += n as usize,
+                    Err(_) => s
+                        .problems
+                        .push("the list of pending writes could not be read".into()),
+                }
+            } else {
+                s.lost += s.found - s.pushed.min(s.found);
+            }
             s.problems
-                .push(format!("pending writes were not pushed: {e}"));
-            s.lost += s.found - s.pushed.min(s.found);
+                .push(format!("pending writes could not be pushed: {e}"));
         }
     }
     s.kept_at = set_aside(&paths.db, clock);

@@ -309,6 +309,7 @@ impl Engine {
 
     fn sync_inner(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
         self.check_file()?;
+        crate::cache::check_space(&self.paths)?;
         let mut report = SyncReport::default();
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;

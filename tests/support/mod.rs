@@ -185,3 +185,56 @@ pub fn open_cache_file(cache: &Cache) -> Connection {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// A tmpfs of `bytes` mounted at a new directory (for disk-full and read-only tests); unmounted
+/// on drop. Needs root (CI runs as root).
+pub struct TinyFs {
+    pub path: PathBuf,
+    _dir: TempDir,
+}
+
+impl TinyFs {
+    pub fn new(bytes: u64, read_only: bool) -> TinyFs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs");
+        std::fs::create_dir(&path).unwrap();
+        let mut opts = format!("size={bytes},mode=0700");
+        if read_only {
+            opts.push_str(",ro");
+        }
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a tmpfs needs root");
+        TinyFs { path, _dir: dir }
+    }
+
+    /// Fills the filesystem until writing fails.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path.join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes; returns whether it held.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
