@@ -122,9 +122,18 @@ pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection
 }
 
 impl Remote {
-    /// Opens the remote database at `path`. Never creates it.
+    /// Opens the remote database at `path` for sharecache's own use. Never creates it.
+    ///
+    /// Triggers are off on this connection: a push writes rows whose side effects (the app's own
+    /// triggers) already happened in the cache and arrive as captured changes of their own, so
+    /// firing them again here would apply them twice; the push logs its versions itself.
     pub fn open(path: &Path, opts: RemoteOptions) -> Result<Remote, RemoteError> {
         let conn = open_connection(path, opts.busy_timeout)?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+            false,
+        )
+        .map_err(|e| RemoteError::from_sqlite(path, e))?;
         Ok(Remote {
             path: path.to_path_buf(),
             conn,

@@ -117,6 +117,14 @@ impl Engine {
     /// Opens the sync side of an existing cache.
     pub fn open(paths: CachePaths, config: Config, clock: Clock) -> Result<Engine, LocalError> {
         let local = open_local(&paths.db, &clock, config.busy_timeout)?;
+        // The sync writes rows whose side effects come separately (pulled as their own changes,
+        // or copied by a rebuild): the app's triggers must not fire again on this connection.
+        local
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                false,
+            )
+            .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
         let (origin, remote_id): (String, String) = local
             .query_row(
                 "SELECT origin, remote_id FROM sync_state WHERE id = 1",
