@@ -110,3 +110,87 @@ fn direct_writes_on_the_remote_reach_the_cache() {
     );
     assert_eq!(one::<i64>(&a.conn(), "SELECT count(*) FROM notes"), 0);
 }
+
+#[test]
+fn app_triggers_fire_once_not_again_when_their_effects_are_synced() {
+    let share = Share::with_schema(
+        "CREATE TABLE tasks (id TEXT PRIMARY KEY, title TEXT);
+         CREATE TABLE task_log (id INTEGER PRIMARY KEY, task_id TEXT, what TEXT);
+         CREATE TRIGGER log_new_task AFTER INSERT ON tasks BEGIN
+             INSERT INTO task_log (task_id, what) VALUES (NEW.id, 'created');
+         END;",
+    );
+    let a = share.client("a");
+    let b = share.client("b");
+    a.conn()
+        .execute("INSERT INTO tasks VALUES ('x', 'made on a')", [])
+        .unwrap();
+    assert_eq!(one::<i64>(&a.conn(), "SELECT count(*) FROM task_log"), 1);
+    a.sync_now().unwrap();
+    assert_eq!(
+        one::<i64>(&share.remote(), "SELECT count(*) FROM task_log"),
+        1,
+        "the remote's copy of the trigger must not fire again"
+    );
+    b.sync_now().unwrap();
+    assert_eq!(
+        one::<i64>(&b.conn(), "SELECT count(*) FROM task_log"),
+        1,
+        "nor the trigger in b's cache when the row is pulled"
+    );
+    // Writes made directly on the remote still fire the app's trigger there, once.
+    share
+        .remote()
+        .execute("INSERT INTO tasks VALUES ('y', 'made on the remote')", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    assert_eq!(one::<i64>(&a.conn(), "SELECT count(*) FROM task_log"), 2);
+    b.clear(false, &()).unwrap();
+    assert_eq!(
+        one::<i64>(&b.conn(), "SELECT count(*) FROM task_log"),
+        2,
+        "a rebuild copies rows without firing triggers"
+    );
+}
+
+#[test]
+fn moving_a_unique_value_between_rows_syncs_in_any_key_order() {
+    let share = Share::with_schema(
+        "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE);
+         INSERT INTO users VALUES ('a', 'x@example.com'), ('b', 'y@example.com');",
+    );
+    let one_client = share.client("one");
+    let other = share.client("other");
+    // Valid locally in this order; the push visits rows in key order (a before b).
+    one_client
+        .conn()
+        .execute_batch("UPDATE users SET email = 'z@example.com' WHERE id = 'b'; UPDATE users SET email = 'y@example.com' WHERE id = 'a';")
+        .unwrap();
+    let r = one_client.sync_now().unwrap();
+    assert_eq!((r.pushed, r.conflicts), (2, 0), "{r:?}");
+    let expect = vec![
+        vec!["a".to_string(), "y@example.com".into()],
+        vec!["b".into(), "z@example.com".into()],
+    ];
+    assert_eq!(
+        rows(&share.remote(), "SELECT id, email FROM users ORDER BY id"),
+        expect
+    );
+    // The other client pulls both; b's entry may come after a's in the log.
+    one_client
+        .conn()
+        .execute(
+            "UPDATE users SET email = 'w@example.com' WHERE id = 'b'",
+            [],
+        )
+        .unwrap();
+    one_client.sync_now().unwrap();
+    other.sync_now().unwrap();
+    assert_eq!(
+        rows(&other.conn(), "SELECT id, email FROM users ORDER BY id"),
+        vec![
+            vec!["a".to_string(), "y@example.com".into()],
+            vec!["b".into(), "w@example.com".into()]
+        ]
+    );
+}

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::rows::Shape;
 use super::{Progress, failpoint};
@@ -58,21 +58,14 @@ pub(crate) fn pull(
     ctx: &PullCtx<'_>,
     progress: &dyn Progress,
 ) -> Result<Pulled, Error> {
-    let PullCtx {
-        local_path,
-        shapes,
-        origin,
-        clock,
-        max_drift,
-        batch_size,
-    } = *ctx;
-    let lerr = |e| Error::Local(LocalError::from_sqlite(local_path, e));
+    let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
     let mut out = Pulled::default();
     let mut cursor: i64 = local
         .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
         .map_err(lerr)?;
+    let mut carried: Vec<Entry> = Vec::new();
     loop {
-        let f = remote.read(|c| fetch(c, cursor, batch_size, shapes, origin))?;
+        let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes, ctx.origin))?;
         if f.behind_pruned {
             out.behind_pruned = true;
             return Ok(out);
@@ -82,19 +75,36 @@ pub(crate) fn pull(
             .tail
             .unwrap_or_else(|| f.entries.last().map_or(cursor, |(v, _)| v.rev))
             .max(cursor);
-        let (applied, deferred) = apply(
-            local, &f.entries, shapes, origin, new_cursor, clock, max_drift,
-        )
-        .map_err(lerr)?;
+        // Rows refused earlier go first, unless this batch holds a newer version of them.
+        carried.retain(|(old, _)| {
+            !f.entries
+                .iter()
+                .any(|(v, _)| v.tbl == old.tbl && v.pk == old.pk)
+        });
+        let mut entries = std::mem::take(&mut carried);
+        entries.extend(f.entries);
+        let (applied, deferred, refused) = apply(local, entries, ctx, new_cursor).map_err(lerr)?;
         out.rows += applied;
         out.deferred += deferred;
         if applied > 0 {
             progress.step("pull", out.rows as u64, 0);
         }
+        carried = refused;
         cursor = new_cursor;
         if f.tail.is_some() {
             break;
         }
+    }
+    if let Some((v, _)) = carried.first() {
+        return Err(Error::Local(LocalError::Schema {
+            table: v.tbl.clone(),
+            message: format!(
+                "the remote row {} cannot be applied to the cache: a constraint of the cache's table refuses it \
+                 ({} rows refused); it will be retried at the next sync",
+                v.pk,
+                carried.len()
+            ),
+        }));
     }
     out.conflicts = copy_conflicts(local, remote).map_err(|e| match e {
         Either::Local(e) => lerr(e),
@@ -152,25 +162,26 @@ fn fetch(
     })
 }
 
+/// A pulled entry with the changed row (`None`: deleted or not fetched).
+type Entry = (Version, Option<Vec<Value>>);
+
+/// Applies one batch in a local write transaction and moves the cursor. Rows a constraint
+/// refuses (a UNIQUE value still held by a row whose own change comes later) are retried after
+/// the rest; those still refused are returned, and the cursor stops just below the oldest of them
+/// so that a crash re-fetches them. Returns (applied, deferred to the next push, refused).
 fn apply(
     c: &Connection,
-    entries: &[(Version, Option<Vec<Value>>)],
-    shapes: &HashMap<String, Shape>,
-    origin: &str,
+    entries: Vec<Entry>,
+    ctx: &PullCtx<'_>,
     new_cursor: i64,
-    clock: &Clock,
-    max_drift: std::time::Duration,
-) -> rusqlite::Result<(usize, usize)> {
+) -> rusqlite::Result<(usize, usize, Vec<Entry>)> {
     super::write_tx(c, |c| {
         c.execute("UPDATE sync_state SET applying = 1", [])?;
         let (mut applied, mut deferred) = (0, 0);
-        let mut newest: Option<&str> = None;
+        let newest = entries.iter().map(|(v, _)| v.stamp.clone()).max();
+        let mut todo = Vec::new();
         for (v, row) in entries {
-            newest = newest.max(Some(v.stamp.as_str()));
-            let Some(shape) = shapes.get(&v.tbl) else {
-                continue;
-            };
-            if v.origin == origin {
+            if v.origin == ctx.origin || !ctx.shapes.contains_key(&v.tbl) {
                 continue;
             }
             let pending: Option<i64> = c
@@ -180,37 +191,66 @@ fn apply(
                 .query_row(params![v.tbl, v.pk], |r| r.get(0))
                 .optional()?;
             if pending.is_some() {
-                deferred += 1;
+                deferred += 1; // the next push decides it, by the same rule
                 continue;
             }
-            let key = decode_key(&v.pk).map_err(|m| {
-                rusqlite::Error::InvalidColumnName(format!("{} key {}: {m}", v.tbl, v.pk))
-            })?;
-            match row {
-                Some(values) => shape.upsert(c, values)?,
-                None => shape.delete(c, &key)?,
-            }
-            applied += 1;
+            todo.push((v, row));
         }
-        if let Some(s) = newest {
-            if let Some(t) = parse_stamp(s) {
-                let ahead = t - clock.now();
-                if ahead.to_std().is_ok_and(|a| a > max_drift) {
-                    tracing::warn!(
-                        stamp = s,
-                        ahead_secs = ahead.num_seconds(),
-                        "a pulled stamp is far ahead of this machine's clock (accepted)"
-                    );
+        loop {
+            let mut refused = Vec::new();
+            let attempted = todo.len();
+            for (v, row) in todo {
+                let shape = &ctx.shapes[&v.tbl];
+                let key = decode_key(&v.pk).map_err(|m| {
+                    rusqlite::Error::InvalidColumnName(format!("{} key {}: {m}", v.tbl, v.pk))
+                })?;
+                let written = match &row {
+                    Some(values) => shape.upsert(c, values),
+                    None => shape.delete(c, &key),
+                };
+                match written {
+                    Ok(()) => applied += 1,
+                    Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                        refused.push((v, row))
+                    }
+                    Err(e) => return Err(e),
                 }
             }
-            c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [s])?;
+            if refused.is_empty() || refused.len() == attempted {
+                if let Some(s) = &newest {
+                    observe_stamp(c, s, ctx)?;
+                }
+                let cursor = refused
+                    .iter()
+                    .map(|(v, _)| v.rev - 1)
+                    .min()
+                    .unwrap_or(new_cursor)
+                    .min(new_cursor);
+                c.execute(
+                    "UPDATE sync_state SET applying = 0, pull_rev = max(pull_rev, ?1)",
+                    [cursor],
+                )?;
+                return Ok((applied, deferred, refused));
+            }
+            todo = refused;
         }
-        c.execute(
-            "UPDATE sync_state SET applying = 0, pull_rev = ?1",
-            [new_cursor],
-        )?;
-        Ok((applied, deferred))
     })
+}
+
+/// Moves the hybrid clock past a pulled stamp; logs stamps far ahead of the local clock.
+fn observe_stamp(c: &Connection, stamp: &str, ctx: &PullCtx<'_>) -> rusqlite::Result<()> {
+    if let Some(t) = parse_stamp(stamp) {
+        let ahead = t - ctx.clock.now();
+        if ahead.to_std().is_ok_and(|a| a > ctx.max_drift) {
+            tracing::warn!(
+                stamp,
+                ahead_secs = ahead.num_seconds(),
+                "a pulled stamp is far ahead of this machine's clock (accepted)"
+            );
+        }
+    }
+    c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [stamp])?;
+    Ok(())
 }
 
 enum Either {

@@ -107,88 +107,155 @@ fn apply_batch(
     let mut rev: i64 = c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
         r.get(0)
     })?;
-    let mut outcomes = Vec::with_capacity(changes.len());
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
     let (mut written, mut conflicts) = (0, 0);
-    for ch in changes {
-        let shape = &shapes[&ch.tbl];
-        let cur = changelog::version(c, &ch.tbl, &ch.pk)?;
-        let mine = Stamp {
-            stamp: &ch.stamp,
-            origin: ctx.origin,
-        };
-        let current = cur.as_ref().map(|v| Current {
-            version: Stamp {
-                stamp: &v.stamp,
-                origin: &v.origin,
-            },
-            rev: v.rev,
-        });
-        match decide(mine, ch.seen_rev, current) {
-            Decision::AlreadyApplied => outcomes.push(Outcome::Applied),
-            Decision::Apply { conflict } => {
-                let before = if conflict {
-                    Some(remote_row(c, shape, ch, cur.as_ref())?)
-                } else {
-                    None
-                };
-                let write = match &ch.row {
-                    Some(row) => shape.upsert(c, row),
-                    None => shape.delete(c, &ch.key),
-                };
-                match write {
-                    Ok(()) => {
-                        if let (Some(loser_row), Some(v)) = (before, cur.as_ref()) {
-                            let loser = Loser {
-                                stamp: &v.stamp,
-                                origin: &v.origin,
-                                row: loser_row.as_deref(),
-                            };
-                            log_conflict(
-                                c,
-                                shape,
-                                ch,
-                                (&ch.stamp, ctx.origin),
-                                &loser,
-                                "newer",
-                                ctx,
-                            )?;
-                            conflicts += 1;
-                        }
-                        rev += 1;
-                        changelog::record(
-                            c,
-                            &Version {
-                                tbl: ch.tbl.clone(),
-                                pk: ch.pk.clone(),
-                                rev,
-                                stamp: ch.stamp.clone(),
-                                origin: ctx.origin.to_string(),
-                                deleted: ch.row.is_none(),
-                            },
-                        )?;
-                        written += 1;
-                        outcomes.push(Outcome::Applied);
-                    }
-                    Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
-                        // The remote refuses this row (e.g. a UNIQUE column clashes with another
-                        // client's row): keep it in the conflict log, take the remote's version.
-                        let reason = format!("rejected by the remote: {e}");
-                        outcomes.push(lose(c, shape, ch, cur.as_ref(), &reason, ctx)?);
-                        conflicts += 1;
-                    }
-                    Err(e) => return Err(e),
+    // Rows refused by a constraint are retried after the rest of the batch: moving a UNIQUE
+    // value from one row to another is valid locally in one order and pushed in key order.
+    let mut todo: Vec<usize> = (0..changes.len()).collect();
+    let mut last_pass = false;
+    loop {
+        let mut refused = Vec::new();
+        for &i in &todo {
+            let ch = &changes[i];
+            match apply_one(c, ch, &shapes[&ch.tbl], ctx, &mut rev, last_pass)? {
+                Step::Done {
+                    outcome,
+                    wrote,
+                    conflict,
+                } => {
+                    outcomes[i] = Some(outcome);
+                    written += usize::from(wrote);
+                    conflicts += usize::from(conflict);
                 }
-            }
-            Decision::Lose => {
-                outcomes.push(lose(c, shape, ch, cur.as_ref(), "newer", ctx)?);
-                conflicts += 1;
+                Step::Refused => refused.push(i),
             }
         }
+        if refused.is_empty() {
+            break;
+        }
+        last_pass = refused.len() == todo.len(); // no progress: the next pass rejects what is left
+        todo = refused;
     }
     c.execute("UPDATE sharecache_meta SET rev = ?1 WHERE id = 1", [rev])?;
     register_client(c, ctx)?;
     failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
-    Ok((outcomes, written, conflicts))
+    Ok((
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every change decided"))
+            .collect(),
+        written,
+        conflicts,
+    ))
+}
+
+/// What happened to one change inside the batch.
+enum Step {
+    /// Decided: written, already there, or lost.
+    Done {
+        outcome: Outcome,
+        wrote: bool,
+        conflict: bool,
+    },
+    /// A constraint refused the row; try again after the others.
+    Refused,
+}
+
+/// Decides and writes one change. With `reject_refused`, a constraint refusal is final: the
+/// change goes to the conflict log and the remote's version comes back.
+fn apply_one(
+    c: &Connection,
+    ch: &Change,
+    shape: &Shape,
+    ctx: &PushCtx<'_>,
+    rev: &mut i64,
+    reject_refused: bool,
+) -> rusqlite::Result<Step> {
+    let cur = changelog::version(c, &ch.tbl, &ch.pk)?;
+    let mine = Stamp {
+        stamp: &ch.stamp,
+        origin: ctx.origin,
+    };
+    let current = cur.as_ref().map(|v| Current {
+        version: Stamp {
+            stamp: &v.stamp,
+            origin: &v.origin,
+        },
+        rev: v.rev,
+    });
+    match decide(mine, ch.seen_rev, current) {
+        Decision::AlreadyApplied => Ok(Step::Done {
+            outcome: Outcome::Applied,
+            wrote: false,
+            conflict: false,
+        }),
+        Decision::Lose => {
+            let outcome = lose(c, shape, ch, cur.as_ref(), "newer", ctx)?;
+            Ok(Step::Done {
+                outcome,
+                wrote: false,
+                conflict: true,
+            })
+        }
+        Decision::Apply { conflict } => {
+            let before = if conflict {
+                Some(remote_row(c, shape, ch, cur.as_ref())?)
+            } else {
+                None
+            };
+            let write = match &ch.row {
+                Some(row) => shape.upsert(c, row),
+                None => shape.delete(c, &ch.key),
+            };
+            match write {
+                Ok(()) => {
+                    if let (Some(loser_row), Some(v)) = (before, cur.as_ref()) {
+                        let loser = Loser {
+                            stamp: &v.stamp,
+                            origin: &v.origin,
+                            row: loser_row.as_deref(),
+                        };
+                        log_conflict(c, shape, ch, (&ch.stamp, ctx.origin), &loser, "newer", ctx)?;
+                    }
+                    *rev += 1;
+                    changelog::record(
+                        c,
+                        &Version {
+                            tbl: ch.tbl.clone(),
+                            pk: ch.pk.clone(),
+                            rev: *rev,
+                            stamp: ch.stamp.clone(),
+                            origin: ctx.origin.to_string(),
+                            deleted: ch.row.is_none(),
+                        },
+                    )?;
+                    Ok(Step::Done {
+                        outcome: Outcome::Applied,
+                        wrote: true,
+                        conflict,
+                    })
+                }
+                Err(e)
+                    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+                        && !reject_refused =>
+                {
+                    Ok(Step::Refused)
+                }
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                    // The remote refuses this row for good (e.g. a UNIQUE value another client
+                    // took): keep it in the conflict log and take the remote's version.
+                    let reason = format!("rejected by the remote: {e}");
+                    let outcome = lose(c, shape, ch, cur.as_ref(), &reason, ctx)?;
+                    Ok(Step::Done {
+                        outcome,
+                        wrote: false,
+                        conflict: true,
+                    })
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
 }
 
 /// The remote's row for this change, or `None` when its current version is a tombstone.
