@@ -5,6 +5,7 @@ mod support;
 
 mod capture;
 mod cli;
+mod cli_ops;
 mod conflicts;
 mod crash;
 mod offline;
