@@ -3,6 +3,8 @@
 
 mod support;
 
+#[cfg(feature = "tokio")]
+mod async_cache;
 mod capture;
 mod cli;
 mod cli_ops;
