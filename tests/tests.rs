@@ -7,6 +7,7 @@ mod support;
 mod async_cache;
 mod capture;
 mod cli;
+mod cli_daemon;
 mod cli_ops;
 mod conflicts;
 mod crash;
