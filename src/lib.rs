@@ -22,9 +22,12 @@
 //!
 //! The data flow, module by module: [`config`] → [`cache`] (open, snapshot, schema mirror,
 //! capture triggers) → [`sync`] (outbox → push → [`remote`] change log → pull → conflict) →
-//! [`status`].
+//! [`status`]. With the cargo feature `tokio`, `async_cache::AsyncCache` is the same handle for
+//! async code.
 #![warn(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod async_cache;
 pub mod cache;
 pub mod clock;
 pub mod config;

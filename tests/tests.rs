@@ -3,8 +3,12 @@
 
 mod support;
 
+#[cfg(feature = "tokio")]
+mod async_cache;
 mod capture;
 mod cli;
+mod cli_daemon;
+mod cli_ops;
 mod conflicts;
 mod crash;
 mod fallback;

@@ -1,14 +1,24 @@
-//! Command-line parsing, logging setup and exit codes.
+//! Command-line parsing, logging setup and exit codes. Each command family lives in its own
+//! module and only calls the library; this module decides which one runs and how its failure
+//! maps to an exit code.
 
+mod config;
+mod conflicts;
+mod daemon;
 mod demo;
-mod show;
+mod history;
+mod local;
+mod progress;
+mod status;
+mod sync;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sharecache::{Cache, Config, ErrorKind};
+use sharecache::config::ConfigError;
+use sharecache::{Config, ErrorKind};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -31,7 +41,7 @@ pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Only errors
+    /// Only errors, and no progress bars
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
     #[command(subcommand)]
@@ -47,13 +57,66 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the cache's state, pending writes, last sync and what is not synced
+    /// Show the state, pending writes, last sync, conflicts, and debug details
+    ///
+    /// The debug section gives the cache and remote paths and sizes, whether the share answers
+    /// now (asked with a 2 s timeout), and whether a sync thread or daemon runs for this cache.
+    /// Reads local files only: it never creates a cache.
     #[command(after_help = EXIT_CODES)]
     Status {
         /// Print one JSON object
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the local cache from the remote (pending writes are pushed first)
+    ///
+    /// If pending writes cannot be pushed (e.g. offline), refuses and keeps them, unless
+    /// --discard-pending is given: then they are exported to a file (named in the output) and
+    /// the cache is rebuilt anyway.
+    #[command(after_help = EXIT_CODES)]
+    Clear {
+        /// If pending writes cannot be pushed, export them to a file and clear anyway
+        #[arg(long)]
+        discard_pending: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List recent sync runs, newest first
+    #[command(after_help = EXIT_CODES)]
+    History {
+        /// How many runs to show
+        #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+        limit: usize,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the conflict log (every losing version is kept), or show or restore one entry
+    #[command(after_help = EXIT_CODES, args_conflicts_with_subcommands = true)]
+    Conflicts {
+        #[command(subcommand)]
+        action: Option<conflicts::Action>,
+        /// How many conflicts to list
+        #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
+        limit: usize,
+        /// Print a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the configuration in force, or change one setting in the config file
+    #[command(after_help = EXIT_CODES)]
+    Config {
+        #[command(subcommand)]
+        action: config::Action,
+    },
+    /// Run the sync loop in the foreground until Ctrl-C or SIGTERM
+    ///
+    /// For apps that are not written in Rust and open the cache file themselves: syncs every
+    /// sync_interval, applies edits of the config file within 2 s, logs each sync run, and on
+    /// Ctrl-C or SIGTERM pushes pending writes (within sync.shutdown_timeout) and exits 0.
+    #[command(after_help = EXIT_CODES)]
+    Daemon,
     /// Run the whole flow on a demo share in ./sharecache-demo and print what happens
     Demo {
         /// Where to create the demo files
@@ -62,31 +125,66 @@ enum Command {
     },
 }
 
-fn init_logging(cli: &Cli) {
-    let default = if cli.quiet {
-        "error"
-    } else {
-        match cli.verbose {
-            0 => "warn",
-            1 => "info",
-            _ => "debug",
+/// A failure with its own exit code, for refusals the library does not classify.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code (see [`EXIT_CODES`]).
+    pub code: u8,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure exiting with `code`.
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
         }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn init_logging(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose, &cli.command) {
+        (true, _, _) => "error",
+        // The daemon's job is to say what it does: one line per sync run (its own), reloads
+        // and warnings; the engine's per-sync lines would repeat them.
+        (false, 0, Command::Daemon) => "info,sharecache::sync=warn,sharecache::sync::worker=info",
+        (false, 0, _) => "warn",
+        (false, 1, _) => "info",
+        (false, _, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// The config file the user pointed at.
+fn config_path(cli: &Cli) -> PathBuf {
+    Config::locate(cli.config.as_deref())
 }
 
 /// Loads the config the user pointed at.
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let path = Config::locate(cli.config.as_deref());
-    Ok(Config::load(&path)?)
+    Ok(Config::load(&config_path(cli))?)
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(f) = e.downcast_ref::<Failure>() {
+        return f.code;
+    }
     if let Some(e) = e.downcast_ref::<sharecache::Error>() {
         return match e.kind() {
             ErrorKind::Config => 3,
@@ -97,12 +195,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             ErrorKind::Other => 1,
         };
     }
-    if e.downcast_ref::<sharecache::config::ConfigError>()
-        .is_some()
-    {
-        return 3;
+    match e.downcast_ref::<ConfigError>() {
+        // `config set nonsense 1` is a usage error, not a broken config file.
+        Some(ConfigError::UnknownSetting { .. }) => 2,
+        Some(_) => 3,
+        None => 1,
     }
-    1
 }
 
 /// Entry point of the binary.
@@ -119,31 +217,22 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
+    let bars = progress::Bars::new(cli.quiet);
     match &cli.command {
-        Command::Sync { json } => {
-            let config = load_config(cli)?;
-            let cache =
-                Cache::open_with(config, sharecache::OpenOptions::default().background(false))?;
-            let report = cache
-                .sync_now()
-                .context("sync failed; every pending write is still pending")?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                show::report(&cache, &report);
-            }
-            Ok(())
-        }
-        Command::Status { json } => {
-            let config = load_config(cli)?;
-            let status = show::status_of(&config)?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                show::status(&status);
-            }
-            Ok(())
-        }
+        Command::Sync { json } => sync::sync(load_config(cli)?, bars, *json),
+        Command::Status { json } => status::run(&load_config(cli)?, *json),
+        Command::Clear {
+            discard_pending,
+            json,
+        } => sync::clear(load_config(cli)?, bars, *discard_pending, *json),
+        Command::History { limit, json } => history::run(&load_config(cli)?, *limit, *json),
+        Command::Conflicts {
+            action,
+            limit,
+            json,
+        } => conflicts::run(load_config(cli)?, action.as_ref(), *limit, *json, bars),
+        Command::Config { action } => config::run(&config_path(cli), action),
+        Command::Daemon => daemon::run(load_config(cli)?),
         Command::Demo { dir } => demo::run(dir),
     }
 }

@@ -2,6 +2,8 @@
 //! fixture), and helpers to open clients on it.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -1,0 +1,165 @@
+//! `sharecache daemon`: the background sync loop as a foreground process, for apps that are not
+//! written in Rust and simply open the cache file.
+//!
+//! It opens the cache with the library's sync thread (which also hot-reloads `config.yaml`), logs
+//! every finished sync run, and on Ctrl-C or SIGTERM drops the cache, which pushes pending writes
+//! within `sync.shutdown_timeout`, then exits 0. A second signal stops it at once.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sharecache::cache::CachePaths;
+use sharecache::sync::metadata::{self, Run};
+use sharecache::{Cache, Config, Mode, OpenOptions};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::Failure;
+use super::local;
+
+/// How often the loop looks for finished runs to log.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Runs `sharecache daemon` until a signal.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    // Signals first: a stop asked during a long first open is honoured right after it.
+    let stop = stop_on_signals()?;
+    if let Some(holder) = super::status::status_of(&config)
+        .ok()
+        .and_then(|s| s.worker)
+    {
+        return Err(Failure::new(
+            5,
+            format!("a sync thread or daemon already runs for this cache ({holder})"),
+        )
+        .into());
+    }
+    let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
+    let mut last = if paths.db.exists() {
+        last_run_id(&paths.db)
+    } else {
+        0
+    };
+    let interval = config.sync_interval;
+    let cache = Cache::open_with(config, OpenOptions::default().background(true))?;
+    if let Mode::Direct { reason } = cache.mode() {
+        return Err(Failure::new(
+            3,
+            format!("nothing for a daemon to sync: {reason} (reads and writes go directly to the remote)"),
+        )
+        .into());
+    }
+    let db = paths.db.clone();
+    tracing::info!(
+        cache = %db.display(),
+        remote = %cache.config().remote_path.display(),
+        interval_secs = interval.as_secs_f64(),
+        "daemon running; stop with Ctrl-C or SIGTERM"
+    );
+    let conn = local::read_only(&db)?;
+    let outcome = loop {
+        match stop.recv_timeout(POLL) {
+            Ok(signal) => {
+                tracing::info!(
+                    signal,
+                    timeout_secs = cache.config().shutdown_timeout.as_secs_f64(),
+                    "stopping: pushing pending writes first"
+                );
+                break Ok(());
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        last = log_runs(&conn, last);
+        if let Mode::Direct { reason } = cache.mode() {
+            break Err(Failure::new(
+                7,
+                format!("the cache stopped working, so the daemon stops: {reason}"),
+            ));
+        }
+    };
+    drop(cache);
+    log_runs(&conn, last);
+    if outcome.is_ok() {
+        tracing::info!("daemon stopped");
+    }
+    Ok(outcome?)
+}
+
+/// Catches SIGINT and SIGTERM: the first is sent on the returned channel, a second one
+/// terminates the process as the default handler would.
+fn stop_on_signals() -> anyhow::Result<mpsc::Receiver<i32>> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("sharecache-signals".into())
+        .spawn(move || {
+            let mut asked = false;
+            for signal in signals.forever() {
+                if asked {
+                    eprintln!("sharecache: stopping at once; pending writes stay in the cache");
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    std::process::exit(128 + signal);
+                }
+                asked = true;
+                let _ = tx.send(signal);
+            }
+        })?;
+    Ok(rx)
+}
+
+/// The id of the newest recorded run (0 if none or unreadable).
+fn last_run_id(db: &Path) -> i64 {
+    local::read_only(db)
+        .ok()
+        .and_then(|c| metadata::history(&c, 1).ok())
+        .and_then(|runs| runs.first().map(|r| r.id))
+        .unwrap_or(0)
+}
+
+/// Logs the runs finished after `last`, oldest first; returns the id to continue after (a run
+/// still going is waited for).
+fn log_runs(conn: &Connection, last: i64) -> i64 {
+    let runs = match metadata::history(conn, 100) {
+        Ok(runs) => runs,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the sync history");
+            return last;
+        }
+    };
+    let mut next = last;
+    for r in runs.iter().rev().filter(|r| r.id > last) {
+        if r.status == "running" {
+            break;
+        }
+        log_run(r);
+        next = r.id;
+    }
+    next
+}
+
+fn log_run(r: &Run) {
+    let ms = r.duration_ms.unwrap_or(0);
+    match &r.error {
+        None => tracing::info!(
+            run = r.id,
+            pushed = r.pushed,
+            pulled = r.pulled,
+            conflicts = r.conflicts,
+            ms,
+            "{} {}",
+            r.kind,
+            r.status
+        ),
+        Some(error) => tracing::info!(
+            run = r.id,
+            ms,
+            error = %error,
+            "{} {}",
+            r.kind,
+            r.status
+        ),
+    }
+}

@@ -1,0 +1,203 @@
+//! `sharecache status`: the state at a glance, then a debug section for whoever has to find out
+//! why it is not syncing. Reads local files only, except one `stat` of the remote file, asked
+//! on a separate thread with a timeout: a hung share must not hang `status`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+use sharecache::cache::CachePaths;
+use sharecache::status::Status;
+use sharecache::{Config, Mode};
+
+use super::local::{self, SHARE_TIMEOUT};
+
+/// What the share said when asked about the remote file just now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// The remote file answered and is a non-empty file.
+    pub share_reachable: bool,
+    /// What happened, in words.
+    pub share_check: String,
+    /// Size of the remote file.
+    pub remote_bytes: Option<u64>,
+}
+
+/// `status` as printed with `--json`: the library's [`Status`] plus the debug figures.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    status: &'a Status,
+    cache_exists: bool,
+    #[serde(flatten)]
+    probe: Probe,
+    worker_running: bool,
+}
+
+/// Asks the share about `remote` (one `stat`), waiting at most [`SHARE_TIMEOUT`].
+pub fn probe(remote: &Path) -> Probe {
+    let path = remote.to_path_buf();
+    let t0 = Instant::now();
+    let answer = local::within(SHARE_TIMEOUT, move || std::fs::metadata(&path));
+    let ms = t0.elapsed().as_millis();
+    let (share_reachable, share_check, remote_bytes) = match answer {
+        None => (
+            false,
+            format!(
+                "no answer within {} s: the share hangs or is very slow",
+                SHARE_TIMEOUT.as_secs()
+            ),
+            None,
+        ),
+        Some(Ok(m)) if m.is_file() && m.len() > 0 => (
+            true,
+            format!("reachable (answered in {ms} ms)"),
+            Some(m.len()),
+        ),
+        Some(Ok(m)) if m.is_file() => (
+            false,
+            "the share answers, but the remote file is empty".into(),
+            Some(0),
+        ),
+        Some(Ok(_)) => (
+            false,
+            "the share answers, but the remote path is not a file".into(),
+            None,
+        ),
+        Some(Err(e)) => (false, format!("not reachable: {e}"), None),
+    };
+    Probe {
+        share_reachable,
+        share_check,
+        remote_bytes,
+    }
+}
+
+/// The status of the configured cache, without opening (or creating) it.
+pub fn status_of(config: &Config) -> anyhow::Result<Status> {
+    let decision = local::decide(config);
+    if !decision.cached {
+        let mode = Mode::Direct {
+            reason: decision.rule.clone(),
+        };
+        return Ok(Status::direct(config, &mode, &decision.rule));
+    }
+    let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
+    Ok(sharecache::status::read(config, &paths, &decision.rule)?)
+}
+
+/// Runs `sharecache status`.
+pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {
+    let status = status_of(config)?;
+    let cache_exists = status.cache_path.as_deref().is_some_and(Path::exists);
+    let probe = probe(&config.remote_path);
+    if json {
+        let report = Report {
+            status: &status,
+            cache_exists,
+            probe,
+            worker_running: status.worker.is_some(),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print(&status, cache_exists, &probe);
+    }
+    Ok(())
+}
+
+/// `12.0 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn file_line(path: &Path, bytes: Option<u64>) -> String {
+    match bytes {
+        Some(b) => format!("{} ({})", path.display(), human_bytes(b)),
+        None => path.display().to_string(),
+    }
+}
+
+fn print(s: &Status, cache_exists: bool, probe: &Probe) {
+    if s.mode == "cached" && !cache_exists {
+        let db = s.cache_path.clone().unwrap_or_default();
+        println!(
+            "{} no cache yet — cached ({})",
+            s.state.indicator(),
+            s.mode_reason
+        );
+        println!("  {}", local::no_cache_yet(&db));
+    } else {
+        println!(
+            "{} {:?} — {} ({})",
+            s.state.indicator(),
+            s.state,
+            s.mode,
+            s.mode_reason
+        );
+        println!("  pending writes: {}", s.pending_writes);
+        match (&s.last_sync, &s.last_run) {
+            (_, Some(run)) => println!(
+                "  last sync:      {} {} ({} pushed, {} pulled, {} conflicts{})",
+                run.finished_at.as_deref().unwrap_or(&run.started_at),
+                run.status,
+                run.pushed,
+                run.pulled,
+                run.conflicts,
+                run.error
+                    .as_deref()
+                    .map(|e| format!("; {e}"))
+                    .unwrap_or_default()
+            ),
+            (None, None) => println!("  last sync:      never"),
+            (Some(t), None) => println!("  last sync:      {t}"),
+        }
+        if let (Some(ok), Some(run)) = (&s.last_sync, &s.last_run) {
+            if run.status != "success" {
+                println!("  last success:   {ok}");
+            }
+        }
+        if let Some(since) = &s.offline_since {
+            println!("  offline since:  {since}");
+        }
+        println!("  conflicts:      {} logged", s.conflicts);
+        for t in &s.unsynced_tables {
+            println!("  not synced:     {} — {}", t.name, t.reason);
+        }
+        if let Some(n) = &s.note {
+            println!("  note:           {n}");
+        }
+    }
+    println!("  sync interval:  {} s", s.sync_interval_secs);
+    println!("debug:");
+    if let Some(p) = &s.cache_path {
+        let missing = if cache_exists {
+            ""
+        } else {
+            " (not created yet)"
+        };
+        println!("  cache file:     {}{missing}", file_line(p, s.cache_bytes));
+    }
+    println!(
+        "  remote file:    {}",
+        file_line(&s.remote_path, probe.remote_bytes)
+    );
+    println!("  share now:      {}", probe.share_check);
+    match &s.worker {
+        Some(w) => println!("  sync thread:    running ({w})"),
+        None if s.mode == "cached" => println!(
+            "  sync thread:    none running (no app with a sync thread, no `sharecache daemon`)"
+        ),
+        None => println!("  sync thread:    none (nothing to sync in direct mode)"),
+    }
+}
