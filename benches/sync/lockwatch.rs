@@ -4,8 +4,8 @@
 //! the sync's connection holds the cache's write lock. No SQLite API reports that for a
 //! connection we do not own (the engine's), so this registers, as the process's default VFS, a
 //! copy of the default VFS whose files get a copy of their I/O methods with `xShmLock` wrapped:
-//! taking and releasing the WAL write lock (shm lock 0, exclusive) is timed and recorded with
-//! the thread that did it. Everything else is the original code, called with the original file.
+//! taking and releasing the WAL write lock (shm lock 0, exclusive) and the checkpoint lock (shm
+//! lock 1) is timed and recorded with the thread that did it. Everything else is the original code, called with the original file.
 
 use std::collections::HashMap;
 use std::ffi::c_int;
@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use rusqlite::ffi;
 
-/// One interval during which a connection held a cache's WAL write lock.
+/// One interval during which a connection held a cache's WAL write lock (or, with
+/// `checkpoint`, its checkpoint lock).
 #[derive(Debug, Clone, Copy)]
 pub struct Hold {
     pub thread: ThreadId,
     pub start: Instant,
     pub held: Duration,
+    pub checkpoint: bool,
 }
 
 /// I/O methods with `xShmLock` wrapped; `orig` is the table they were copied from.
@@ -37,11 +39,13 @@ unsafe impl Sync for Wrapped {}
 static BASE: OnceLock<usize> = OnceLock::new();
 /// Original method table address → leaked wrapped copy.
 static TABLES: Mutex<Vec<(usize, &'static Wrapped)>> = Mutex::new(Vec::new());
-/// File address → (since, thread) while its write lock is held.
-static HELD: Mutex<Option<HashMap<usize, (Instant, ThreadId)>>> = Mutex::new(None);
+/// (File address, lock) → (since, thread) while that lock is held.
+type Held = HashMap<(usize, c_int), (Instant, ThreadId)>;
+static HELD: Mutex<Option<Held>> = Mutex::new(None);
 static LOG: Mutex<Vec<Hold>> = Mutex::new(Vec::new());
 
 const WAL_WRITE_LOCK: c_int = 0;
+const WAL_CKPT_LOCK: c_int = 1;
 
 /// Registers the watching VFS as the default (idempotent). Call before opening connections.
 pub fn install() {
@@ -115,8 +119,12 @@ unsafe extern "C" fn x_shm_lock(
         let w = (*file).pMethods as *const Wrapped;
         (*(*w).orig).xShmLock.expect("xShmLock")(file, offset, n, flags)
     };
-    if rc == ffi::SQLITE_OK && offset == WAL_WRITE_LOCK && flags & ffi::SQLITE_SHM_EXCLUSIVE != 0 {
-        let key = file as usize;
+    if rc == ffi::SQLITE_OK
+        && (offset == WAL_WRITE_LOCK || offset == WAL_CKPT_LOCK)
+        && n == 1
+        && flags & ffi::SQLITE_SHM_EXCLUSIVE != 0
+    {
+        let key = (file as usize, offset);
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
         let held = held.get_or_insert_with(HashMap::new);
         if flags & ffi::SQLITE_SHM_LOCK != 0 {
@@ -126,6 +134,7 @@ unsafe extern "C" fn x_shm_lock(
                 thread,
                 start,
                 held: start.elapsed(),
+                checkpoint: offset == WAL_CKPT_LOCK,
             });
         }
     }
