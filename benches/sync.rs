@@ -230,6 +230,9 @@ fn main() {
             log(t0, &format!("{l} ms: design experiments"));
             designs::push_layouts(&mut report, &share, d, l);
             designs::pull_layouts(&mut report, &share, d, l);
+            if l == 0 {
+                designs::push_order(&mut report, &share, plan.rss_big.min(100_000));
+            }
         }
     }
 
@@ -255,7 +258,7 @@ fn main() {
                  price REAL, note TEXT, updated_at TEXT);",
             )
             .unwrap();
-        figures::capture(&mut report, &share, &cache);
+        figures::capture(&mut report, &cache);
     }
     if designs.is_some() {
         log(t0, "design experiments: capture trigger anatomy");
@@ -342,6 +345,7 @@ fn rss(report: &mut Report, share: &Share, small: u64, big: u64, t0: Instant) {
         let cfg = share.config(&remote, &name);
         drop(cache);
         log(t0, &format!("  pushing {n} rows in a child process"));
+        let before = share.ctl.stats();
         let out = Command::new(std::env::current_exe().unwrap())
             .arg(RSS_CHILD)
             .arg(&cfg.remote_path)
@@ -359,6 +363,14 @@ fn rss(report: &mut Report, share: &Share, small: u64, big: u64, t0: Instant) {
                 .find_map(|w| w.strip_prefix(k).and_then(|v| v.parse().ok()))
                 .unwrap_or(f64::NAN)
         };
+        let ops = measure::diff(&before, &share.ctl.stats());
+        report.ops.push(measure::OpsRow {
+            figure: format!("push of {n} pending inserts (rss child)"),
+            latency: Some(0),
+            side: "sync_now".into(),
+            ops,
+            n: 1,
+        });
         results.push((
             n,
             field("pushed="),

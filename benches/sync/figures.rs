@@ -554,7 +554,7 @@ pub fn snapshot(r: &mut Report, share: &Share, remote: &str, l: u64, reps: usize
 
 /// The capture triggers' cost: insert/update/delete in a tracked table vs an untracked copy of
 /// it in the same cache file (so the same journal mode and settings).
-pub fn capture(r: &mut Report, share: &Share, cache: &Cache) {
+pub fn capture(r: &mut Report, cache: &Cache) {
     let path = cache.cache_path().expect("cached").to_path_buf();
     let c = Connection::open(&path).unwrap();
     c.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -632,7 +632,6 @@ pub fn capture(r: &mut Report, share: &Share, cache: &Cache) {
             }
         }
     }
-    let _ = share;
 }
 
 /// Local apply rate while pulling `changes` changes, and the waits of app writes made on another
