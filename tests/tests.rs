@@ -9,5 +9,6 @@ mod conflicts;
 mod crash;
 mod offline;
 mod push_pull;
+mod reliability;
 mod schema_follow;
 mod share_safety;
