@@ -1,4 +1,4 @@
-//! 1. Multi-client convergence under faults, as a property test.
+//! Multi-client convergence under faults, as a property test (issue 5, item 1).
 //!
 //! 3–5 clients on one remote behind the flaky share run a random script: inserts, updates and
 //! deletes on a few shared keys (so conflicts are frequent), syncs, share drops (offline

@@ -7,6 +7,8 @@
 //! see them.
 
 mod convergence;
+mod io_faults;
+mod kill9;
 mod writes_during_sync;
 
 use rusqlite::Connection;
