@@ -6,10 +6,13 @@
 //! injected, writes checked, lost) on a line starting with `figures:`; run with `--nocapture` to
 //! see them.
 
+mod bad_input;
 mod convergence;
 mod io_faults;
 mod kill9;
+mod permissions;
 mod writes_during_sync;
+mod wrong_share;
 
 use rusqlite::Connection;
 use std::collections::BTreeMap;
