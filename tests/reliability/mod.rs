@@ -7,9 +7,11 @@
 //! see them.
 
 mod bad_input;
+mod contention;
 mod convergence;
 mod io_faults;
 mod kill9;
+mod outages;
 mod permissions;
 mod writes_during_sync;
 mod wrong_share;
