@@ -2,8 +2,9 @@
 //!
 //! A child process (`sharecache --config FILE sync`) pushes a large batch of changes (inserts,
 //! updates and deletes, several remote transactions) and pulls another client's changes; it is
-//! killed with SIGKILL at a random moment, from its start to half again a clean sync's
-//! duration (a few runs finish first). Checked after every kill: the remote passes `PRAGMA integrity_check`; every remote
+//! killed with SIGKILL at a random moment: half the time a random time from its start to 1.2
+//! times a clean sync's duration (a few runs finish first), half the time right after a random
+//! share operation of the sync. Checked after every kill: the remote passes `PRAGMA integrity_check`; every remote
 //! transaction is all-or-nothing (the changes the remote holds are exactly the first k batches,
 //! in the order a push sends them); the next sync completes; then the remote holds every change
 //! exactly once (the change-log revision grew by exactly the number of changes, no conflict was
@@ -27,6 +28,14 @@ const INSERTS: i64 = 150;
 struct Rng(u64);
 
 impl Rng {
+    /// Seeds through splitmix64, so that similar seeds give unrelated sequences.
+    fn new(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
     fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
@@ -95,13 +104,14 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 .as_nanos() as u64
                 | 1
         });
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let iterations = pick(10, 100);
     let mut clean = Duration::ZERO;
+    let mut clean_ops = 0u64;
     let (mut kills, mut finished_first) = (0u64, 0u64);
     let (mut none_applied, mut some_applied, mut all_applied) = (0u64, 0u64, 0u64);
     let mut changes_checked = 0u64;
-    for i in 0..=iterations as i64 {
+    for i in 0..=iterations as i64 + 1 {
         // The batch: inserts of new rows, updates and deletes of the previous iteration's.
         let base = 1_000_000 + i * 1_000;
         {
@@ -138,9 +148,11 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
             .collect();
         drop(remote);
 
-        if i == 0 {
-            // Calibration: a clean sync's duration bounds the kill moments.
+        if i <= 1 {
+            // Iteration 0 fills the table; iteration 1 measures a clean sync of a full batch
+            // (inserts, updates and deletes), which bounds the kill moments.
             let t = Instant::now();
+            share.control.reset_stats();
             let out = sharecache()
                 .arg("--config")
                 .arg(&cfg)
@@ -153,8 +165,14 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 String::from_utf8_lossy(&out.stderr)
             );
             clean = t.elapsed();
+            clean_ops = share.control.stats().total;
         } else {
-            let delay = Duration::from_micros(rng.below(clean.as_micros() as u64 * 3 / 2));
+            // Even iterations: a random moment in time (up to 1.2 times a clean sync's
+            // duration); odd ones: right after a random share operation of the sync (so every
+            // phase is hit evenly, however fast each runs).
+            let at_op = (i % 2 == 1).then(|| rng.below(clean_ops + 1));
+            let delay = Duration::from_micros(rng.below(clean.as_micros() as u64 * 6 / 5));
+            share.control.reset_stats();
             let mut child = sharecache()
                 .arg("--config")
                 .arg(&cfg)
@@ -163,7 +181,15 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(delay);
+            match at_op {
+                None => std::thread::sleep(delay),
+                Some(n) => {
+                    while share.control.stats().total < n && child.try_wait().unwrap().is_none() {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            }
+            let delay = at_op.map_or(format!("{delay:?}"), |n| format!("share operation {n}"));
             if child.try_wait().unwrap().is_some() {
                 finished_first += 1;
             } else {
@@ -176,7 +202,7 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
             assert_eq!(
                 one::<String>(&remote, "PRAGMA integrity_check"),
                 "ok",
-                "kill {i} after {delay:?}: remote integrity"
+                "kill {i} after {delay}: remote integrity"
             );
             let applied: Vec<bool> = changes
                 .iter()
@@ -185,7 +211,7 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                     let now = remote_body(&remote, pk);
                     assert!(
                         now == *want || now == *was,
-                        "kill {i} after {delay:?}: {pk} is neither before ({was:?}) nor after ({want:?}): {now:?}"
+                        "kill {i} after {delay}: {pk} is neither before ({was:?}) nor after ({want:?}): {now:?}"
                     );
                     now == *want
                 })
@@ -193,14 +219,14 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
             let k_applied = applied.iter().take_while(|a| **a).count();
             assert!(
                 applied[k_applied..].iter().all(|a| !a),
-                "kill {i} after {delay:?}: the remote holds changes out of push order (not whole batches): {applied:?}"
+                "kill {i} after {delay}: the remote holds changes out of push order (not whole batches): {applied:?}"
             );
             assert!(
                 k_applied % BATCH == 0 || k_applied == changes.len(),
-                "kill {i} after {delay:?}: the remote holds {k_applied} of the changes: not a whole number of batches of {BATCH}"
+                "kill {i} after {delay}: the remote holds {k_applied} of the changes: not a whole number of batches of {BATCH}"
             );
             eprintln!(
-                "kill {i}: after {delay:?}, {k_applied} of {} changes on the remote",
+                "kill {i}: after {delay}, {k_applied} of {} changes on the remote",
                 changes.len()
             );
             match k_applied {
@@ -217,7 +243,7 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 .unwrap();
             assert!(
                 out.status.success(),
-                "kill {i} after {delay:?}: the next sync fails: {}",
+                "kill {i} after {delay}: the next sync fails: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -248,6 +274,7 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
             ("kills", kills),
             ("finished_before_the_kill", finished_first),
             ("clean_sync_ms", clean.as_millis() as u64),
+            ("clean_sync_share_ops", clean_ops),
             ("killed_before_any_batch", none_applied),
             ("killed_between_batches", some_applied),
             ("killed_after_all_batches", all_applied),
