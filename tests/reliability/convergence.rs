@@ -870,3 +870,55 @@ fn the_winner_of_a_conflict_does_not_depend_on_the_order_clients_sync_in() {
         "the winner depends on the sync order: late first -> {late_first:?}, c first -> {c_first:?}"
     );
 }
+
+/// A client that has not synced since its cache was made (a laptop set up, then taken offline)
+/// edits a row; meanwhile another client deletes it, newer. Every client that ever synced has
+/// pulled the delete, so its tombstone may be pruned; but the laptop has not, and its edit is
+/// concurrent with the delete. Found by the long form of the property test above.
+#[test]
+fn an_edit_from_a_client_that_never_synced_still_loses_to_a_newer_concurrent_delete() {
+    let share = Share::new();
+    let laptop = share.client_with_clock("laptop", -chrono::Duration::hours(1));
+    let a = share.client("a");
+    let b = share.client("b");
+    laptop
+        .conn()
+        .execute("UPDATE notes SET body = 'edited offline' WHERE id = 1", [])
+        .unwrap();
+    a.conn()
+        .execute("DELETE FROM notes WHERE id = 1", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap(); // b pulls the delete
+    b.conn()
+        .execute("INSERT INTO notes (id, body) VALUES (2, 'b')", [])
+        .unwrap();
+    b.sync_now().unwrap();
+    a.sync_now().unwrap(); // a pulls b's insert: a and b have both pulled the delete
+    let tombstones: i64 = crate::support::one(
+        &share.remote(),
+        "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]'",
+    );
+    laptop.sync_now().unwrap();
+    b.sync_now().unwrap();
+    let remote = share.remote();
+    let body: Option<String> = remote
+        .query_row("SELECT body FROM notes WHERE id = 1", [], |r| r.get(0))
+        .optional()
+        .unwrap();
+    let logged: i64 = crate::support::one(
+        &remote,
+        "SELECT count(*) FROM sharecache_conflicts WHERE loser_row LIKE '%edited offline%'",
+    );
+    assert!(
+        body.is_none() && logged == 1,
+        "the newer delete must win and the laptop's edit be kept in the conflict log; the remote \
+         has {body:?}, the conflict log {logged} entry for the edit (the delete's tombstone was \
+         {} when the laptop pushed)",
+        if tombstones == 0 {
+            "already pruned"
+        } else {
+            "still there"
+        }
+    );
+}
