@@ -39,6 +39,7 @@ fn cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn malformed_or_mistyped_config_files_are_refused_naming_the_file_and_the_problem() {
+    let _machine = super::machine_shared();
     let bomb = {
         let mut lines = vec!["a0: &a0 [x, x, x, x, x, x, x, x, x, x]".to_string()];
         for i in 1..12 {

@@ -21,6 +21,7 @@ const CLIENTS: usize = 5;
 
 #[test]
 fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs_every_5_s() {
+    let _machine = super::machine_alone();
     let run_for = Duration::from_secs(pick(15, 600));
     let share = Share::new();
     let clients: Vec<Cache> = (0..CLIENTS)
@@ -37,10 +38,17 @@ fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs
     let failed: Mutex<Vec<(usize, ErrorKind, String)>> = Mutex::new(Vec::new());
     let app_errors: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let inserted: Vec<Mutex<u64>> = (0..CLIENTS).map(|_| Mutex::new(0)).collect();
+    let durations: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for (i, c) in clients.iter().enumerate() {
-            let (stop, ok_at, failed, app_errors, inserted) =
-                (&stop, &ok_at[i], &failed, &app_errors, &inserted[i]);
+            let (stop, ok_at, failed, app_errors, inserted, durations) = (
+                &stop,
+                &ok_at[i],
+                &failed,
+                &app_errors,
+                &inserted[i],
+                &durations,
+            );
             // The app.
             s.spawn(move || {
                 let mut n = 0u64;
@@ -71,8 +79,11 @@ fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs
             // The background sync, every 100 ms.
             s.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let next = Instant::now() + Duration::from_millis(100);
-                    match c.sync_now() {
+                    let t = Instant::now();
+                    let next = t + Duration::from_millis(100);
+                    let r = c.sync_now();
+                    durations.lock().unwrap().push(t.elapsed());
+                    match r {
                         Ok(_) => ok_at.lock().unwrap().push(Instant::now()),
                         Err(e) => failed.lock().unwrap().push((i, e.kind(), e.to_string())),
                     }
@@ -119,6 +130,10 @@ fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs
         })
         .collect();
     let conflicts: i64 = one(&remote, "SELECT count(*) FROM sharecache_conflicts");
+    let mut durations = durations.into_inner().unwrap();
+    durations.sort();
+    let p99 = durations[(durations.len() - 1) * 99 / 100];
+    let longest = *durations.last().unwrap();
     let inserts: u64 = inserted.iter().map(|n| *n.lock().unwrap()).sum();
     figures(
         "contention",
@@ -135,6 +150,8 @@ fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs
                 "longest_gap_ms",
                 gaps.iter().max().unwrap().as_millis() as u64,
             ),
+            ("p99_sync_ms", p99.as_millis() as u64),
+            ("longest_sync_ms", longest.as_millis() as u64),
             ("app_writes", inserts * 2),
             ("conflicts_logged", conflicts as u64),
             ("lost", 0),

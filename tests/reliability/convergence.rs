@@ -734,6 +734,7 @@ fn run_case(sc: &Scenario, totals: &RefCell<Totals>) -> Result<(), TestCaseError
 
 #[test]
 fn clients_on_a_flaky_share_with_skewed_clocks_converge_to_the_newest_write_and_lose_nothing() {
+    let _machine = super::machine_shared();
     let cases = pick(64, 2000);
     let max_steps = pick(60, 150);
     let mut runner = TestRunner::new(RunnerConfig {

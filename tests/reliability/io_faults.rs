@@ -244,6 +244,7 @@ impl Sweep {
 }
 
 fn sweep(persistent: bool) {
+    let _machine = super::machine_shared();
     let mut s = Sweep::new();
     let (push_ops, pull_ops) = s.count();
     let last = push_ops.max(pull_ops) + 10;

@@ -90,6 +90,7 @@ fn remote_body(remote: &rusqlite::Connection, pk: &str) -> Option<String> {
 #[test]
 fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and_the_next_sync_completes()
  {
+    let _machine = super::machine_shared();
     let share = Share::new();
     let cfg = config_file(&share, "k");
     let other = share.client("other");

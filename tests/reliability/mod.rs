@@ -19,6 +19,20 @@ mod wrong_share;
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 
+/// Tests that measure time (contention) run alone: they take this lock exclusively, the
+/// CPU-heavy tests of this suite take it shared. (The test harness runs tests in parallel.)
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds the machine for a timing-sensitive test (no other heavy reliability test runs meanwhile).
+pub fn machine_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Marks a CPU-heavy test (it does not run while a timing-sensitive one does).
+pub fn machine_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether the long (soak) forms run.
 pub fn soak() -> bool {
     std::env::var("SHARECACHE_SOAK").is_ok_and(|v| v == "1")

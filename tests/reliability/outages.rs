@@ -85,6 +85,7 @@ fn percentile(samples: &[Duration], p: f64) -> Duration {
 /// Runs the app writer and the sync loop on client `a` while `outages` happen one after the
 /// other; returns what each did and the number of writes made.
 fn run(outages: &[(Outage, Duration)], interval: Duration) -> (Vec<Window>, u64) {
+    let _machine = super::machine_shared();
     let share = Share::new();
     share.control.set_latency(Duration::from_millis(2));
     let mut cfg = share.config("a");
