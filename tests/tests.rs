@@ -15,5 +15,6 @@ mod fallback;
 mod offline;
 mod operations;
 mod push_pull;
+mod reliability;
 mod schema_follow;
 mod share_safety;

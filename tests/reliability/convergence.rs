@@ -1,0 +1,925 @@
+//! Multi-client convergence under faults, as a property test (issue 5, item 1).
+//!
+//! 3–5 clients on one remote behind the flaky share run a random script: inserts, updates and
+//! deletes on a few shared keys (so conflicts are frequent), syncs, share drops (offline
+//! windows), single failed share operations in the middle of a sync, clocks skewed by ±1 h, and
+//! client 0's clock stepping back 10 minutes mid-run (the client is closed and reopened with the
+//! new offset). Then the share comes back, every client syncs twice, and the oracle checks:
+//!
+//! - every cache holds exactly what the remote holds (content hash of the app tables);
+//! - every key holds the winner: the newest stamp among the acknowledged writes of that key,
+//!   ties broken by the greater origin id (the rule of `src/sync/conflict.rs`);
+//! - zero lost: every acknowledged write that no later write superseded is either the current
+//!   value or a loser in the conflict log.
+//!
+//! What "acknowledged" and "superseded" mean. A write is acknowledged when the app's statement
+//! committed on the cache; its stamp is the one the engine assigned (read from `sync_tracking`,
+//! and for `kv` also from `updated_at`). A write is *superseded* when a later write of the same
+//! key was made by a client that had seen it: its own next write, or another client's write after
+//! pulling it (or after losing to it). Superseded writes are legitimately neither current nor in
+//! the conflict log: that is an ordinary sequential edit. Every other write is concurrent with
+//! the current value and must have lost a conflict, so it is in the conflict log. The test tracks
+//! what each client has seen: its own writes, the remote's current versions whenever its pull
+//! cursor reaches the remote's revision, and the winner whenever its push lost. One more rule
+//! comes from the engine's documented coalescing: an insert of a key the cache did not have,
+//! deleted again before any push, never happened (`sync_tracking` drops the entry); such writes
+//! are *void* and not counted.
+//!
+//! The hybrid logical clock makes every write's stamp greater than the stamps of everything its
+//! writer had seen, so "newest acknowledged write" and "newest write nobody superseded" must be
+//! the same write; the test asserts that too.
+//!
+//! Long form (`SHARECACHE_SOAK=1`): 300 cases of up to 150 steps instead of 12 of up to 60.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use rusqlite::{Connection, OptionalExtension};
+use sharecache::Cache;
+use sharecache::cache::OpenOptions;
+use sharecache::clock::Clock;
+
+use super::{assert_same_content, figures, pick};
+use crate::support::Share;
+
+const KEYS: usize = 3;
+
+/// `kv`: text keys with `updated_at` (stamped by the triggers); `counts`: integer keys without.
+const SCHEMA: &str = "
+    CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL, n INTEGER, updated_at TEXT);
+    CREATE TABLE counts (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+    INSERT INTO kv (k, v) VALUES ('k0', 'seed:kv:0'), ('k1', 'seed:kv:1');
+    INSERT INTO counts (id, v) VALUES (0, 'seed:counts:0');
+";
+
+const TABLES: [&str; 2] = ["kv", "counts"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// `INSERT OR REPLACE`: an insert, or an update of an existing row.
+    Put,
+    /// `UPDATE` (no-op when the row is absent).
+    Update,
+    /// `DELETE` (no-op when the row is absent).
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Write {
+        client: usize,
+        table: usize,
+        key: usize,
+        op: Op,
+    },
+    Sync {
+        client: usize,
+    },
+    /// Every client syncs, twice round (afterwards every client has seen the newest stamp).
+    SyncAll,
+    /// The clients in `mask` write the same key one after the other, before any sync: the
+    /// writes are concurrent, and those of clients whose clocks are behind the newest stamp they
+    /// have seen carry the same stamp (their hybrid clocks tick from it), so the tie-break decides.
+    Burst {
+        mask: u32,
+        table: usize,
+        key: usize,
+    },
+    /// The share drops: every operation fails until `ShareUp`.
+    ShareDown,
+    ShareUp,
+    /// A sync during which the `nth` share operation fails (once).
+    FlakySync {
+        client: usize,
+        nth: u64,
+    },
+    /// Client 0's clock steps back 10 minutes (first occurrence only).
+    ClockBack,
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    clients: usize,
+    /// Clock offsets in minutes of clients 3 and 4 (0, 1, 2 are 0, +60, -60).
+    extra_offsets: Vec<i64>,
+    batch_size: usize,
+    steps: Vec<Step>,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let op = prop_oneof![Just(Op::Put), Just(Op::Update), Just(Op::Delete)];
+    prop_oneof![
+        8 => (0..5usize, 0..2usize, 0..KEYS, op)
+            .prop_map(|(client, table, key, op)| Step::Write { client, table, key, op }),
+        4 => (0..5usize).prop_map(|client| Step::Sync { client }),
+        1 => Just(Step::SyncAll),
+        2 => (1..32u32, 0..2usize, 0..KEYS).prop_map(|(mask, table, key)| Step::Burst { mask, table, key }),
+        1 => Just(Step::ShareDown),
+        1 => Just(Step::ShareUp),
+        1 => (0..5usize, 1..150u64).prop_map(|(client, nth)| Step::FlakySync { client, nth }),
+        1 => Just(Step::ClockBack),
+    ]
+}
+
+fn scenario(max_steps: usize) -> impl Strategy<Value = Scenario> {
+    (
+        3..=5usize,
+        prop::collection::vec(-60i64..=60, 2),
+        1..=4usize,
+        prop::collection::vec(step(), 10..=max_steps),
+    )
+        .prop_map(|(clients, extra_offsets, batch_size, steps)| Scenario {
+            clients,
+            extra_offsets,
+            batch_size,
+            steps,
+        })
+}
+
+/// Which row: (table index, key index).
+type Key = (usize, usize);
+
+fn pk_text((table, key): Key) -> String {
+    match table {
+        0 => format!("[\"k{key}\"]"),
+        _ => format!("[{key}]"),
+    }
+}
+
+fn key_of(tbl: &str, pk: &str) -> Option<Key> {
+    (0..2)
+        .flat_map(|t| (0..KEYS).map(move |k| (t, k)))
+        .find(|&k| TABLES[k.0] == tbl && pk_text(k) == pk)
+}
+
+/// One acknowledged write.
+#[derive(Debug, Clone)]
+struct Version {
+    key: Key,
+    stamp: String,
+    origin: String,
+    /// The value written, `None` for a delete.
+    value: Option<String>,
+    /// Versions of this key its writer had seen when writing it (transitively).
+    knew: BTreeSet<usize>,
+    /// Coalesced away before any push (insert + delete of a key the cache did not have).
+    void: bool,
+}
+
+/// What the test knows about every write and what each client has seen.
+#[derive(Debug, Default)]
+struct Model {
+    versions: Vec<Version>,
+    by_stamp: HashMap<(Key, String, String), usize>,
+    /// Per client: the versions of each key it has seen.
+    seen: Vec<HashMap<Key, BTreeSet<usize>>>,
+    /// Per client: its writes of each key since the key's last acknowledged push.
+    open: Vec<HashMap<Key, Vec<usize>>>,
+}
+
+impl Model {
+    fn new(clients: usize) -> Model {
+        Model {
+            seen: vec![HashMap::new(); clients],
+            open: vec![HashMap::new(); clients],
+            ..Model::default()
+        }
+    }
+
+    fn learn(&mut self, client: usize, key: Key, id: usize) {
+        let knew = self.versions[id].knew.clone();
+        let seen = self.seen[client].entry(key).or_default();
+        seen.insert(id);
+        seen.extend(knew);
+    }
+
+    fn version_id(&self, key: Key, stamp: &str, origin: &str) -> Result<usize, TestCaseError> {
+        self.by_stamp
+            .get(&(key, stamp.to_string(), origin.to_string()))
+            .copied()
+            .ok_or_else(|| {
+                TestCaseError::fail(format!(
+                    "the remote holds a version of {key:?} nobody wrote: stamp {stamp} origin {origin}"
+                ))
+            })
+    }
+}
+
+/// The remote's change log: current version per key, and its revision.
+struct RemoteLog {
+    rev: i64,
+    current: BTreeMap<Key, (String, String, bool)>,
+}
+
+fn read_log(remote: &Connection) -> RemoteLog {
+    let rev = remote
+        .query_row("SELECT rev FROM sharecache_meta", [], |r| r.get(0))
+        .unwrap();
+    let mut current = BTreeMap::new();
+    let mut s = remote
+        .prepare("SELECT tbl, pk, stamp, origin, deleted FROM sharecache_log")
+        .unwrap();
+    let rows = s
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (tbl, pk, stamp, origin, deleted) = row.unwrap();
+        let key = key_of(&tbl, &pk).unwrap_or_else(|| panic!("unexpected log entry {tbl} {pk}"));
+        current.insert(key, (stamp, origin, deleted));
+    }
+    RemoteLog { rev, current }
+}
+
+/// Figures over all cases.
+#[derive(Debug, Default)]
+struct Totals {
+    cases: u64,
+    steps: u64,
+    syncs: u64,
+    failed_syncs: u64,
+    share_drops: u64,
+    failed_ops: u64,
+    clock_steps: u64,
+    writes: u64,
+    ties: u64,
+    void: u64,
+    superseded: u64,
+    concurrent: u64,
+    conflicts_logged: u64,
+    lost: u64,
+}
+
+struct Run<'a> {
+    share: Share,
+    /// A plain connection on the remote through the share, for the model's reads.
+    reader: Connection,
+    sc: &'a Scenario,
+    offsets: Vec<i64>,
+    clients: Vec<Option<Cache>>,
+    origins: Vec<String>,
+    model: Model,
+    /// The last version seen of every key in the remote log (pruned tombstones included).
+    log: BTreeMap<Key, (String, String, bool)>,
+    down: bool,
+    stepped_back: bool,
+    writes: u64,
+    totals: &'a RefCell<Totals>,
+}
+
+impl Run<'_> {
+    fn open(&self, client: usize) -> Cache {
+        let mut cfg = self.share.config(&format!("c{client}"));
+        cfg.batch_size = self.sc.batch_size;
+        let clock = Clock::with_offset(chrono::Duration::minutes(self.offsets[client]));
+        Cache::open_with(cfg, OpenOptions::default().clock(clock)).unwrap()
+    }
+
+    fn cache(&self, client: usize) -> &Cache {
+        self.clients[client].as_ref().expect("open")
+    }
+
+    /// The remote's change log, read through the share (momentarily up if it is down; no
+    /// client is syncing).
+    ///
+    /// Tombstones every client has pulled are pruned from the remote log; the model keeps the
+    /// last version it saw of every key, so a pruned tombstone stays known.
+    fn remote_log(&mut self) -> RemoteLog {
+        self.share.control.set_offline(false);
+        let mut log = read_log(&self.reader);
+        self.share.control.set_offline(self.down);
+        for (k, v) in &log.current {
+            self.log.insert(*k, v.clone());
+        }
+        for (k, v) in &self.log {
+            log.current.entry(*k).or_insert_with(|| v.clone());
+        }
+        log
+    }
+
+    fn write(&mut self, client: usize, table: usize, key: usize, op: Op) {
+        self.writes += 1;
+        let value = format!("c{client}:w{}", self.writes);
+        let k = (table, key);
+        let stamp = {
+            let conn = self.cache(client).conn();
+            let changed = match (table, op) {
+                (0, Op::Put) => conn.execute(
+                    "INSERT OR REPLACE INTO kv (k, v, n) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![format!("k{key}"), value, self.writes as i64],
+                ),
+                (0, Op::Update) => conn.execute(
+                    "UPDATE kv SET v = ?2, n = ?3 WHERE k = ?1",
+                    rusqlite::params![format!("k{key}"), value, self.writes as i64],
+                ),
+                (0, Op::Delete) => conn.execute("DELETE FROM kv WHERE k = ?1", [format!("k{key}")]),
+                (_, Op::Put) => conn.execute(
+                    "INSERT OR REPLACE INTO counts (id, v) VALUES (?1, ?2)",
+                    rusqlite::params![key as i64, value],
+                ),
+                (_, Op::Update) => conn.execute(
+                    "UPDATE counts SET v = ?2 WHERE id = ?1",
+                    rusqlite::params![key as i64, value],
+                ),
+                (_, Op::Delete) => conn.execute("DELETE FROM counts WHERE id = ?1", [key as i64]),
+            }
+            .expect("a write on the cache never fails");
+            if changed == 0 {
+                return;
+            }
+            let stamp: Option<String> = conn
+                .query_row(
+                    "SELECT stamp FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'",
+                    [TABLES[table], &pk_text(k)],
+                    |r| r.get(0),
+                )
+                .optional()
+                .unwrap();
+            if let (Some(stamp), 0, true) = (&stamp, table, op != Op::Delete) {
+                let ua: String = conn
+                    .query_row(
+                        "SELECT updated_at FROM kv WHERE k = ?1",
+                        [format!("k{key}")],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(&ua, stamp, "updated_at carries the stamp of the write");
+            }
+            stamp
+        };
+        let Some(stamp) = stamp else {
+            // Insert + delete before any push: the engine forgets both (documented coalescing).
+            for id in self.model.open[client].remove(&k).unwrap_or_default() {
+                self.model.versions[id].void = true;
+            }
+            return;
+        };
+        let id = self.model.versions.len();
+        let knew = self.model.seen[client].get(&k).cloned().unwrap_or_default();
+        self.model.versions.push(Version {
+            key: k,
+            stamp: stamp.clone(),
+            origin: self.origins[client].clone(),
+            value: (op != Op::Delete).then_some(value),
+            knew,
+            void: false,
+        });
+        self.model
+            .by_stamp
+            .insert((k, stamp, self.origins[client].clone()), id);
+        self.model.seen[client].entry(k).or_default().insert(id);
+        self.model.open[client].entry(k).or_default().push(id);
+    }
+
+    /// Syncs `client`, with the `fail_nth`-th share operation failing once if given.
+    fn sync(&mut self, client: usize, fail_nth: Option<u64>) -> Result<bool, TestCaseError> {
+        let failed_before = self.share.control.stats().failed;
+        if let Some(n) = fail_nth {
+            self.share.control.fail_nth(n, false);
+        }
+        let result = self.cache(client).sync_now();
+        self.share.control.clear_faults();
+        if fail_nth.is_some() && self.share.control.stats().failed > failed_before {
+            self.totals.borrow_mut().failed_ops += 1;
+        }
+        self.totals.borrow_mut().syncs += 1;
+        if let Ok(r) = &result {
+            prop_assert_eq!(
+                r.deferred,
+                0,
+                "nothing is written during a sync here, so nothing is deferred"
+            );
+        } else {
+            self.totals.borrow_mut().failed_syncs += 1;
+        }
+        self.after_sync(client)?;
+        Ok(result.is_ok())
+    }
+
+    /// Updates what `client` has seen from what the sync left behind.
+    fn after_sync(&mut self, client: usize) -> Result<(), TestCaseError> {
+        let log = self.remote_log();
+        let (pending, pull_rev) = {
+            let conn = self.cache(client).conn();
+            let pending: BTreeSet<Key> = conn
+                .prepare("SELECT tbl, pk FROM sync_tracking WHERE op != 'X'")
+                .unwrap()
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .map(|(t, p)| key_of(&t, &p).expect("known key"))
+                .collect();
+            let pull_rev: i64 = conn
+                .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
+                .unwrap();
+            (pending, pull_rev)
+        };
+        // Pushed (acknowledged) keys: if the remote does not hold our version, it lost and the
+        // winner was applied to the cache.
+        let acked: Vec<Key> = self.model.open[client]
+            .keys()
+            .filter(|k| !pending.contains(k))
+            .copied()
+            .collect();
+        for k in acked {
+            let chain = self.model.open[client].remove(&k).unwrap();
+            let last = &self.model.versions[*chain.last().unwrap()];
+            let Some((stamp, origin, _)) = log.current.get(&k) else {
+                return Err(TestCaseError::fail(format!(
+                    "client {client}'s push of {k:?} was acknowledged but the remote log has no version"
+                )));
+            };
+            if (stamp, origin) != (&last.stamp, &last.origin) {
+                let id = self.model.version_id(k, stamp, origin)?;
+                self.model.learn(client, k, id);
+            }
+        }
+        prop_assert!(pull_rev <= log.rev, "pull cursor ahead of the remote");
+        if pull_rev == log.rev {
+            for (k, (stamp, origin, _)) in &log.current {
+                let id = self.model.version_id(*k, stamp, origin)?;
+                self.model.learn(client, *k, id);
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<(), TestCaseError> {
+        let n = self.sc.clients;
+        for step in &self.sc.steps {
+            self.totals.borrow_mut().steps += 1;
+            match *step {
+                Step::Write {
+                    client,
+                    table,
+                    key,
+                    op,
+                } => self.write(client % n, table, key, op),
+                Step::Sync { client } => {
+                    self.sync(client % n, None)?;
+                }
+                Step::SyncAll => {
+                    for _ in 0..2 {
+                        for c in 0..n {
+                            self.sync(c, None)?;
+                        }
+                    }
+                }
+                Step::Burst { mask, table, key } => {
+                    for c in (0..n).filter(|c| mask & (1 << c) != 0) {
+                        self.write(c, table, key, Op::Put);
+                    }
+                }
+                Step::ShareDown => {
+                    if !self.down {
+                        self.totals.borrow_mut().share_drops += 1;
+                    }
+                    self.down = true;
+                    self.share.control.set_offline(true);
+                }
+                Step::ShareUp => {
+                    self.down = false;
+                    self.share.control.set_offline(false);
+                }
+                Step::FlakySync { client, nth } => {
+                    self.sync(client % n, Some(nth))?;
+                }
+                Step::ClockBack if !self.stepped_back => {
+                    self.stepped_back = true;
+                    self.totals.borrow_mut().clock_steps += 1;
+                    self.clients[0] = None;
+                    self.offsets[0] -= 10;
+                    self.clients[0] = Some(self.open(0));
+                }
+                Step::ClockBack => {}
+            }
+        }
+        // Quiesce: the share is back, every client syncs twice.
+        self.down = false;
+        self.share.control.set_offline(false);
+        self.share.control.clear_faults();
+        for round in 0..2 {
+            for c in 0..n {
+                let r = self.cache(c).sync_now();
+                self.totals.borrow_mut().syncs += 1;
+                prop_assert!(r.is_ok(), "quiesce round {round}, client {c}: {:?}", r);
+                self.after_sync(c)?;
+            }
+        }
+        self.check()
+    }
+
+    fn check(&mut self) -> Result<(), TestCaseError> {
+        let remote = self.share.remote();
+        for c in 0..self.sc.clients {
+            assert_same_content(&format!("client {c}"), &self.cache(c).conn(), &remote);
+            prop_assert_eq!(
+                self.cache(c).status().unwrap().pending_writes,
+                0,
+                "client {} has pending writes after quiescing",
+                c
+            );
+        }
+        let log = read_log(&remote);
+        let conflicts = read_conflicts(&remote);
+        let live: Vec<usize> = (0..self.model.versions.len())
+            .filter(|&i| !self.model.versions[i].void)
+            .collect();
+        let superseded: BTreeSet<usize> = live
+            .iter()
+            .flat_map(|&i| self.model.versions[i].knew.iter().copied())
+            .collect();
+        let mut t = self.totals.borrow_mut();
+        t.cases += 1;
+        t.void += (self.model.versions.len() - live.len()) as u64;
+        t.writes += live.len() as u64;
+        t.conflicts_logged += conflicts.len() as u64;
+        for table in 0..2 {
+            for key in 0..KEYS {
+                let k = (table, key);
+                let mine: Vec<&Version> = live
+                    .iter()
+                    .map(|&i| &self.model.versions[i])
+                    .filter(|v| v.key == k)
+                    .collect();
+                let newest = mine
+                    .iter()
+                    .max_by(|a, b| (&a.stamp, &a.origin).cmp(&(&b.stamp, &b.origin)));
+                let frontier: Vec<(usize, &Version)> = live
+                    .iter()
+                    .filter(|i| !superseded.contains(i))
+                    .map(|&i| (i, &self.model.versions[i]))
+                    .filter(|(_, v)| v.key == k)
+                    .collect();
+                let actual = row_value(&remote, k);
+                let Some(newest) = newest else {
+                    prop_assert_eq!(actual, seed(k), "{:?} was never written", k);
+                    continue;
+                };
+                let newest_frontier = frontier
+                    .iter()
+                    .map(|(_, v)| v)
+                    .max_by(|a, b| (&a.stamp, &a.origin).cmp(&(&b.stamp, &b.origin)))
+                    .expect("some write is not superseded");
+                prop_assert!(
+                    (&newest.stamp, &newest.origin)
+                        == (&newest_frontier.stamp, &newest_frontier.origin),
+                    "{:?}: the newest write {:?} was superseded by an older-stamped one; frontier {:?}",
+                    k,
+                    newest,
+                    frontier
+                );
+                prop_assert_eq!(
+                    &actual,
+                    &newest.value,
+                    "{:?}: the remote does not hold the winner {:?}; writes of the key: {:#?}",
+                    k,
+                    newest,
+                    mine
+                );
+                // The change log's current version is the winner (a pruned tombstone is absent).
+                let logged = log
+                    .current
+                    .get(&k)
+                    .map(|(s, o, d)| (s.clone(), o.clone(), *d));
+                let winner = (
+                    newest.stamp.clone(),
+                    newest.origin.clone(),
+                    newest.value.is_none(),
+                );
+                prop_assert!(
+                    logged.as_ref() == Some(&winner) || (logged.is_none() && winner.2),
+                    "{:?}: the change log's current version {:?} is not the winner {:?}",
+                    k,
+                    logged,
+                    winner
+                );
+                t.superseded += mine.len() as u64 - frontier.len() as u64;
+                for (i, a) in mine.iter().enumerate() {
+                    t.ties += mine[i + 1..]
+                        .iter()
+                        .filter(|b| b.stamp == a.stamp && b.origin != a.origin)
+                        .count() as u64;
+                }
+                for (_, v) in &frontier {
+                    if (&v.stamp, &v.origin) == (&newest.stamp, &newest.origin) {
+                        continue;
+                    }
+                    t.concurrent += 1;
+                    let kept = conflicts.iter().any(|c| {
+                        c.tbl == TABLES[k.0]
+                            && c.pk == pk_text(k)
+                            && c.loser_stamp == v.stamp
+                            && c.loser_origin == v.origin
+                            && c.loser_value == v.value
+                    });
+                    if !kept {
+                        t.lost += 1;
+                        return Err(TestCaseError::fail(format!(
+                            "LOST: {k:?}: write {v:?} is neither current nor in the conflict log; current {newest:?}; conflict log {conflicts:#?}"
+                        )));
+                    }
+                }
+            }
+        }
+        drop(t);
+        Ok(())
+    }
+}
+
+fn seed(k: Key) -> Option<String> {
+    match k {
+        (0, 0) | (0, 1) | (1, 0) => Some(format!("seed:{}:{}", TABLES[k.0], k.1)),
+        _ => None,
+    }
+}
+
+fn row_value(c: &Connection, k: Key) -> Option<String> {
+    match k.0 {
+        0 => c.query_row(
+            "SELECT v FROM kv WHERE k = ?1",
+            [format!("k{}", k.1)],
+            |r| r.get(0),
+        ),
+        _ => c.query_row("SELECT v FROM counts WHERE id = ?1", [k.1 as i64], |r| {
+            r.get(0)
+        }),
+    }
+    .optional()
+    .unwrap()
+}
+
+#[derive(Debug)]
+struct Conflict {
+    tbl: String,
+    pk: String,
+    loser_stamp: String,
+    loser_origin: String,
+    loser_value: Option<String>,
+}
+
+fn read_conflicts(remote: &Connection) -> Vec<Conflict> {
+    let mut s = remote
+        .prepare("SELECT tbl, pk, loser_stamp, loser_origin, loser_op, loser_row FROM sharecache_conflicts ORDER BY id")
+        .unwrap();
+    s.query_map([], |r| {
+        let op: String = r.get(4)?;
+        let row: Option<String> = r.get(5)?;
+        let loser_value = match (op.as_str(), row) {
+            ("delete", _) | (_, None) => None,
+            (_, Some(json)) => {
+                let v: serde_json::Value = serde_json::from_str(&json).expect("loser_row is JSON");
+                Some(v["v"].as_str().expect("loser_row has v").to_string())
+            }
+        };
+        Ok(Conflict {
+            tbl: r.get(0)?,
+            pk: r.get(1)?,
+            loser_stamp: r.get(2)?,
+            loser_origin: r.get(3)?,
+            loser_value,
+        })
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+fn run_case(sc: &Scenario, totals: &RefCell<Totals>) -> Result<(), TestCaseError> {
+    let share = Share::with_schema(SCHEMA);
+    // Faults, not latency, are the point here: a fast share runs more cases.
+    share.control.set_latency(Duration::ZERO);
+    let reader = share.remote();
+    let mut offsets = vec![0, 60, -60];
+    offsets.extend(&sc.extra_offsets);
+    offsets.truncate(sc.clients);
+    let mut run = Run {
+        share,
+        reader,
+        sc,
+        offsets,
+        clients: Vec::new(),
+        origins: Vec::new(),
+        model: Model::new(sc.clients),
+        log: BTreeMap::new(),
+        down: false,
+        stepped_back: false,
+        writes: 0,
+        totals,
+    };
+    for c in 0..sc.clients {
+        let cache = run.open(c);
+        let origin: String = cache
+            .conn()
+            .query_row("SELECT origin FROM sync_state", [], |r| r.get(0))
+            .unwrap();
+        run.origins.push(origin);
+        run.clients.push(Some(cache));
+    }
+    let result = run.run();
+    run.share.control.set_offline(false);
+    run.share.control.clear_faults();
+    result
+}
+
+#[test]
+fn clients_on_a_flaky_share_with_skewed_clocks_converge_to_the_newest_write_and_lose_nothing() {
+    let _machine = super::machine_shared();
+    let cases = pick(64, 2000);
+    let max_steps = pick(60, 150);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        max_shrink_iters: pick(64, 512),
+        failure_persistence: None,
+        ..RunnerConfig::default()
+    });
+    let totals = RefCell::new(Totals::default());
+    let started = std::time::Instant::now();
+    let result = runner.run(&scenario(max_steps), |sc| run_case(&sc, &totals));
+    let t = totals.into_inner();
+    figures(
+        "convergence",
+        &[
+            ("cases", t.cases),
+            ("steps", t.steps),
+            ("syncs", t.syncs),
+            ("failed_syncs", t.failed_syncs),
+            ("share_drops", t.share_drops),
+            ("failed_ops", t.failed_ops),
+            ("clock_steps", t.clock_steps),
+            ("writes_checked", t.writes),
+            ("stamp_ties", t.ties),
+            ("void", t.void),
+            ("superseded", t.superseded),
+            ("concurrent_losers", t.concurrent),
+            ("conflicts_logged", t.conflicts_logged),
+            ("lost", t.lost),
+            ("secs", started.elapsed().as_secs()),
+        ],
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A conflict decided against the pushing client changes no row, so the remote's change-log
+/// revision stays put; the other clients must still get the conflict-log entry (their
+/// `status().conflicts` and `sync_conflicts` are how users find losing versions offline).
+#[test]
+fn a_conflict_the_pusher_lost_reaches_every_clients_conflict_log() {
+    let share = Share::new();
+    let (a, b, c) = (share.client("a"), share.client("b"), share.client("c"));
+    for x in [&a, &b, &c] {
+        x.sync_now().unwrap();
+    }
+    a.conn()
+        .execute("UPDATE tasks SET title = 'older (a)' WHERE id = 't1'", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    b.conn()
+        .execute("UPDATE tasks SET title = 'newer (b)' WHERE id = 't1'", [])
+        .unwrap();
+    b.sync_now().unwrap();
+    c.sync_now().unwrap();
+    assert_eq!(a.sync_now().unwrap().conflicts, 1, "a's older edit loses");
+    let remote_log: i64 =
+        crate::support::one(&share.remote(), "SELECT count(*) FROM sharecache_conflicts");
+    assert_eq!(remote_log, 1);
+    for (name, x) in [("a", &a), ("b", &b), ("c", &c)] {
+        x.sync_now().unwrap();
+        assert_eq!(
+            x.status().unwrap().conflicts,
+            1,
+            "client {name} has the conflict-log entry after syncing"
+        );
+    }
+}
+
+/// The hybrid clock must be above every stamp a cache starts with: a client whose cache is
+/// made from the remote after others wrote (first open, or a rebuild) has "seen" their stamps.
+#[test]
+fn a_client_made_from_the_remote_stamps_its_edits_after_every_stamp_it_copied() {
+    let share = Share::new();
+    let ahead = share.client_with_clock("ahead", chrono::Duration::hours(1));
+    ahead
+        .conn()
+        .execute("UPDATE notes SET body = 'from ahead' WHERE id = 1", [])
+        .unwrap();
+    ahead.sync_now().unwrap();
+    let copied: String = crate::support::one(
+        &share.remote(),
+        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]'",
+    );
+    let late = share.client("late");
+    late.conn()
+        .execute("UPDATE notes SET body = 'from late' WHERE id = 1", [])
+        .unwrap();
+    let stamp: String = crate::support::one(
+        &late.conn(),
+        "SELECT stamp FROM sync_tracking WHERE tbl = 'notes' AND pk = '[1]'",
+    );
+    assert!(
+        stamp > copied,
+        "the late client's edit of a row it copied is stamped {stamp}, not after the copied version's {copied}"
+    );
+}
+
+/// Consequence of the stamp above: the outcome of a three-way conflict must not depend on the
+/// order in which the clients sync. `x` (clock +1 h) writes first; `c` edits concurrently; `late`
+/// joins after `x` pushed and overwrites `x`'s version (having seen it). Whichever of `c` and
+/// `late` syncs first, the same version must win everywhere.
+#[test]
+fn the_winner_of_a_conflict_does_not_depend_on_the_order_clients_sync_in() {
+    let run = |late_first: bool| -> String {
+        let share = Share::new();
+        let x = share.client_with_clock("x", chrono::Duration::hours(1));
+        let c = share.client("c");
+        c.sync_now().unwrap();
+        x.conn()
+            .execute("UPDATE notes SET body = 'x' WHERE id = 1", [])
+            .unwrap();
+        x.sync_now().unwrap();
+        c.conn()
+            .execute("UPDATE notes SET body = 'c (concurrent)' WHERE id = 1", [])
+            .unwrap();
+        let late = share.client_with_clock("late", -chrono::Duration::hours(1));
+        late.conn()
+            .execute("UPDATE notes SET body = 'late (after x)' WHERE id = 1", [])
+            .unwrap();
+        let order: [&Cache; 2] = if late_first { [&late, &c] } else { [&c, &late] };
+        for client in order {
+            client.sync_now().unwrap();
+        }
+        for client in [&x, &c, &late] {
+            client.sync_now().unwrap();
+        }
+        crate::support::one(&share.remote(), "SELECT body FROM notes WHERE id = 1")
+    };
+    let (late_first, c_first) = (run(true), run(false));
+    assert_eq!(
+        late_first, c_first,
+        "the winner depends on the sync order: late first -> {late_first:?}, c first -> {c_first:?}"
+    );
+}
+
+/// A client that has not synced since its cache was made (a laptop set up, then taken offline)
+/// edits a row; meanwhile another client deletes it, newer. Every client that ever synced has
+/// pulled the delete, so its tombstone may be pruned; but the laptop has not, and its edit is
+/// concurrent with the delete. Found by the long form of the property test above.
+#[test]
+fn an_edit_from_a_client_that_never_synced_still_loses_to_a_newer_concurrent_delete() {
+    let share = Share::new();
+    let laptop = share.client_with_clock("laptop", -chrono::Duration::hours(1));
+    let a = share.client("a");
+    let b = share.client("b");
+    laptop
+        .conn()
+        .execute("UPDATE notes SET body = 'edited offline' WHERE id = 1", [])
+        .unwrap();
+    a.conn()
+        .execute("DELETE FROM notes WHERE id = 1", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap(); // b pulls the delete
+    b.conn()
+        .execute("INSERT INTO notes (id, body) VALUES (2, 'b')", [])
+        .unwrap();
+    b.sync_now().unwrap();
+    a.sync_now().unwrap(); // a pulls b's insert: a and b have both pulled the delete
+    let tombstones: i64 = crate::support::one(
+        &share.remote(),
+        "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]'",
+    );
+    laptop.sync_now().unwrap();
+    b.sync_now().unwrap();
+    let remote = share.remote();
+    let body: Option<String> = remote
+        .query_row("SELECT body FROM notes WHERE id = 1", [], |r| r.get(0))
+        .optional()
+        .unwrap();
+    let logged: i64 = crate::support::one(
+        &remote,
+        "SELECT count(*) FROM sharecache_conflicts WHERE loser_row LIKE '%edited offline%'",
+    );
+    assert!(
+        body.is_none() && logged == 1,
+        "the newer delete must win and the laptop's edit be kept in the conflict log; the remote \
+         has {body:?}, the conflict log {logged} entry for the edit (the delete's tombstone was \
+         {} when the laptop pushed)",
+        if tombstones == 0 {
+            "already pruned"
+        } else {
+            "still there"
+        }
+    );
+}
