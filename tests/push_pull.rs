@@ -88,6 +88,42 @@ fn an_idle_sync_reads_the_share_but_writes_nothing() {
 }
 
 #[test]
+fn an_idle_sync_reads_only_the_header_and_still_sees_the_next_remote_change() {
+    let share = Share::new();
+    let a = share.client("a");
+    a.sync_now().unwrap();
+    a.sync_now().unwrap();
+    share.control.reset_stats();
+    assert!(a.sync_now().unwrap().idle);
+    let s = share.control.stats();
+    // One stat of the path (a LOOKUP and a GETATTR: is it still the file we have open?) and one
+    // read of the header.
+    assert!(
+        s.total <= 3 && s.lookup <= 1,
+        "an idle sync costs a stat and one header read: {s:?}"
+    );
+    share
+        .remote()
+        .execute(
+            "UPDATE tasks SET title = 'changed meanwhile' WHERE id = 't1'",
+            [],
+        )
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(!r.idle);
+    assert_eq!(r.pulled, 1);
+    share
+        .remote()
+        .execute_batch("CREATE TABLE added_later (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.schema_changes, 1, "{r:?}");
+    // Following the schema installs change-log triggers on the remote: the next sync looks once
+    // more, then the remote is quiet again.
+    assert!((0..3).any(|_| a.sync_now().unwrap().idle));
+}
+
+#[test]
 fn direct_writes_on_the_remote_reach_the_cache() {
     let share = Share::new();
     let a = share.client("a");

@@ -63,8 +63,12 @@ pub(crate) fn build(
         check_copy(&conn, &tmp)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(sql)?;
-        let now = clock.now_stamp();
         let tx = conn.transaction().map_err(sql)?;
+        // The hybrid clock starts above every stamp copied: an edit made here after the copy
+        // must carry a later stamp than the version it edits, whatever this machine's clock says.
+        let now = newest_logged_stamp(&tx, "main")
+            .map_err(sql)?
+            .map_or_else(|| clock.now_stamp(), |s| s.max(clock.now_stamp()));
         drop_remote_objects(&tx).map_err(sql)?;
         crate::migrate::CACHE.apply(&tx, &now).map_err(sql)?;
         tx.execute(
@@ -85,6 +89,26 @@ pub(crate) fn build(
         remove_with_sidecars(&tmp);
     }
     result
+}
+
+/// The newest stamp in the copied change log of database `schema` (`main`, `snap`), if any.
+fn newest_logged_stamp(c: &Connection, schema: &str) -> rusqlite::Result<Option<String>> {
+    let has_log: bool = c.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM {}.sqlite_master WHERE type = 'table' AND name = 'sharecache_log'",
+            quote(schema)
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_log {
+        return Ok(None);
+    }
+    c.query_row(
+        &format!("SELECT max(stamp) FROM {}.sharecache_log", quote(schema)),
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Removes a database file and its `-wal`/`-shm`/`-journal` companions, ignoring errors.
@@ -208,8 +232,14 @@ pub(crate) fn rebuild_in_place(
                 replace_app_objects(local)?;
                 let remote_id = info.remote_id.clone().unwrap_or_default();
                 local.execute(
-                    "UPDATE main.sync_state SET applying = 0, pull_rev = ?1, remote_id = ?2, snapshot_at = ?3",
-                    params![info.rev, remote_id, clock.now_stamp()],
+                    "UPDATE main.sync_state SET applying = 0, pull_rev = ?1, remote_id = ?2, snapshot_at = ?3, \
+                     hlc = max(hlc, ?4)",
+                    params![
+                        info.rev,
+                        remote_id,
+                        clock.now_stamp(),
+                        newest_logged_stamp(local, "snap")?.unwrap_or_default()
+                    ],
                 )?;
                 local.execute("DELETE FROM main.sync_tracking", [])?;
                 register_tables(local, None)?;

@@ -52,6 +52,24 @@ pub enum RemoteError {
         /// The identity found at the path.
         found: String,
     },
+    /// The path now leads to another file than the one the connection has open (renamed or
+    /// copied over, deleted and recreated). The sync reconnects and checks its identity again.
+    #[error("{}: the remote database file was replaced while sharecache had it open; reconnecting", path.display())]
+    Replaced {
+        /// The remote database path.
+        path: PathBuf,
+    },
+    /// SQLite read damaged data, but a fresh connection reads the database fine: a share
+    /// failure (short or garbage read), retried like one. Persisting, it is reported as
+    /// [`RemoteError::Corrupt`].
+    #[error("{}: a read from the share returned damaged data ({detail}), but the database reads fine again; \
+             treated as a share failure and retried (if this persists, check the remote with `PRAGMA integrity_check`)", path.display())]
+    ReadFailed {
+        /// The remote database path.
+        path: PathBuf,
+        /// SQLite's error.
+        detail: String,
+    },
     /// The remote is in WAL mode and in use: WAL does not work on network shares.
     #[error("{}: the remote database is in WAL journal mode, which is unsafe on a network share, and another program \
              has it open so it cannot be switched to DELETE mode; close the other programs and retry", path.display())]
@@ -91,11 +109,14 @@ impl RemoteError {
     /// The class of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RemoteError::Offline { .. } | RemoteError::Missing { .. } => ErrorKind::Offline,
+            RemoteError::Offline { .. }
+            | RemoteError::Missing { .. }
+            | RemoteError::ReadFailed { .. } => ErrorKind::Offline,
             RemoteError::Locked { .. } => ErrorKind::Locked,
             RemoteError::Lease { .. } => ErrorKind::Offline,
             RemoteError::Corrupt { .. }
             | RemoteError::WrongDatabase { .. }
+            | RemoteError::Replaced { .. }
             | RemoteError::WalInUse { .. }
             | RemoteError::TooNew { .. } => ErrorKind::Remote,
             RemoteError::Sqlite { .. } => ErrorKind::Other,
@@ -108,16 +129,46 @@ impl RemoteError {
     /// and report a "malformed" database; so before calling the remote corrupt, the share is
     /// probed, and an unreachable share is reported as offline instead.
     pub fn from_sqlite(path: &std::path::Path, e: rusqlite::Error) -> RemoteError {
+        let damaged = e.sqlite_error_code() == Some(ErrorCode::DatabaseCorrupt);
         let classified = RemoteError::classify(path, e);
         match classified {
             RemoteError::Corrupt { .. } | RemoteError::Sqlite { .. } => {
                 match std::fs::metadata(path) {
                     Err(io) => RemoteError::from_io(path, &io),
-                    Ok(_) => classified,
+                    Ok(_) => match classified {
+                        RemoteError::Corrupt { path, detail }
+                            if damaged && RemoteError::reads_fine(&path) =>
+                        {
+                            RemoteError::ReadFailed { path, detail }
+                        }
+                        other => other,
+                    },
                 }
             }
             other => other,
         }
+    }
+
+    /// Whether a fresh read-only connection reads the schema and sharecache's own table without
+    /// finding damage: a "malformed" error on the kept connection that does not repeat there came
+    /// from a failed share read, not from the file. Anything but damage found (busy, I/O) counts
+    /// as reading fine: only a repeated finding makes a remote corrupt.
+    fn reads_fine(path: &std::path::Path) -> bool {
+        let flags =
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let probe = rusqlite::Connection::open_with_flags(path, flags).and_then(|c| {
+            c.busy_timeout(Duration::from_millis(500))?;
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        });
+        !matches!(
+            probe.as_ref().err().and_then(|e| e.sqlite_error_code()),
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+        )
     }
 
     fn classify(path: &std::path::Path, e: rusqlite::Error) -> RemoteError {

@@ -14,6 +14,7 @@
 
 pub mod changelog;
 mod error;
+mod fingerprint;
 pub mod lease;
 pub mod retry;
 mod snapshot;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use error::RemoteError;
+pub use fingerprint::Fingerprint;
 pub(crate) use snapshot::create_private;
 pub use snapshot::{CopyError, CopyInfo};
 
@@ -60,6 +62,12 @@ pub struct Remote {
     path: PathBuf,
     conn: Connection,
     opts: RemoteOptions,
+    /// The database header as of the last full [`Remote::fingerprint`], with its result.
+    fingerprinted: std::cell::Cell<Option<(fingerprint::Header, Fingerprint)>>,
+    /// When the path was last found to lead to the open file (see [`Remote::check_same_file`]).
+    same_file_checked: std::cell::Cell<Option<Instant>>,
+    /// The identity checked by [`Remote::check_identity`], re-checked by every full fingerprint.
+    expected_id: Option<String>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -95,6 +103,11 @@ pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
     conn.busy_timeout(busy_timeout).map_err(sql)?;
+    if conn.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
+        // SQLite falls back to a read-only descriptor when opening read-write fails, for
+        // whatever reason (a one-off share failure too): such a connection could never push.
+        return Err(read_only(path));
+    }
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(sql)?;
@@ -121,6 +134,30 @@ pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection
     Ok(conn)
 }
 
+/// Why the remote could only be opened read-only: not writable for this user, or a share
+/// failure while opening it read-write.
+fn read_only(path: &Path) -> RemoteError {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
+            // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return RemoteError::Offline {
+                    path: path.into(),
+                    detail: format!("the database can only be opened read-only: {e}"),
+                };
+            }
+        }
+    }
+    RemoteError::Offline {
+        path: path.into(),
+        detail: "opening the database read-write failed (a share failure); it opened read-only"
+            .into(),
+    }
+}
+
 impl Remote {
     /// Opens the remote database at `path` for sharecache's own use. Never creates it.
     ///
@@ -138,6 +175,9 @@ impl Remote {
             path: path.to_path_buf(),
             conn,
             opts,
+            fingerprinted: std::cell::Cell::new(None),
+            same_file_checked: std::cell::Cell::new(None),
+            expected_id: None,
         })
     }
 
@@ -178,9 +218,12 @@ impl Remote {
     }
 
     /// Fails unless this is the remote with identity `expected`.
-    pub fn check_identity(&self, expected: &str) -> Result<(), RemoteError> {
+    pub fn check_identity(&mut self, expected: &str) -> Result<(), RemoteError> {
         match self.identity()? {
-            Some(found) if found == expected => Ok(()),
+            Some(found) if found == expected => {
+                self.expected_id = Some(found);
+                Ok(())
+            }
             found => Err(RemoteError::WrongDatabase {
                 path: self.path.clone(),
                 expected: expected.to_string(),
@@ -299,6 +342,7 @@ impl Remote {
             .map_err(|e| self.err(e))?;
         let result = (|| {
             let out = f(&self.conn).map_err(|e| self.err(e))?;
+            self.check_same_file()?;
             if !lease.verify()? {
                 tracing::warn!(remote = %self.path.display(), "write lease lost before commit; rolling back");
                 return Err(RemoteError::Locked {
@@ -314,19 +358,6 @@ impl Remote {
         }
         lease.release();
         result
-    }
-
-    /// A cheap fingerprint of the remote's state: (change-log rev, schema version). When it is
-    /// unchanged since the last pull, nothing on the remote needs pulling. Costs about one read.
-    pub fn fingerprint(&self) -> Result<(i64, i64), RemoteError> {
-        self.read(|c| {
-            let rev: i64 =
-                c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
-                    r.get(0)
-                })?;
-            let sv: i64 = c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
-            Ok((rev, sv))
-        })
     }
 
     /// Installs or refreshes the change-log triggers of every synced table (after a schema change).

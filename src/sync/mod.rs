@@ -25,7 +25,7 @@ use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
-use crate::remote::{Remote, RemoteOptions};
+use crate::remote::{Remote, RemoteError, RemoteOptions};
 use crate::schema::{self, Sync};
 
 pub(crate) use outbox::{pending, read_salvageable};
@@ -86,7 +86,12 @@ pub(crate) struct Engine {
     /// Device and inode of the cache file when opened: a file deleted or replaced under a running
     /// cache is noticed at the next sync.
     file_id: Option<(u64, u64)>,
+    /// Syncs in a row that failed on damaged reads (see [`Engine::confirm_damage`]).
+    damaged_reads: u32,
 }
+
+/// Syncs in a row failing on damaged reads after which the remote is reported corrupt.
+const DAMAGED_READS_CORRUPT: u32 = 3;
 
 /// What `clear` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -143,6 +148,7 @@ impl Engine {
             remote_id,
             followed_schema: None,
             file_id,
+            damaged_reads: 0,
         })
     }
 
@@ -271,6 +277,7 @@ impl Engine {
                 self.remote = None; // reconnect (and re-check identity) next time
             }
         }
+        result = self.confirm_damage(result);
         let figures = result.as_ref().map(|r| metadata::Figures {
             pushed: r.pushed,
             pulled: r.pulled,
@@ -298,11 +305,39 @@ impl Engine {
         result
     }
 
+    /// Counts syncs in a row that read damaged data from the remote although a fresh connection
+    /// read it fine ([`RemoteError::ReadFailed`], retried as a share failure); from the
+    /// [`DAMAGED_READS_CORRUPT`]-th on, reports the remote corrupt.
+    fn confirm_damage(&mut self, result: Result<SyncReport, Error>) -> Result<SyncReport, Error> {
+        match result {
+            Err(Error::Remote(RemoteError::ReadFailed { path, detail })) => {
+                self.damaged_reads += 1;
+                if self.damaged_reads >= DAMAGED_READS_CORRUPT {
+                    Err(Error::Remote(RemoteError::Corrupt {
+                        path,
+                        detail: format!(
+                            "{detail}; {} syncs in a row read damaged data",
+                            self.damaged_reads
+                        ),
+                    }))
+                } else {
+                    Err(Error::Remote(RemoteError::ReadFailed { path, detail }))
+                }
+            }
+            other => {
+                if other.is_ok() {
+                    self.damaged_reads = 0;
+                }
+                other
+            }
+        }
+    }
+
     /// The remote connection, opened (and its identity checked) if needed.
     fn connect(&mut self) -> Result<&mut Remote, Error> {
         if self.remote.is_none() {
             let opts = RemoteOptions::from_config(&self.config, &self.origin);
-            let remote = Remote::open(&self.config.remote_path, opts)?;
+            let mut remote = Remote::open(&self.config.remote_path, opts)?;
             remote.check_identity(&self.remote_id)?;
             self.remote = Some(remote);
         }
@@ -321,8 +356,27 @@ impl Engine {
         let mut report = SyncReport::default();
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;
-        let (rev, schema_version) = self.connect()?.fingerprint()?;
-        if pending == 0 && rev == pull_rev && self.followed_schema == Some(schema_version) {
+        let before_write = pending > 0;
+        let fp = match self.connect()?.fingerprint(before_write) {
+            Err(RemoteError::Replaced { .. }) => {
+                // Another file at the path: connect to it afresh, which checks its identity.
+                self.remote = None;
+                self.connect()?.fingerprint(before_write)?
+            }
+            other => other?,
+        };
+        let schema_version = fp.schema_version;
+        let conflicts_copied: i64 = self
+            .local
+            .query_row("SELECT coalesce(max(id), 0) FROM sync_conflicts", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.lerr())?;
+        if pending == 0
+            && fp.rev == pull_rev
+            && fp.conflicts == conflicts_copied
+            && self.followed_schema == Some(schema_version)
+        {
             report.idle = true;
             return Ok(report);
         }

@@ -51,6 +51,14 @@ pub(crate) struct PullCtx<'a> {
     pub batch_size: usize,
 }
 
+/// Remote changes applied per local write transaction: about half a millisecond of work, shorter
+/// than the first sleep (1 ms) of SQLite's busy handler in the app's connections.
+const APPLY_CHUNK: usize = 128;
+
+/// Least time between two local apply transactions: an app writer that found the lock taken
+/// retries after 1 ms and must find it free then.
+const APPLY_GAP: std::time::Duration = std::time::Duration::from_micros(1500);
+
 /// Pulls every remote change after the cache's cursor.
 pub(crate) fn pull(
     local: &Connection,
@@ -64,6 +72,7 @@ pub(crate) fn pull(
         .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
         .map_err(lerr)?;
     let mut carried: Vec<Entry> = Vec::new();
+    let mut last_apply: Option<std::time::Instant> = None;
     loop {
         let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes, ctx.origin))?;
         if f.behind_pruned {
@@ -81,15 +90,38 @@ pub(crate) fn pull(
                 .iter()
                 .any(|(v, _)| v.tbl == old.tbl && v.pk == old.pk)
         });
-        let mut entries = std::mem::take(&mut carried);
-        entries.extend(f.entries);
-        let (applied, deferred, refused) = apply(local, entries, ctx, new_cursor).map_err(lerr)?;
-        out.rows += applied;
-        out.deferred += deferred;
-        if applied > 0 {
-            progress.step("pull", out.rows as u64, 0);
+        // Short local write transactions with a pause between them, so that app writers waiting
+        // in SQLite's busy handler (which sleeps 1, 2, 5, 10, ... ms) find the lock free at their
+        // first retry instead of being starved by back-to-back applies. Rows a transaction
+        // refuses go first into the next one.
+        let mut rest = f.entries.into_iter().peekable();
+        loop {
+            let mut chunk = std::mem::take(&mut carried);
+            chunk.extend(rest.by_ref().take(APPLY_CHUNK));
+            let last = rest.peek().is_none();
+            let upto = if last {
+                new_cursor
+            } else {
+                chunk.iter().map(|(v, _)| v.rev).fold(cursor, i64::max)
+            };
+            if let Some(t) = last_apply {
+                let since = t.elapsed();
+                if since < APPLY_GAP {
+                    std::thread::sleep(APPLY_GAP - since);
+                }
+            }
+            let (applied, deferred, refused) = apply(local, chunk, ctx, upto).map_err(lerr)?;
+            last_apply = Some(std::time::Instant::now());
+            out.rows += applied;
+            out.deferred += deferred;
+            if applied > 0 {
+                progress.step("pull", out.rows as u64, 0);
+            }
+            carried = refused;
+            if last {
+                break;
+            }
         }
-        carried = refused;
         cursor = new_cursor;
         if f.tail.is_some() {
             break;
