@@ -149,7 +149,9 @@ fn push_pending(
     let ctx = PushCtx {
         origin: &origin,
         now: clock.now_stamp(),
-        pulled_rev: 0,
+        // The damaged cache is set aside for good: this client needs no tombstone any more and
+        // must not hold back pruning.
+        pulled_rev: i64::MAX,
         host: crate::remote::lease::hostname(),
         batch_size: config.batch_size,
     };

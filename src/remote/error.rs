@@ -178,10 +178,14 @@ impl RemoteError {
                 path,
                 waited: Duration::ZERO,
             },
+            // ReadOnly: SQLite refuses to write when a `stat` of the path fails (it takes the
+            // file for moved: SQLITE_READONLY_DBMOVED), a share failure like the others; the
+            // connection is dropped and opened afresh.
             Some(
                 ErrorCode::SystemIoFailure
                 | ErrorCode::CannotOpen
-                | ErrorCode::FileLockingProtocolFailed,
+                | ErrorCode::FileLockingProtocolFailed
+                | ErrorCode::ReadOnly,
             ) => RemoteError::Offline {
                 path,
                 detail: e.to_string(),

@@ -29,7 +29,7 @@ use crate::remote::{Remote, RemoteError, RemoteOptions};
 use crate::schema::{self, Sync};
 
 pub(crate) use outbox::{pending, read_salvageable};
-pub(crate) use push::{PushCtx, push_unacknowledged};
+pub(crate) use push::{PushCtx, push_unacknowledged, register_client};
 pub(crate) use rows::Shape;
 
 /// Receives progress of long phases (push, pull, snapshot), e.g. to draw a progress bar.
@@ -390,7 +390,7 @@ impl Engine {
         let ctx = push::PushCtx {
             origin: &self.origin,
             now: self.clock.now_stamp(),
-            pulled_rev: pull_rev,
+            pulled_rev: outbox::horizon(&self.local, pull_rev).map_err(self.lerr())?,
             host: crate::remote::lease::hostname(),
             batch_size: self.config.batch_size,
         };
@@ -432,7 +432,7 @@ impl Engine {
         let ctx = push::PushCtx {
             origin: &self.origin,
             now: self.clock.now_stamp(),
-            pulled_rev: self.pull_rev()?,
+            pulled_rev: outbox::horizon(&self.local, self.pull_rev()?).map_err(self.lerr())?,
             host: host.to_string(),
             batch_size: 0,
         };

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::Shape;
 use crate::sql::decode_key;
@@ -102,6 +102,17 @@ pub(crate) fn pending(c: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
+/// The revision this client still needs tombstones above: its pull cursor `pull_rev`, or lower,
+/// the oldest revision a pending change was made against (a change made against rev 5 must meet
+/// a delete logged at rev 6 to be decided against it, even after the cursor moved past it).
+pub(crate) fn horizon(c: &Connection, pull_rev: i64) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT min(?1, coalesce(min(seen_rev), ?1)) FROM sync_tracking WHERE op != 'X'",
+        [pull_rev],
+        |r| r.get(0),
+    )
+}
+
 /// One batch read from the outbox.
 #[derive(Debug)]
 pub(crate) struct Batch {
@@ -172,6 +183,24 @@ pub(crate) fn read_batch(
     r
 }
 
+/// A row deleted while its insert was being pushed: the capture coalesced insert and delete
+/// into nothing to push and dropped the entry, but the insert has reached the remote now. Queue
+/// the delete again (stamped now: after the insert), so the remote loses the row too.
+fn requeue_vanished_delete(c: &Connection, shape: &Shape, ch: &Change) -> rusqlite::Result<()> {
+    let entry: Option<String> = c
+        .prepare_cached("SELECT op FROM sync_tracking WHERE tbl = ?1 AND pk = ?2")?
+        .query_row(params![ch.tbl, ch.pk], |r| r.get(0))
+        .optional()?;
+    if entry.is_none() && shape.select(c, &ch.key)?.is_none() {
+        c.prepare_cached(
+            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) \
+             SELECT ?1, ?2, 'D', hlc, 1, pull_rev FROM sync_state",
+        )?
+        .execute(params![ch.tbl, ch.pk])?;
+    }
+    Ok(())
+}
+
 /// Acknowledges pushed changes in one local write transaction: entries whose row was not changed
 /// again are removed, and for lost changes the winning remote version is applied (without
 /// capture). Also drops stale `X` markers. Returns how many winners were applied.
@@ -191,6 +220,9 @@ pub(crate) fn acknowledge(
                     "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND seq = ?3",
                 )?
                 .execute(params![ch.tbl, ch.pk, ch.seq])?;
+            if removed == 0 && ch.row.is_some() {
+                requeue_vanished_delete(c, &shapes[&ch.tbl], ch)?;
+            }
             if let Outcome::Lost { winner, stamp } = outcome {
                 newest = newest.max(Some(stamp.as_str()));
                 if removed == 1 {

@@ -38,6 +38,9 @@ pub(crate) struct Pushed {
 pub(crate) struct PushCtx<'a> {
     pub origin: &'a str,
     pub now: String,
+    /// What the registry records: the pull cursor, or the oldest revision a pending change was
+    /// made against if lower ([`outbox::horizon`]). Tombstones above it must be kept for this
+    /// client, whose changes are decided against them.
     pub pulled_rev: i64,
     pub host: String,
     pub batch_size: usize,
@@ -337,11 +340,13 @@ fn log_conflict(
     Ok(())
 }
 
-/// Records in the remote's client registry how far this client has pulled.
+/// Records in the remote's client registry the revision below which this client needs no
+/// tombstone any more ([`PushCtx::pulled_rev`]; it may go down: a change made locally since
+/// lowers it).
 pub(crate) fn register_client(c: &Connection, ctx: &PushCtx<'_>) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT INTO sharecache_clients (origin, pulled_rev, last_seen, host) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (origin) DO UPDATE SET pulled_rev = max(pulled_rev, excluded.pulled_rev), \
+         ON CONFLICT (origin) DO UPDATE SET pulled_rev = excluded.pulled_rev, \
          last_seen = excluded.last_seen, host = excluded.host",
     )?
     .execute(params![ctx.origin, ctx.pulled_rev, ctx.now, ctx.host])?;

@@ -54,10 +54,11 @@ fn a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote() {
 
 /// The app edits a row while a sync is pulling a newer, concurrent delete of it from another
 /// client: the pull leaves the row for the next push to decide. Meanwhile every client catches
-/// up and the delete's tombstone is pruned. The next push must still see the delete as
-/// concurrent: the newer delete wins and the older edit goes to the conflict log.
+/// up, which lets tombstones be pruned, but not this one: the pending edit was made before it.
+/// The next push must still see the delete as concurrent: the newer delete wins and the older
+/// edit goes to the conflict log.
 #[test]
-fn a_deferred_edit_still_conflicts_with_a_delete_whose_tombstone_was_pruned() {
+fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to_it() {
     let share = Share::new();
     let a = share.client("a");
     let b = share.client_with_clock("b", chrono::Duration::hours(1)); // b's delete is newer
@@ -100,13 +101,16 @@ fn a_deferred_edit_still_conflicts_with_a_delete_whose_tombstone_was_pruned() {
         .execute("UPDATE tasks SET done = 1 WHERE id = 't2'", [])
         .unwrap();
     b.sync_now().unwrap();
+    // Every client's pull cursor is past the tombstone, but a's pending edit was made against
+    // an older revision: the registry must keep the tombstone for it (pruned, nothing could
+    // tell the push that the edit is older than the delete).
     assert_eq!(
         one::<i64>(
             &share.remote(),
-            "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]'"
+            "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' AND deleted = 1"
         ),
-        0,
-        "precondition: the tombstone of note 1 was pruned"
+        1,
+        "the tombstone of note 1 was pruned while a's older edit of it was pending"
     );
     a.sync_now().unwrap();
     b.sync_now().unwrap();
