@@ -77,6 +77,9 @@ pub struct Status {
     pub cache_bytes: Option<u64>,
     /// The sync thread or daemon running for this cache, if any (in any process).
     pub worker: Option<String>,
+    /// This cache's origin id: the tie-breaker between equal stamps, and the name this client
+    /// has in the conflict log (`winner_origin`, `loser_origin`) and the remote's registry.
+    pub origin: Option<String>,
     /// Anything else worth saying.
     pub note: Option<String>,
 }
@@ -103,6 +106,7 @@ impl Status {
             unsynced_tables: vec![],
             cache_bytes: None,
             worker: None,
+            origin: None,
             note: Some(
                 "reads and writes go directly to the remote database; nothing to sync".into(),
             ),
@@ -127,6 +131,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         unsynced_tables: vec![],
         cache_bytes: None,
         worker: crate::sync::worker::worker_running(paths),
+        origin: None,
         note: None,
     };
     if !paths.db.exists() {
@@ -144,6 +149,11 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         .map_err(sql)?;
     c.execute_batch("BEGIN").map_err(sql)?;
     s.pending_writes = crate::sync::pending(&c).map_err(sql)?;
+    s.origin = c
+        .query_row("SELECT origin FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
     s.conflicts = c
         .query_row("SELECT count(*) FROM sync_conflicts", [], |r| r.get(0))
         .map_err(sql)?;

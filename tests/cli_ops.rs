@@ -58,6 +58,10 @@ fn every_read_command_prints_parsable_json_and_none_creates_a_cache() {
     }
     assert_eq!(status["cache_exists"], true);
     assert_eq!(status["worker_running"], false);
+    assert!(
+        status["origin"].as_str().is_some_and(|o| o.len() >= 8),
+        "status --json names this client's origin id: {status}"
+    );
 
     let history = json(&cfg, &["history", "--json", "--limit", "5"]);
     assert_eq!(history[0]["status"], "success", "{history}");

@@ -95,3 +95,37 @@ fn a_share_that_fails_mid_push_leaves_every_write_pending_and_the_remote_consist
     );
     assert_eq!(a.status().unwrap().pending_writes, 0);
 }
+
+#[test]
+fn opening_with_enable_cache_auto_does_not_wait_for_a_hung_share() {
+    let share = Share::new();
+    let mut cfg = share.config("a");
+    sharecache::Cache::open(cfg.clone())
+        .unwrap()
+        .sync_now()
+        .unwrap();
+    cfg.enable_cache = sharecache::EnableCache::Auto;
+    share.control.set_hang(true);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opened = sharecache::Cache::open(cfg).map(|c| {
+            let rule = c.status().map(|s| s.mode_reason).unwrap_or_default();
+            c.conn()
+                .execute("INSERT INTO notes (id, body) VALUES (77, 'while hung')", [])
+                .map(|_| (c.mode(), rule))
+        });
+        let _ = tx.send(opened.map_err(|e| e.to_string()));
+    });
+    // Deciding whether the path is on a network share asks its filesystem, which hangs.
+    let opened = rx.recv_timeout(std::time::Duration::from_secs(10));
+    share.control.set_hang(false);
+    let (mode, rule) = opened
+        .expect("Cache::open waited for the hung share")
+        .expect("opened")
+        .expect("a local write");
+    assert_eq!(mode, sharecache::Mode::Cached);
+    assert!(
+        rule.contains("did not answer"),
+        "an unanswering filesystem is taken for a network share: {rule}"
+    );
+}

@@ -55,7 +55,34 @@ pub fn network_kind(path: &Path) -> Option<String> {
     if s.starts_with("\\\\") || s.starts_with("//") {
         return Some("UNC path".into());
     }
-    platform_kind(path)
+    answered_within(path, PROBE_TIMEOUT)
+}
+
+/// How long the filesystem may take to say what it is.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// [`platform_kind`] on a helper thread: a hung share blocks `statfs` for as long as it hangs,
+/// and opening a cache must not. A path whose filesystem does not answer is on a network share
+/// (local disks answer).
+fn answered_within(path: &Path, timeout: std::time::Duration) -> Option<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("sharecache-statfs".into())
+        .spawn(move || {
+            let _ = tx.send(platform_kind(&owned));
+        });
+    if spawned.is_err() {
+        return platform_kind(path);
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(kind) => kind,
+        // The thread stays blocked until the share answers, then ends.
+        Err(_) => Some(format!(
+            "its filesystem did not answer within {}s, as a hung network share does",
+            timeout.as_secs()
+        )),
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -193,6 +193,9 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
         file_line(&s.remote_path, probe.remote_bytes)
     );
     println!("  share now:      {}", probe.share_check);
+    if let Some(o) = &s.origin {
+        println!("  origin id:      {o}");
+    }
     match &s.worker {
         Some(w) => println!("  sync thread:    running ({w})"),
         None if s.mode == "cached" => println!(
