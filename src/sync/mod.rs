@@ -88,7 +88,14 @@ pub(crate) struct Engine {
     file_id: Option<(u64, u64)>,
     /// Syncs in a row that failed on damaged reads (see [`Engine::confirm_damage`]).
     damaged_reads: u32,
+    /// When this client last recorded its horizon in the remote registry.
+    registered: Option<Instant>,
 }
+
+/// Least time between two registrations by a pull alone (a remote write transaction each). A
+/// late registration only delays pruning: the horizon a client needs never goes down, since
+/// every change is made against the cursor of its moment.
+const REGISTER_EVERY: Duration = Duration::from_secs(60);
 
 /// Syncs in a row failing on damaged reads after which the remote is reported corrupt.
 const DAMAGED_READS_CORRUPT: u32 = 3;
@@ -149,6 +156,7 @@ impl Engine {
             followed_schema: None,
             file_id,
             damaged_reads: 0,
+            registered: None,
         })
     }
 
@@ -414,8 +422,15 @@ impl Engine {
             if pulled.behind_pruned {
                 rebuild =
                     Some("this cache fell behind the pruned part of the remote change log".into());
-            } else if pushed.batches == 0 && self.pull_rev()? != pull_rev {
+            } else if pushed.batches > 0 {
+                self.registered = Some(Instant::now()); // each push batch registers
+            } else if self.pull_rev()? != pull_rev
+                && self
+                    .registered
+                    .is_none_or(|t| t.elapsed() >= REGISTER_EVERY)
+            {
                 self.register(&ctx.host)?;
+                self.registered = Some(Instant::now());
             }
         }
         if let Some(reason) = rebuild {

@@ -201,16 +201,33 @@ fn requeue_vanished_delete(c: &Connection, shape: &Shape, ch: &Change) -> rusqli
     Ok(())
 }
 
+/// What one remote transaction of a push did.
+#[derive(Debug, Clone)]
+pub(crate) struct Applied {
+    /// Per change of the batch, in order.
+    pub outcomes: Vec<Outcome>,
+    /// The change-log revision before the transaction and after it: the revisions in between
+    /// are this batch's own versions.
+    pub revs: (i64, i64),
+}
+
 /// Acknowledges pushed changes in one local write transaction: entries whose row was not changed
 /// again are removed, and for lost changes the winning remote version is applied (without
-/// capture). Also drops stale `X` markers. Returns how many winners were applied.
+/// capture). Also drops stale `X` markers. When the batch's revisions directly follow the pull
+/// cursor, the cursor moves past them: nothing in between needs pulling, since it is this
+/// cache's own writes. Returns how many winners were applied.
 pub(crate) fn acknowledge(
     c: &Connection,
     shapes: &HashMap<String, Shape>,
     batch: &[Change],
-    outcomes: &[Outcome],
+    applied: &Applied,
 ) -> rusqlite::Result<usize> {
+    let outcomes = &applied.outcomes;
     super::write_tx(c, |c| {
+        c.execute(
+            "UPDATE sync_state SET pull_rev = ?2 WHERE pull_rev = ?1",
+            params![applied.revs.0, applied.revs.1],
+        )?;
         c.execute("UPDATE sync_state SET applying = 1", [])?;
         let mut applied = 0;
         let mut newest: Option<&str> = None;

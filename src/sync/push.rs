@@ -64,10 +64,10 @@ pub(crate) fn push(
         let batch = outbox::read_batch(local, shapes, &after, ctx.batch_size).map_err(lerr)?;
         stats.unpushable += batch.unpushable;
         if !batch.changes.is_empty() {
-            let (outcomes, written, conflicts) =
+            let (applied, written, conflicts) =
                 remote.write(|c| apply_batch(c, &batch.changes, shapes, ctx))?;
             failpoint::hit(failpoint::AFTER_REMOTE_COMMIT);
-            outbox::acknowledge(local, shapes, &batch.changes, &outcomes).map_err(lerr)?;
+            outbox::acknowledge(local, shapes, &batch.changes, &applied).map_err(lerr)?;
             stats.rows += written;
             stats.conflicts += conflicts;
             stats.batches += 1;
@@ -100,16 +100,18 @@ pub(crate) fn push_unacknowledged(
 }
 
 /// Inside the remote write transaction: decide and write one batch. Returns the outcome per
-/// change, rows written and conflicts decided. Re-runnable (the transaction may be retried).
+/// change (with the change-log revisions the batch took), rows written and conflicts decided.
+/// Re-runnable (the transaction may be retried).
 fn apply_batch(
     c: &Connection,
     changes: &[Change],
     shapes: &HashMap<String, Shape>,
     ctx: &PushCtx<'_>,
-) -> rusqlite::Result<(Vec<Outcome>, usize, usize)> {
+) -> rusqlite::Result<(outbox::Applied, usize, usize)> {
     let mut rev: i64 = c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
         r.get(0)
     })?;
+    let first_rev = rev;
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
     let (mut written, mut conflicts) = (0, 0);
     // Rows refused by a constraint are retried after the rest of the batch: moving a UNIQUE
@@ -142,14 +144,14 @@ fn apply_batch(
     c.execute("UPDATE sharecache_meta SET rev = ?1 WHERE id = 1", [rev])?;
     register_client(c, ctx)?;
     failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
-    Ok((
-        outcomes
+    let applied = outbox::Applied {
+        outcomes: outcomes
             .into_iter()
             .map(|o| o.expect("every change decided"))
             .collect(),
-        written,
-        conflicts,
-    ))
+        revs: (first_rev, rev),
+    };
+    Ok((applied, written, conflicts))
 }
 
 /// What happened to one change inside the batch.
