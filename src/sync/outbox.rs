@@ -118,53 +118,36 @@ pub(crate) fn horizon(c: &Connection, pull_rev: i64) -> rusqlite::Result<i64> {
 pub(crate) struct Batch {
     /// The changes, with row data.
     pub changes: Vec<Change>,
-    /// Where to continue: after this [`PushOrder`].
-    pub next_after: PushOrder,
+    /// The key to continue after.
+    pub next_after: (String, String),
     /// Whether the outbox has no entries after this batch.
     pub exhausted: bool,
     /// Entries left pending because their table cannot be pushed now.
     pub unpushable: usize,
 }
 
-/// A position in the push order: table, key length, key (see migration 0002: integer keys go in
-/// numeric order, so a batch touches neighbouring rows of the remote table).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PushOrder(String, i64, String);
-
-impl PushOrder {
-    /// Before every entry.
-    pub fn start() -> PushOrder {
-        PushOrder(String::new(), -1, String::new())
-    }
-}
-
-/// Reads up to `limit` pending changes after position `after`, with their rows, in one read
+/// Reads up to `limit` pending changes after key `after`, with their rows, in one read
 /// transaction. Changes of tables without a shape (not synced right now) are left pending.
 pub(crate) fn read_batch(
     c: &Connection,
     shapes: &HashMap<String, Shape>,
-    after: &PushOrder,
+    after: &(String, String),
     limit: usize,
 ) -> rusqlite::Result<Batch> {
     c.execute_batch("BEGIN")?;
     let r = (|| {
         let mut s = c.prepare_cached(
-            "SELECT tbl, pk, op, stamp, seq, seen_rev, pk_len FROM sync_tracking \
-             WHERE op != 'X' AND (tbl, pk_len, pk) > (?1, ?2, ?3) ORDER BY tbl, pk_len, pk LIMIT ?4",
+            "SELECT tbl, pk, op, stamp, seq, seen_rev FROM sync_tracking \
+             WHERE op != 'X' AND (tbl, pk) > (?1, ?2) ORDER BY tbl, pk LIMIT ?3",
         )?;
-        let mut next_after = after.clone();
         let entries: Vec<Entry> = s
-            .query_map(params![after.0, after.1, after.2, limit as i64], |r| {
-                Ok((entry(r)?, r.get::<_, i64>(6)?))
-            })?
-            .map(|e| {
-                e.map(|(e, len)| {
-                    next_after = PushOrder(e.0.clone(), len, e.1.clone());
-                    e
-                })
-            })
+            .query_map(params![after.0, after.1, limit as i64], entry)?
             .collect::<Result<_, _>>()?;
         let exhausted = entries.len() < limit;
+        let next_after = entries
+            .last()
+            .map(|e| (e.0.clone(), e.1.clone()))
+            .unwrap_or_else(|| after.clone());
         let mut out = Vec::with_capacity(entries.len());
         let mut unpushable = 0;
         for (tbl, pk, op, stamp, seq, seen_rev) in entries {
@@ -276,42 +259,4 @@ pub(crate) fn acknowledge(
         c.execute("UPDATE sync_state SET applying = 0", [])?;
         Ok(applied)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn integer_keys_are_pushed_in_numeric_order_across_batches() {
-        let c = Connection::open_in_memory().unwrap();
-        crate::migrate::CACHE.apply(&c, "t").unwrap();
-        c.execute_batch("CREATE TABLE n (id INTEGER PRIMARY KEY, v TEXT)")
-            .unwrap();
-        for id in [100, 2, 10, 1, 20] {
-            c.execute("INSERT INTO n VALUES (?1, 'x')", [id]).unwrap();
-            c.execute(
-                "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) VALUES ('n', ?1, 'I', 's', 1, 0)",
-                [format!("[{id}]")],
-            )
-            .unwrap();
-        }
-        let shape = Shape {
-            table: "n".into(),
-            columns: vec!["id".into(), "v".into()],
-            pk: vec!["id".into()],
-        };
-        let shapes = HashMap::from([("n".to_string(), shape)]);
-        let mut after = PushOrder::start();
-        let mut order = Vec::new();
-        loop {
-            let b = read_batch(&c, &shapes, &after, 2).unwrap();
-            order.extend(b.changes.iter().map(|ch| ch.pk.clone()));
-            if b.exhausted {
-                break;
-            }
-            after = b.next_after;
-        }
-        assert_eq!(order, ["[1]", "[2]", "[10]", "[20]", "[100]"]);
-    }
 }

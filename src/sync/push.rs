@@ -59,7 +59,7 @@ pub(crate) fn push(
     let total = outbox::pending(local).map_err(lerr)? as u64;
     let mut done = 0u64;
     let mut stats = Pushed::default();
-    let mut after = outbox::PushOrder::start();
+    let mut after = (String::new(), String::new());
     loop {
         let batch = outbox::read_batch(local, shapes, &after, ctx.batch_size).map_err(lerr)?;
         stats.unpushable += batch.unpushable;
