@@ -11,6 +11,7 @@ pub mod metadata;
 mod outbox;
 mod pull;
 mod push;
+mod rebuild;
 mod rows;
 pub(crate) mod worker;
 
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot};
@@ -180,89 +181,6 @@ impl Engine {
             }));
         }
         Ok(())
-    }
-
-    /// Pushes pending writes, then replaces the cache's content with a fresh copy of the remote.
-    /// With pending writes that cannot be pushed, refuses — unless `discard_pending`, and then
-    /// they are exported to a file first.
-    pub fn clear(
-        &mut self,
-        discard_pending: bool,
-        progress: &dyn Progress,
-    ) -> Result<ClearReport, Error> {
-        let mut report = ClearReport::default();
-        let synced = self.sync(progress);
-        if let Ok(r) = &synced {
-            report.pushed = r.pushed;
-        }
-        let pending = outbox::pending(&self.local).map_err(self.lerr())?;
-        if pending > 0 && !discard_pending {
-            let reason = match &synced {
-                Err(e) => e.to_string(),
-                Ok(_) => "they were written during the clear".to_string(),
-            };
-            let kind = synced.as_ref().err().map(Error::kind);
-            return Err(Error::PendingWrites {
-                pending,
-                reason,
-                kind,
-            });
-        }
-        // Nothing is discarded unless the remote is there to rebuild from.
-        self.connect()?;
-        for _ in 0..3 {
-            let pending = outbox::pending(&self.local).map_err(self.lerr())?;
-            if pending > 0 && discard_pending {
-                let (path, n) = self.export_all_pending()?;
-                report.discarded += n;
-                report.exported = Some(path);
-            }
-            self.connect()?;
-            let remote = self.remote.as_mut().expect("connected");
-            let mut p = |done, total| progress.step("snapshot", done, total);
-            let rebuilt = snapshot::rebuild_in_place(
-                &self.local,
-                &self.paths.db,
-                remote,
-                &self.paths,
-                &self.clock,
-                &mut p,
-            )?;
-            match rebuilt {
-                Ok(info) => {
-                    self.followed_schema = None;
-                    report.bytes = info.bytes;
-                    return Ok(report);
-                }
-                Err(snapshot::RebuildBlocked::Pending(_)) => {
-                    // The app wrote meanwhile: push that too, then try again.
-                    report.pushed += self.sync(progress)?.pushed;
-                }
-            }
-        }
-        Err(Error::SyncRunning {
-            holder: "the app kept writing during the clear; try again".into(),
-        })
-    }
-
-    /// Exports every pending write to a file and removes it from the outbox.
-    fn export_all_pending(&self) -> Result<(PathBuf, i64), Error> {
-        let all: Vec<(String, String, String, String)> = self
-            .local
-            .prepare("SELECT tbl, pk, op, stamp FROM sync_tracking WHERE op != 'X'")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect()
-            })
-            .map_err(self.lerr())?;
-        let path = export_pending(&self.local, &self.paths, &all, &self.clock)
-            .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
-        write_tx(&self.local, |c| {
-            c.execute("DELETE FROM sync_tracking", []).map(|_| ())
-        })
-        .map_err(self.lerr())?;
-        tracing::warn!(file = %path.display(), rows = all.len(), "pending writes discarded by clear; exported first");
-        Ok((path, all.len() as i64))
     }
 
     fn lerr(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -552,113 +470,6 @@ impl Engine {
         }
         Ok(shapes)
     }
-
-    /// Rebuilds the cache in place from the remote. Pending changes that could not be pushed are
-    /// exported to a file first (returned), so nothing is lost.
-    fn rebuild(
-        &mut self,
-        shapes: &HashMap<String, Shape>,
-        reason: &str,
-        progress: &dyn Progress,
-    ) -> Result<Option<PathBuf>, Error> {
-        tracing::warn!(reason, "rebuilding the cache from the remote");
-        let exported = self.export_unpushable(shapes)?;
-        let remote = self.remote.as_mut().expect("connected");
-        let mut p = |done, total| progress.step("snapshot", done, total);
-        match snapshot::rebuild_in_place(
-            &self.local,
-            &self.paths.db,
-            remote,
-            &self.paths,
-            &self.clock,
-            &mut p,
-        )? {
-            Ok(_) => {
-                self.followed_schema = None;
-                Ok(exported)
-            }
-            Err(snapshot::RebuildBlocked::Pending(n)) => Err(Error::Local(LocalError::Schema {
-                table: "(rebuild)".into(),
-                message: format!(
-                    "{n} local writes arrived during the rebuild; they will be pushed by the next sync, which retries the rebuild"
-                ),
-            })),
-        }
-    }
-
-    /// Moves pending changes of tables that cannot be pushed into a JSON file beside the cache.
-    fn export_unpushable(&self, shapes: &HashMap<String, Shape>) -> Result<Option<PathBuf>, Error> {
-        let rows: Vec<(String, String, String, String)> = self
-            .local
-            .prepare("SELECT tbl, pk, op, stamp FROM sync_tracking WHERE op != 'X'")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect()
-            })
-            .map_err(self.lerr())?;
-        let stuck: Vec<_> = rows
-            .into_iter()
-            .filter(|r| !shapes.contains_key(&r.0))
-            .collect();
-        if stuck.is_empty() {
-            return Ok(None);
-        }
-        let path = export_pending(&self.local, &self.paths, &stuck, &self.clock)
-            .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
-        write_tx(&self.local, |c| {
-            for (tbl, pk, _, _) in &stuck {
-                c.execute(
-                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
-                    params![tbl, pk],
-                )?;
-            }
-            Ok(())
-        })
-        .map_err(self.lerr())?;
-        tracing::warn!(file = %path.display(), rows = stuck.len(), "pending writes that cannot be pushed were exported");
-        Ok(Some(path))
-    }
-}
-
-/// Writes pending changes (with their current row data) as JSON lines to a new file beside the
-/// cache; returns its path.
-pub(crate) fn export_pending(
-    local: &Connection,
-    paths: &CachePaths,
-    entries: &[(String, String, String, String)],
-    clock: &Clock,
-) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    let name = format!(
-        "pending-export-{}.jsonl",
-        clock.now().format("%Y%m%dT%H%M%S%.3fZ")
-    );
-    let path = paths.dir.join(name);
-    let mut f = crate::remote::create_private(&path)?;
-    for (tbl, pk, op, stamp) in entries {
-        let row = schema::read(local)
-            .ok()
-            .and_then(|es| es.into_iter().find(|e| e.table.name == *tbl))
-            .and_then(|e| {
-                let key = crate::sql::decode_key(pk).ok()?;
-                let shape = Shape {
-                    table: tbl.clone(),
-                    columns: e.table.column_names(),
-                    pk: e.table.pk.clone(),
-                };
-                let values = shape.select(local, &key).ok()??;
-                serde_json::from_str::<serde_json::Value>(&crate::sql::row_to_json(
-                    &shape.columns,
-                    &values,
-                ))
-                .ok()
-            });
-        let line =
-            serde_json::json!({ "table": tbl, "key": pk, "op": op, "stamp": stamp, "row": row });
-        writeln!(f, "{line}")?;
-    }
-    f.sync_all()?;
-    Ok(path)
 }
 
 /// Runs `f` in a local `BEGIN IMMEDIATE` transaction.
