@@ -1,0 +1,93 @@
+//! A cache's first open: made from the remote (the client registered first, then the snapshot
+//! copied), and the checks an existing cache passes before it is used.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::{CachePaths, LocalError, snapshot};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Result;
+use crate::remote::{Remote, RemoteOptions};
+use crate::sync::Progress;
+
+/// Creates the cache from the remote (called under the cache lock).
+pub(super) fn create(
+    config: &Config,
+    paths: &CachePaths,
+    clock: Clock,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let origin = crate::clock::new_origin();
+    let mut remote = Remote::open(
+        &config.remote_path,
+        RemoteOptions::from_config(config, &origin),
+    )?;
+    remote.enroll(&clock.now_stamp())?;
+    register_new_client(&mut remote, &origin, &clock);
+    snapshot::build(&mut remote, paths, &origin, &clock, &mut |done, total| {
+        progress.step("snapshot", done, total)
+    })
+}
+
+/// Enters a new client in the remote's registry before its snapshot is copied, with the
+/// revision the copy will at least include: tombstones after it are kept until this client has
+/// pulled them, so its first edits are decided against deletes it has not seen yet. Best effort:
+/// the first sync registers the client too.
+fn register_new_client(remote: &mut Remote, origin: &str, clock: &Clock) {
+    let registered = remote.fingerprint(false).and_then(|fp| {
+        let ctx = crate::sync::PushCtx {
+            origin,
+            now: clock.now_stamp(),
+            pulled_rev: fp.rev,
+            host: crate::remote::lease::hostname(),
+            batch_size: 0,
+        };
+        remote.write(|c| crate::sync::register_client(c, &ctx))
+    });
+    if let Err(e) = registered {
+        tracing::warn!(error = %e, "could not register the new client on the remote; its first sync will");
+    }
+}
+
+/// Checks an existing cache: sharecache's tables current (migrating an older cache), and made
+/// for this remote path.
+pub(super) fn check_cache(c: &Connection, path: &Path, config: &Config) -> Result<()> {
+    let sql = |e| LocalError::from_sqlite(path, e);
+    match crate::migrate::CACHE.current(c).map_err(sql)? {
+        v if v > crate::migrate::CACHE.latest() => {
+            return Err(LocalError::TooNew {
+                path: path.into(),
+                found: v,
+                supported: crate::migrate::CACHE.latest(),
+            }
+            .into());
+        }
+        0 => {
+            return Err(LocalError::Corrupt {
+                path: path.into(),
+                detail: "sharecache's tables are missing".into(),
+            }
+            .into());
+        }
+        v if v < crate::migrate::CACHE.latest() => {
+            crate::sync::write_tx(c, |c| {
+                crate::migrate::CACHE
+                    .apply(c, &crate::clock::format_stamp(chrono::Utc::now()))
+                    .map(|_| ())
+            })
+            .map_err(sql)?;
+        }
+        _ => {}
+    }
+    let recorded: String = c
+        .query_row("SELECT remote_path FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    if Path::new(&recorded) != config.remote_path {
+        tracing::warn!(recorded, configured = %config.remote_path.display(), "the cache was made for another path of the remote; its identity is checked at sync");
+    }
+    Ok(())
+}
