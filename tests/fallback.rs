@@ -261,3 +261,39 @@ fn a_background_thread_falls_back_by_itself_when_the_cache_breaks() {
     );
     writes_land_on_the_remote(&share, &a, 91);
 }
+
+#[test]
+fn a_cache_on_a_filesystem_gone_read_only_falls_back_and_its_pending_writes_reach_the_remote() {
+    let share = Share::new();
+    let fs = TinyFs::new(16 << 20, false);
+    let mut cfg = share.config("a");
+    cfg.cache_directory = fs.path.join("cache");
+    {
+        let a = Cache::open(cfg.clone()).unwrap();
+        a.sync_now().unwrap();
+        a.conn()
+            .execute(
+                "INSERT INTO notes (id, body) VALUES (71, 'before read-only')",
+                [],
+            )
+            .unwrap();
+    }
+    let st = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&fs.path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let a = Cache::open(cfg).unwrap();
+    let reason = direct_reason(&a);
+    assert!(
+        reason.to_lowercase().contains("read-only"),
+        "the reason names the read-only cache: {reason}"
+    );
+    let arrived: i64 = one(&share.remote(), "SELECT count(*) FROM notes WHERE id = 71");
+    assert_eq!(
+        arrived, 1,
+        "the pending write was salvaged to the remote: {reason}"
+    );
+    writes_land_on_the_remote(&share, &a, 72);
+}

@@ -67,19 +67,17 @@ pub(crate) fn salvage(
     let opened;
     let conn = match conn {
         Some(c) => Some(c),
-        None if paths.db.exists() => {
-            match Connection::open_with_flags(&paths.db, OpenFlags::SQLITE_OPEN_READ_ONLY) {
-                Ok(c) => {
-                    opened = c;
-                    Some(&opened)
-                }
-                Err(e) => {
-                    s.problems
-                        .push(format!("the cache file cannot be opened: {e}"));
-                    None
-                }
+        None if paths.db.exists() => match open_for_reading(&paths.db) {
+            Ok(c) => {
+                opened = c;
+                Some(&opened)
             }
-        }
+            Err(e) => {
+                s.problems
+                    .push(format!("the cache file cannot be opened: {e}"));
+                None
+            }
+        },
         None => None,
     };
     if let Some(c) = conn {
@@ -106,6 +104,44 @@ pub(crate) fn salvage(
     s.kept_at = set_aside(&paths.db, clock);
     tracing::warn!(summary = %s.summary(), "salvaged the cache");
     s
+}
+
+/// Opens the cache file only to read it. A WAL database needs its `-shm` file, which cannot be
+/// created on a read-only filesystem: then it is opened as immutable (no locks, no shared memory),
+/// which reads what was checkpointed into the file — all of it after a clean close.
+fn open_for_reading(db: &Path) -> rusqlite::Result<Connection> {
+    let plain = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let readable = plain.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    });
+    match readable {
+        Ok(_) => Ok(plain),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) => {
+            drop(plain);
+            let mut uri = url_path(db);
+            uri.push_str("?immutable=1");
+            tracing::warn!(cache = %db.display(), "the cache cannot be opened normally ({e}); reading it as immutable");
+            Connection::open_with_flags(
+                uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )
+        }
+        Err(_) => Ok(plain),
+    }
+}
+
+/// `file:` URI of a path: every byte but unreserved ASCII and `/` percent-encoded (SQLite decodes
+/// them back).
+fn url_path(p: &Path) -> String {
+    let mut out = String::from("file:");
+    for b in p.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn push_pending(
@@ -179,4 +215,17 @@ fn set_aside(db: &Path, clock: &Clock) -> Option<PathBuf> {
         }
     }
     Some(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_paths_escape_what_sqlite_would_read_as_uri_syntax() {
+        assert_eq!(
+            url_path(Path::new("/c/a b?#%é.db")),
+            "file:/c/a%20b%3F%23%25%C3%A9.db"
+        );
+    }
 }
