@@ -1,5 +1,5 @@
-//! A cache's first open: made from the remote (the client registered first, then the snapshot
-//! copied), and the checks an existing cache passes before it is used.
+//! A cache's first open: made from the remote (the snapshot copied and the client registered
+//! under one lease), and the checks an existing cache passes before it is used.
 
 use std::path::Path;
 
@@ -25,30 +25,9 @@ pub(super) fn create(
         RemoteOptions::from_config(config, &origin),
     )?;
     remote.enroll(&clock.now_stamp())?;
-    register_new_client(&mut remote, &origin, &clock);
     snapshot::build(&mut remote, paths, &origin, &clock, &mut |done, total| {
         progress.step("snapshot", done, total)
     })
-}
-
-/// Enters a new client in the remote's registry before its snapshot is copied, with the
-/// revision the copy will at least include: tombstones after it are kept until this client has
-/// pulled them, so its first edits are decided against deletes it has not seen yet. Best effort:
-/// the first sync registers the client too.
-fn register_new_client(remote: &mut Remote, origin: &str, clock: &Clock) {
-    let registered = remote.fingerprint(false).and_then(|fp| {
-        let ctx = crate::sync::PushCtx {
-            origin,
-            now: clock.now_stamp(),
-            pulled_rev: fp.rev,
-            host: crate::remote::lease::hostname(),
-            batch_size: 0,
-        };
-        remote.write(|c| crate::sync::register_client(c, &ctx))
-    });
-    if let Err(e) = registered {
-        tracing::warn!(error = %e, "could not register the new client on the remote; its first sync will");
-    }
 }
 
 /// Checks an existing cache: sharecache's tables current (migrating an older cache), and made

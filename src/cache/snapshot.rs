@@ -23,8 +23,9 @@ fn copy(
     remote: &mut Remote,
     dest: &Path,
     progress: &mut dyn FnMut(u64, u64),
+    then: Option<crate::remote::AfterCopy<'_>>,
 ) -> Result<CopyInfo, Error> {
-    remote.copy_to(dest, progress).map_err(|e| match e {
+    remote.copy_then(dest, progress, then).map_err(|e| match e {
         CopyError::Remote(r) => Error::Remote(r),
         CopyError::Local(io) => Error::Local(LocalError::from_io(dest, io)),
     })
@@ -52,8 +53,23 @@ pub(crate) fn build(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), Error> {
     let tmp = paths.temp("snapshot");
+    // The new client enters the remote's registry with the copy's revision, under the copy's
+    // lease: tombstones after it are kept until it has pulled them, so its first edits are
+    // decided against deletes it has not seen yet.
+    let mut register = |c: &Connection, info: &CopyInfo| {
+        crate::sync::register_client(
+            c,
+            &crate::sync::PushCtx {
+                origin,
+                now: clock.now_stamp(),
+                pulled_rev: info.rev,
+                host: crate::remote::lease::hostname(),
+                batch_size: 0,
+            },
+        )
+    };
     let result = (|| {
-        let info = copy(remote, &tmp, progress)?;
+        let info = copy(remote, &tmp, progress, Some(&mut register))?;
         let remote_id = info.remote_id.clone().ok_or_else(|| LocalError::Corrupt {
             path: tmp.clone(),
             detail: "the snapshot has no sharecache identity (remote not set up)".into(),
@@ -207,7 +223,7 @@ pub(crate) fn rebuild_in_place(
 ) -> Result<Result<CopyInfo, RebuildBlocked>, Error> {
     let tmp = paths.temp("rebuild");
     let result = (|| {
-        let info = copy(remote, &tmp, progress)?;
+        let info = copy(remote, &tmp, progress, None)?;
         let sql = |e| LocalError::from_sqlite(local_path, e);
         check_copy(
             &Connection::open(&tmp).map_err(|e| LocalError::from_sqlite(&tmp, e))?,

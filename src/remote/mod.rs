@@ -26,6 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use error::RemoteError;
 pub use fingerprint::Fingerprint;
+pub(crate) use snapshot::AfterCopy;
 pub(crate) use snapshot::create_private;
 pub use snapshot::{CopyError, CopyInfo};
 

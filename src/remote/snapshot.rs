@@ -30,6 +30,10 @@ pub struct CopyInfo {
 
 const CHUNK: usize = 1 << 20;
 
+/// A write run right after a snapshot copy, under the same lease (see [`Remote::copy_then`]).
+pub(crate) type AfterCopy<'a> =
+    &'a mut dyn FnMut(&rusqlite::Connection, &CopyInfo) -> rusqlite::Result<()>;
+
 /// A snapshot copy failed on one side or the other.
 #[derive(Debug)]
 pub enum CopyError {
@@ -46,6 +50,19 @@ impl Remote {
         &mut self,
         dest: &Path,
         progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<CopyInfo, CopyError> {
+        self.copy_then(dest, progress, None)
+    }
+
+    /// [`Remote::copy_to`], then `then` in a write transaction under the same lease, so that no
+    /// other sharecache writer runs between the copy and it (a new client registers itself with
+    /// the copy's revision this way: nothing can be pruned in between). `then` failing is logged
+    /// and does not fail the copy.
+    pub(crate) fn copy_then(
+        &mut self,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+        then: Option<AfterCopy<'_>>,
     ) -> Result<CopyInfo, CopyError> {
         let held = lease::acquire(
             &self.path,
@@ -78,6 +95,18 @@ impl Remote {
             copy_file(c, dest, total, progress, &mut local_error)?;
             Ok(CopyInfo { bytes: total, rev, remote_id })
         });
+        if let (Ok(info), None, Some(then)) = (&result, &local_error, then) {
+            let c = &self.conn;
+            let done = c
+                .execute_batch("BEGIN IMMEDIATE")
+                .and_then(|()| then(c, info).and_then(|()| c.execute_batch("COMMIT")));
+            if let Err(e) = done {
+                if !c.is_autocommit() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+                tracing::warn!(error = %e, "after the snapshot copy: the follow-up write failed");
+            }
+        }
         held.release();
         match (result, local_error) {
             (_, Some(e)) => Err(CopyError::Local(e)),
