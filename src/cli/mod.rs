@@ -206,6 +206,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Daemon) {
+        default_sigpipe();
+    }
     init_logging(&cli);
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,6 +216,18 @@ pub fn main() -> ExitCode {
             eprintln!("sharecache: error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`sharecache status | head -1`) makes
+/// `println!` panic. A command whose reader went away should end quietly instead, as other
+/// Unix tools do: restore the default action. Not for `daemon`: losing the reader of its log
+/// must not stop the syncs.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default action; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
