@@ -62,7 +62,12 @@ fn every_cache_file_and_directory_is_user_only_even_with_an_open_umask() {
     // A pending write to a table the remote then drops: the next sync rebuilds the cache and
     // exports that write to a file beside it.
     {
-        let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+        // Without a sync thread: its shutdown would push the write before the table goes.
+        let a = sharecache::Cache::open_with(
+            sharecache::Config::load(&cfg).unwrap(),
+            sharecache::OpenOptions::default().background(false),
+        )
+        .unwrap();
         a.conn()
             .execute(
                 "INSERT INTO projects VALUES ('p1', 'kept in the export')",
