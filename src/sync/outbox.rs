@@ -61,8 +61,9 @@ pub(crate) fn read_salvageable(
             None
         } else {
             match shape.select(c, &key) {
-                Ok(row) => row,
-                Err(_) => {
+                Ok(Some(row)) => Some(row),
+                // Not found by its key (never pushed as a delete), or unreadable.
+                Ok(None) | Err(_) => {
                     unreadable += 1;
                     continue;
                 }
@@ -160,7 +161,16 @@ pub(crate) fn read_batch(
             let row = if op == "D" {
                 None
             } else {
-                shape.select(c, &key)?
+                match shape.select(c, &key)? {
+                    Some(row) => Some(row),
+                    None => {
+                        // The capture saw this row written, and a delete would have changed the
+                        // entry: the key does not find it. Never push that as a delete.
+                        tracing::warn!(table = %tbl, key = %pk, "a pending row cannot be found by its key; left pending");
+                        unpushable += 1;
+                        continue;
+                    }
+                }
             };
             out.push(Change {
                 tbl,
