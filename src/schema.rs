@@ -14,8 +14,20 @@ pub const LOCAL_INTERNAL: &[&str] = &[
     "sync_migrations",
 ];
 
-/// Prefix of sharecache's own tables on the remote; never synced.
-pub const REMOTE_PREFIX: &str = "sharecache_";
+/// Names of sharecache's own tables on the remote; never synced. Exact names: an app table
+/// that merely starts with `sharecache_` is the app's.
+pub const REMOTE_INTERNAL: &[&str] = &[
+    "sharecache_meta",
+    "sharecache_log",
+    "sharecache_clients",
+    "sharecache_conflicts",
+    "sharecache_migrations",
+];
+
+/// Whether `name` is one of sharecache's own tables (cache or remote side) or SQLite's.
+pub fn is_internal(name: &str) -> bool {
+    LOCAL_INTERNAL.contains(&name) || REMOTE_INTERNAL.contains(&name) || name.starts_with("sqlite_")
+}
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,10 +142,6 @@ pub enum Change {
     AddedColumns(Vec<Column>),
     /// Anything else (dropped, renamed or retyped columns, a new key): the cache is rebuilt.
     Destructive,
-}
-
-fn is_internal(name: &str) -> bool {
-    LOCAL_INTERNAL.contains(&name) || name.starts_with(REMOTE_PREFIX) || name.starts_with("sqlite_")
 }
 
 /// Whether a declared type holds times as numbers (then `updated_at` is not stamped with text).

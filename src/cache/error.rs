@@ -40,6 +40,15 @@ pub enum LocalError {
         /// Newest version this build knows.
         supported: u32,
     },
+    /// The remote has an app table with the name of one of sharecache's own tables in the cache
+    /// (`sync_state`, `sync_tracking`, ...): one SQLite file cannot hold both.
+    #[error("the remote database has a table named {table:?}, the name of one of sharecache's own tables in the cache ({}); \
+             the cache cannot hold both, so reads and writes go directly to the remote; rename the table to use the cache",
+             crate::schema::LOCAL_INTERNAL.join(", "))]
+    NameClash {
+        /// The app's table.
+        table: String,
+    },
     /// A remote schema the cache cannot follow.
     #[error("table {table}: {message}")]
     Schema {
@@ -102,6 +111,7 @@ impl LocalError {
                 | LocalError::DiskFull { .. }
                 | LocalError::Corrupt { .. }
                 | LocalError::TooNew { .. }
+                | LocalError::NameClash { .. }
         ) || matches!(self, LocalError::Sqlite { source, .. }
             if matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure)))
     }

@@ -16,7 +16,7 @@ use super::{LocalError, capture, open::CachePaths, open::make_private};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::remote::{CopyError, CopyInfo, Remote};
-use crate::schema::{self, LOCAL_INTERNAL, REMOTE_PREFIX, Sync};
+use crate::schema::{self, LOCAL_INTERNAL, REMOTE_INTERNAL, Sync};
 use crate::sql::quote;
 
 fn copy(
@@ -29,6 +29,22 @@ fn copy(
         CopyError::Remote(r) => Error::Remote(r),
         CopyError::Local(io) => Error::Local(LocalError::from_io(dest, io)),
     })
+}
+
+/// `Err(Ok(table))` when the copy has an app table named like one of sharecache's own tables in
+/// the cache.
+fn check_names(conn: &Connection) -> Result<(), Result<String, rusqlite::Error>> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(Err)?;
+    match names
+        .into_iter()
+        .find(|n| LOCAL_INTERNAL.contains(&n.as_str()))
+    {
+        Some(table) => Err(Ok(table)),
+        None => Ok(()),
+    }
 }
 
 fn check_copy(conn: &Connection, path: &Path) -> Result<(), LocalError> {
@@ -77,6 +93,10 @@ pub(crate) fn build(
         let sql = |e| LocalError::from_sqlite(&tmp, e);
         let mut conn = Connection::open(&tmp).map_err(sql)?;
         check_copy(&conn, &tmp)?;
+        check_names(&conn).map_err(|e| match e {
+            Ok(table) => LocalError::NameClash { table },
+            Err(e) => sql(e),
+        })?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(sql)?;
         let tx = conn.transaction().map_err(sql)?;
@@ -140,9 +160,18 @@ pub(crate) fn remove_with_sidecars(path: &Path) {
 /// Drops what the copy brought from the remote that belongs to sharecache's remote side.
 fn drop_remote_objects(c: &Connection) -> rusqlite::Result<()> {
     let names: Vec<(String, String)> = c
-        .prepare("SELECT type, name FROM sqlite_master WHERE name LIKE 'sharecache\\_%' ESCAPE '\\' AND type IN ('trigger', 'table')")?
+        .prepare("SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'table')")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+        .collect::<rusqlite::Result<Vec<(String, String)>>>()?
+        .into_iter()
+        .filter(|(kind, name)| {
+            if kind == "trigger" {
+                crate::remote::changelog::is_trigger_name(name)
+            } else {
+                REMOTE_INTERNAL.contains(&name.as_str())
+            }
+        })
+        .collect();
     for (kind, name) in names.iter().filter(|(k, _)| k == "trigger") {
         c.execute_batch(&format!(
             "DROP {} IF EXISTS {};",
@@ -304,8 +333,10 @@ fn replace_app_objects(c: &Connection) -> rusqlite::Result<()> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
     for (kind, name, table, sql) in &new {
-        let internal = |n: &str| n.starts_with(REMOTE_PREFIX) || LOCAL_INTERNAL.contains(&n);
-        if internal(name) || internal(table) || is_shadow(c, name)? {
+        let internal = |n: &str| REMOTE_INTERNAL.contains(&n) || LOCAL_INTERNAL.contains(&n);
+        let changelog_trigger =
+            kind == "trigger" && crate::remote::changelog::is_trigger_name(name);
+        if internal(name) || internal(table) || changelog_trigger || is_shadow(c, name)? {
             continue; // sharecache's own, or created by its virtual table
         }
         c.execute_batch(sql)?;
@@ -333,10 +364,14 @@ fn replace_app_objects(c: &Connection) -> rusqlite::Result<()> {
         )
     };
     if has_seq("snap")? && has_seq("main")? {
+        let internal = serde_json::to_string(REMOTE_INTERNAL).expect("a list of names");
         c.execute_batch(
-            "DELETE FROM main.sqlite_sequence WHERE name IN (SELECT name FROM snap.sqlite_sequence); \
-             INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM snap.sqlite_sequence \
-             WHERE name NOT LIKE 'sharecache\\_%' ESCAPE '\\';",
+            "DELETE FROM main.sqlite_sequence WHERE name IN (SELECT name FROM snap.sqlite_sequence);",
+        )?;
+        c.execute(
+            "INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM snap.sqlite_sequence \
+             WHERE name NOT IN (SELECT value FROM json_each(?1))",
+            [internal],
         )?;
     }
     Ok(())

@@ -38,6 +38,13 @@ fn trigger_name(kind: &str, table: &str) -> String {
     format!("sharecache_{kind}_{table}")
 }
 
+/// Whether `name` is the name of a change-log trigger.
+pub fn is_trigger_name(name: &str) -> bool {
+    KINDS
+        .iter()
+        .any(|k| name.starts_with(&format!("sharecache_{k}_")))
+}
+
 /// `CREATE TRIGGER` statements recording direct writes to one remote table.
 pub fn trigger_sql(t: &Table) -> Vec<String> {
     let name = literal(&t.name);

@@ -469,6 +469,14 @@ fn an_app_table_named_like_a_sharecache_table_still_syncs() {
                 continue;
             }
         };
+        if let sharecache::Mode::Direct { reason } = a.mode() {
+            // The refusal the doc above allows: the handle serves the remote, and says why.
+            if !reason.contains(name) {
+                problems.push(format!(
+                    "{name}: direct mode without naming the table: {reason}"
+                ));
+            }
+        }
         let in_cache: Result<String, _> =
             a.conn()
                 .query_row(&format!("SELECT v FROM {name} WHERE id = 1"), [], |r| {
