@@ -52,6 +52,15 @@ pub enum RemoteError {
         /// The identity found at the path.
         found: String,
     },
+    /// This user may not read or write the remote (or create its journal beside it).
+    #[error("{}: permission denied: {detail}; ask the share's administrator for read and write access to the \
+             file and its folder, or point database.path at a copy you may write", path.display())]
+    PermissionDenied {
+        /// The remote database path.
+        path: PathBuf,
+        /// What is not allowed.
+        detail: String,
+    },
     /// The path now leads to another file than the one the connection has open (renamed or
     /// copied over, deleted and recreated). The sync reconnects and checks its identity again.
     #[error("{}: the remote database file was replaced while sharecache had it open; reconnecting", path.display())]
@@ -117,6 +126,7 @@ impl RemoteError {
             RemoteError::Corrupt { .. }
             | RemoteError::WrongDatabase { .. }
             | RemoteError::Replaced { .. }
+            | RemoteError::PermissionDenied { .. }
             | RemoteError::WalInUse { .. }
             | RemoteError::TooNew { .. } => ErrorKind::Remote,
             RemoteError::Sqlite { .. } => ErrorKind::Other,
@@ -200,6 +210,12 @@ impl RemoteError {
 
     /// Classifies an I/O error on the share.
     pub fn from_io(path: &std::path::Path, e: &std::io::Error) -> RemoteError {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            return RemoteError::PermissionDenied {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            };
+        }
         if e.kind() == std::io::ErrorKind::NotFound {
             RemoteError::Missing {
                 path: path.to_path_buf(),

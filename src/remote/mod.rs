@@ -12,6 +12,7 @@
 //!   bounded, jittered retry when the remote stays locked;
 //! - identifiers read from the schema are always quoted ([`crate::sql::quote`]).
 
+mod access;
 pub mod changelog;
 mod error;
 mod fingerprint;
@@ -100,6 +101,7 @@ pub fn check_exists(path: &Path) -> Result<u64, RemoteError> {
 /// journal, synchronous FULL, no mmap). Also used for direct access in fallback mode.
 pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, RemoteError> {
     check_exists(path)?;
+    access::check(path)?;
     let sql = |e| RemoteError::from_sqlite(path, e);
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(sql)?;
@@ -107,7 +109,7 @@ pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection
     if conn.is_readonly(rusqlite::MAIN_DB).map_err(sql)? {
         // SQLite falls back to a read-only descriptor when opening read-write fails, for
         // whatever reason (a one-off share failure too): such a connection could never push.
-        return Err(read_only(path));
+        return Err(access::opened_read_only(path));
     }
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -133,30 +135,6 @@ pub fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection
     )
     .map_err(sql)?;
     Ok(conn)
-}
-
-/// Why the remote could only be opened read-only: not writable for this user, or a share
-/// failure while opening it read-write.
-fn read_only(path: &Path) -> RemoteError {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
-            // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
-            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
-                let e = std::io::Error::last_os_error();
-                return RemoteError::Offline {
-                    path: path.into(),
-                    detail: format!("the database can only be opened read-only: {e}"),
-                };
-            }
-        }
-    }
-    RemoteError::Offline {
-        path: path.into(),
-        detail: "opening the database read-write failed (a share failure); it opened read-only"
-            .into(),
-    }
 }
 
 impl Remote {
