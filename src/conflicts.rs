@@ -143,7 +143,7 @@ pub fn restore(c: &Connection, id: i64) -> Result<Conflict, RestoreError> {
                     quote(&table.name),
                     cond.join(" AND ")
                 ),
-                params_from_iter(&key),
+                params_from_iter(crate::sql::Bind::all(&key)),
             )?;
         }
         Some(json) => {
@@ -196,7 +196,7 @@ pub fn restore(c: &Connection, id: i64) -> Result<Conflict, RestoreError> {
                     quoted.join(", "),
                     marks.join(", ")
                 ),
-                params_from_iter(&vals),
+                params_from_iter(crate::sql::Bind::all(&vals)),
             )?;
         }
     }

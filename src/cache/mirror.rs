@@ -132,7 +132,9 @@ pub(crate) fn read_new_table(remote: &Connection, t: &Table) -> rusqlite::Result
         ))?;
         let n = cols.len();
         s.query_map([], |r| {
-            (0..n).map(|i| r.get(i)).collect::<Result<Vec<_>, _>>()
+            (0..n)
+                .map(|i| crate::sql::read_value(r, i))
+                .collect::<Result<Vec<_>, _>>()
         })?
         .collect::<Result<_, _>>()?
     };
@@ -169,7 +171,7 @@ pub(crate) fn apply(
             cols.join(", ")
         ))?;
         for row in &nt.rows {
-            ins.execute(params_from_iter(row))?;
+            ins.execute(params_from_iter(crate::sql::Bind::all(row)))?;
         }
         tracing::info!(table = %nt.table.name, rows = nt.rows.len(), "new remote table mirrored into the cache");
     }

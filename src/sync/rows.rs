@@ -4,7 +4,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use crate::schema::Table;
-use crate::sql::quote;
+use crate::sql::{Bind, quote, read_value};
 
 /// The columns a sync moves for one table: those both sides have, in the cache's order.
 #[derive(Debug, Clone)]
@@ -62,8 +62,10 @@ impl Shape {
         );
         let n = self.columns.len();
         c.prepare_cached(&sql)?
-            .query_row(params_from_iter(key), |r| {
-                (0..n).map(|i| r.get(i)).collect::<Result<Vec<Value>, _>>()
+            .query_row(params_from_iter(Bind::all(key)), |r| {
+                (0..n)
+                    .map(|i| read_value(r, i))
+                    .collect::<Result<Vec<Value>, _>>()
             })
             .optional()
     }
@@ -105,7 +107,8 @@ impl Shape {
             self.column_list(),
             marks.join(", ")
         );
-        c.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+        c.prepare_cached(&sql)?
+            .execute(params_from_iter(Bind::all(values)))?;
         Ok(())
     }
 
@@ -127,7 +130,7 @@ impl Shape {
             sets.join(", "),
             self.key_where(self.columns.len() + 1)
         );
-        let params = values.iter().chain(key.iter().copied());
+        let params = values.iter().chain(key.iter().copied()).map(Bind::new);
         if c.prepare_cached(&update)?
             .execute(params_from_iter(params))?
             == 0
@@ -140,7 +143,7 @@ impl Shape {
                 marks.join(", ")
             );
             c.prepare_cached(&insert)?
-                .execute(params_from_iter(values))?;
+                .execute(params_from_iter(Bind::all(values)))?;
         }
         Ok(())
     }
@@ -152,7 +155,8 @@ impl Shape {
             quote(&self.table),
             self.key_where(1)
         );
-        c.prepare_cached(&sql)?.execute(params_from_iter(key))?;
+        c.prepare_cached(&sql)?
+            .execute(params_from_iter(Bind::all(key)))?;
         Ok(())
     }
 }

@@ -6,8 +6,12 @@
 //! columns, with BLOB values wrapped as `{"$blob":"<hex>"}` (JSON cannot hold BLOBs). Triggers
 //! build it with built-in functions only ([`key_expr`]); Rust decodes it with [`decode_key`].
 
+mod raw_text;
+
 use rusqlite::types::Value;
 use serde_json::Value as Json;
+
+pub use raw_text::{Bind, read_value};
 
 /// Quotes an SQL identifier (table, column, trigger name) for safe interpolation.
 ///
