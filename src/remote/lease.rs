@@ -4,14 +4,21 @@
 //! Before a write transaction on the remote, a client creates `<db>.sharecache-lease`
 //! exclusively (`O_EXCL`, atomic on every share protocol) with its origin id and a random nonce,
 //! checks just before `COMMIT` that the file still holds its nonce, and deletes it after. A lease
-//! is stale when its holder is a dead process on this same host, or when another client has seen
-//! the same lease content, unchanged, for longer than the lease TTL on its own monotonic clock
-//! (clock skew between machines cannot break it early). A stale lease is broken by renaming it
-//! away first, so two clients breaking the same lease cannot remove each other's fresh one.
+//! is stale when its holder is a dead process on this same host, when it is this process's own
+//! and no longer held (left behind when the share failed before it could be deleted), or when
+//! this process has seen the same lease content, unchanged, for longer than the lease TTL on its
+//! own monotonic clock (clock skew between machines cannot break it early). Sightings are kept
+//! for the whole process, across acquisitions and connections: a lease left by a client that
+//! died on another machine is broken `ttl` after it was first seen, however short each wait is.
+//! A stale lease is broken by renaming it away first, so two clients breaking the same lease
+//! cannot remove each other's fresh one. Waiting clients poll at short, jittered intervals, so
+//! no client waits much longer than the others.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::RemoteError;
@@ -72,6 +79,49 @@ fn holder_is_dead(content: &str) -> bool {
     rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
+/// What this process knows about lease files: the leases it holds now (by content), and, per
+/// lease file, the content last seen there and since when.
+#[derive(Default)]
+struct Seen {
+    held: HashSet<String>,
+    sightings: HashMap<PathBuf, (String, Instant)>,
+}
+
+fn seen() -> MutexGuard<'static, Seen> {
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    SEEN.get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `content` at `path` is stale: its holder is dead, it is this process's own leftover,
+/// or it has been seen unchanged for `ttl`. Records the sighting.
+fn is_stale(path: &Path, content: &str, ttl: Duration) -> bool {
+    if holder_is_dead(content) {
+        return true;
+    }
+    let mut seen = seen();
+    let ours = field(content, "host") == Some(hostname().as_str())
+        && field(content, "pid") == Some(std::process::id().to_string().as_str());
+    if ours && !seen.held.contains(content) {
+        return true;
+    }
+    match seen.sightings.get(path) {
+        Some((c, since)) if c == content => since.elapsed() >= ttl,
+        _ => {
+            seen.sightings
+                .insert(path.to_path_buf(), (content.to_string(), Instant::now()));
+            false
+        }
+    }
+}
+
+/// Pause between two looks at a lease someone else holds: short and jittered, the same for
+/// every waiter (a growing backoff lets newcomers overtake clients that have waited longest).
+fn poll_pause() -> Duration {
+    Duration::from_millis(25 + rand::random::<u64>() % 50)
+}
+
 fn read_to_string(path: &Path) -> std::io::Result<String> {
     let mut s = String::new();
     fs::File::open(path)?.read_to_string(&mut s)?;
@@ -90,8 +140,6 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
         std::process::id(),
         chrono::Utc::now().to_rfc3339()
     );
-    let mut seen: Option<(String, Instant)> = None;
-    let mut attempt = 0u32;
     loop {
         match fs::OpenOptions::new()
             .write(true)
@@ -99,6 +147,8 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
             .open(&path)
         {
             Ok(mut f) => {
+                // Held from here: if writing fails, the leftover is recognised as ours.
+                seen().held.insert(content.clone());
                 f.write_all(content.as_bytes())
                     .map_err(|e| lease_err(&path, e))?;
                 return Ok(Held {
@@ -112,15 +162,7 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
         }
         match read_to_string(&path) {
             Ok(other) => {
-                let stale = holder_is_dead(&other)
-                    || match &seen {
-                        Some((c, since)) if *c == other => since.elapsed() >= opts.ttl,
-                        _ => {
-                            seen = Some((other.clone(), Instant::now()));
-                            false
-                        }
-                    };
-                if stale {
+                if is_stale(&path, &other, opts.ttl) {
                     tracing::warn!(lease = %path.display(), holder = field(&other, "origin").unwrap_or("?"), "breaking a stale remote write lease");
                     break_stale(&path, &other, &nonce);
                     continue;
@@ -135,12 +177,7 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
                 waited: start.elapsed(),
             });
         }
-        attempt += 1;
-        std::thread::sleep(super::retry::backoff(
-            attempt,
-            Duration::from_millis(10),
-            Duration::from_millis(250),
-        ));
+        std::thread::sleep(poll_pause());
     }
 }
 
@@ -197,6 +234,8 @@ impl Held {
         if matches!(read_to_string(&self.path), Ok(c) if c == self.content) {
             let _ = fs::remove_file(&self.path);
         }
+        // Left behind if the share failed just now: the next acquisition breaks it at once.
+        seen().held.remove(&self.content);
     }
 }
 
@@ -255,6 +294,46 @@ mod tests {
         fs::write(lease_path(&db), content).unwrap();
         let held = acquire(&db, &opts(60_000, 100)).unwrap();
         assert!(held.verify().unwrap());
+    }
+
+    #[test]
+    fn a_lease_seen_unchanged_across_short_waits_is_broken_after_its_ttl() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        fs::write(
+            lease_path(&db),
+            "sharecache-lease 1\norigin=x\nnonce=1\nhost=another-machine\npid=1\n",
+        )
+        .unwrap();
+        let start = Instant::now();
+        let held = loop {
+            // Each wait (50 ms) is far shorter than the TTL (300 ms): only sightings kept from
+            // one wait to the next can ever add up to it.
+            match acquire(&db, &opts(300, 50)) {
+                Ok(h) => break h,
+                Err(RemoteError::Locked { .. }) => {
+                    assert!(start.elapsed() < Duration::from_secs(5))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(held.verify().unwrap());
+        assert!(start.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn this_process_s_own_leftover_lease_is_broken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        let lost = acquire(&db, &opts(60_000, 100)).unwrap();
+        let content = lost.content.clone();
+        drop(lost);
+        // The share failed while releasing: the file is still there, no longer held.
+        fs::write(lease_path(&db), &content).unwrap();
+        let start = Instant::now();
+        let held = acquire(&db, &opts(60_000, 100)).unwrap();
+        assert!(held.verify().unwrap());
+        assert!(start.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
