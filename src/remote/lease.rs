@@ -85,6 +85,9 @@ fn holder_is_dead(content: &str) -> bool {
 struct Seen {
     held: HashSet<String>,
     sightings: HashMap<PathBuf, (String, Instant)>,
+    /// Lease files this process created but could not fill (the share failed in between): what
+    /// it meant to write. Such a file holds a prefix of it, maybe nothing.
+    unfilled: HashMap<PathBuf, String>,
 }
 
 fn seen() -> MutexGuard<'static, Seen> {
@@ -104,6 +107,15 @@ fn is_stale(path: &Path, content: &str, ttl: Duration) -> bool {
     let ours = field(content, "host") == Some(hostname().as_str())
         && field(content, "pid") == Some(std::process::id().to_string().as_str());
     if ours && !seen.held.contains(content) {
+        return true;
+    }
+    if seen
+        .unfilled
+        .get(path)
+        .is_some_and(|meant| meant.starts_with(content))
+    {
+        // Ours, left half-written. Were it another client's lease caught between its creation
+        // and its content, breaking it costs that client a retry: its check before COMMIT fails.
         return true;
     }
     match seen.sightings.get(path) {
@@ -147,10 +159,17 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
             .open(&path)
         {
             Ok(mut f) => {
-                // Held from here: if writing fails, the leftover is recognised as ours.
-                seen().held.insert(content.clone());
-                f.write_all(content.as_bytes())
-                    .map_err(|e| lease_err(&path, e))?;
+                if let Err(e) = f.write_all(content.as_bytes()) {
+                    drop(f);
+                    if fs::remove_file(&path).is_err() {
+                        seen().unfilled.insert(path.clone(), content);
+                    }
+                    return Err(lease_err(&path, e));
+                }
+                let mut seen = seen();
+                seen.held.insert(content.clone());
+                seen.unfilled.remove(&path);
+                drop(seen);
                 return Ok(Held {
                     path,
                     content,
@@ -334,6 +353,21 @@ mod tests {
         let held = acquire(&db, &opts(60_000, 100)).unwrap();
         assert!(held.verify().unwrap());
         assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_lease_file_this_process_could_not_fill_is_broken_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        let path = lease_path(&db);
+        // As left by a write that failed half-way: the start of what this process meant.
+        seen()
+            .unfilled
+            .insert(path.clone(), "sharecache-lease 1\norigin=me\n".into());
+        fs::write(&path, "sharecache-lease 1\nori").unwrap();
+        let held = acquire(&db, &opts(60_000, 100)).unwrap();
+        assert!(held.verify().unwrap());
+        assert!(!seen().unfilled.contains_key(&path));
     }
 
     #[test]
