@@ -44,10 +44,12 @@ impl Rng {
     }
 }
 
+/// The test's config: no sync thread in the test process (its shutdown would push the batch the
+/// killed child is meant to push).
 fn config_file(share: &Share, name: &str) -> PathBuf {
     let path = share.tmp.path().join(format!("{name}.yaml"));
     let text = format!(
-        "database:\n  path: {}\n  enable_cache: true\n  cache_directory: {}\nsync:\n  batch_size: {BATCH}\n  busy_timeout_ms: 3000\n  lease_ttl: 3\n",
+        "database:\n  path: {}\n  enable_cache: true\n  cache_directory: {}\nsync:\n  batch_size: {BATCH}\n  busy_timeout_ms: 3000\n  lease_ttl: 3\n  background: false\n",
         share.remote_path().display(),
         share.tmp.path().join(format!("cache-{name}")).display()
     );
