@@ -70,9 +70,9 @@ impl Remote {
     /// header, so when the header is unchanged since the last full fingerprint, so is the
     /// fingerprint: that check is one read of the header through the connection's open file
     /// (one share round trip, no lock, no path lookup). Otherwise — and when `before_write`,
-    /// and at least once a minute — the path is checked to still lead to the open file
-    /// ([`Remote::check_same_file`]) and a read transaction reads the fingerprint and checks the
-    /// remote's identity again.
+    /// and at least once a minute — the path is checked to still lead to the open file (its
+    /// header, read through a fresh connection, equals the open file's) and a read transaction
+    /// reads the fingerprint and checks the remote's identity again.
     pub fn fingerprint(&self, before_write: bool) -> Result<Fingerprint, RemoteError> {
         let header = self.peek_header();
         let recent = !before_write
