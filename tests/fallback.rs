@@ -278,12 +278,22 @@ fn a_cache_on_a_filesystem_gone_read_only_falls_back_and_its_pending_writes_reac
             )
             .unwrap();
     }
-    let st = std::process::Command::new("mount")
-        .args(["-o", "remount,ro"])
-        .arg(&fs.path)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    // The same files seen through a read-only bind mount (remounting the filesystem itself
+    // read-only fails while any process, such as a child another test spawned, has a file of it
+    // open for writing).
+    let ro = tempfile::tempdir().unwrap();
+    let mount = |args: &[&str]| {
+        let st = std::process::Command::new("mount")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount {args:?}");
+    };
+    let ro_path = ro.path().to_str().unwrap();
+    mount(&["--bind", fs.path.to_str().unwrap(), ro_path]);
+    let _unmount = Unmount(ro.path().to_path_buf());
+    mount(&["-o", "remount,bind,ro", ro_path]);
+    cfg.cache_directory = ro.path().join("cache");
     let a = Cache::open(cfg).unwrap();
     let reason = direct_reason(&a);
     assert!(
@@ -296,4 +306,16 @@ fn a_cache_on_a_filesystem_gone_read_only_falls_back_and_its_pending_writes_reac
         "the pending write was salvaged to the remote: {reason}"
     );
     writes_land_on_the_remote(&share, &a, 72);
+}
+
+/// Unmounts a mount point on drop.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
 }
