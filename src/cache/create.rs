@@ -25,6 +25,21 @@ pub(super) fn create(
         RemoteOptions::from_config(config, &origin),
     )?;
     remote.enroll(&clock.now_stamp())?;
+    // Before copying anything: a table the cache cannot hold beside its own makes the copy
+    // useless (the same check runs on the copy, which is what the cache is made from).
+    let clash: Option<String> = remote.read(|c| {
+        c.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map(|names| {
+                names
+                    .into_iter()
+                    .find(|n| crate::schema::LOCAL_INTERNAL.contains(&n.as_str()))
+            })
+    })?;
+    if let Some(table) = clash {
+        return Err(LocalError::NameClash { table }.into());
+    }
     snapshot::build(&mut remote, paths, &origin, &clock, &mut |done, total| {
         progress.step("snapshot", done, total)
     })
