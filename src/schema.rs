@@ -25,6 +25,12 @@ pub const REMOTE_INTERNAL: &[&str] = &[
 ];
 
 /// Whether `name` is one of sharecache's own tables (cache or remote side) or SQLite's.
+///
+/// ```
+/// use sharecache::schema::is_internal;
+/// assert!(is_internal("sync_tracking") && is_internal("sharecache_log"));
+/// assert!(!is_internal("sharecache_settings"), "an app table, however it is named");
+/// ```
 pub fn is_internal(name: &str) -> bool {
     LOCAL_INTERNAL.contains(&name) || REMOTE_INTERNAL.contains(&name) || name.starts_with("sqlite_")
 }

@@ -39,6 +39,12 @@ fn trigger_name(kind: &str, table: &str) -> String {
 }
 
 /// Whether `name` is the name of a change-log trigger.
+///
+/// ```
+/// use sharecache::remote::changelog::is_trigger_name;
+/// assert!(is_trigger_name("sharecache_au_notes"));
+/// assert!(!is_trigger_name("sharecache_settings_touch"));
+/// ```
 pub fn is_trigger_name(name: &str) -> bool {
     KINDS
         .iter()

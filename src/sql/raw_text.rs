@@ -37,6 +37,16 @@ pub fn read_value(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> 
 }
 
 /// A [`Value`] bound as a statement parameter, carried invalid-UTF-8 TEXT as its bytes.
+///
+/// ```
+/// # use rusqlite::{Connection, params_from_iter, types::Value};
+/// use sharecache::sql::Bind;
+/// let c = Connection::open_in_memory()?;
+/// let row = [Value::Integer(1), Value::Text("plain".into())];
+/// let n: i64 = c.query_row("SELECT ?1 + length(?2)", params_from_iter(Bind::all(&row)), |r| r.get(0))?;
+/// assert_eq!(n, 6);
+/// # Ok::<(), rusqlite::Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Bind<'a> {
     /// Any value, bound as it is.
