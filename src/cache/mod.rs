@@ -9,6 +9,7 @@ pub mod capture;
 mod create;
 pub mod detect;
 mod error;
+mod fallback;
 pub mod lock;
 pub(crate) mod mirror;
 mod open;
@@ -32,7 +33,6 @@ use crate::clock::Clock;
 use crate::config::{Config, Watch};
 use crate::conflicts::{self, Conflict};
 use crate::error::{Error, Result};
-use crate::remote;
 use crate::status::Status;
 use crate::sync::metadata::{self, Run};
 use crate::sync::worker::{Command, Worker};
@@ -480,64 +480,4 @@ fn source_name(c: &Config) -> String {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default()
-}
-
-impl Inner {
-    fn direct(
-        config: Config,
-        clock: Clock,
-        paths: Option<CachePaths>,
-        reason: String,
-        rule: String,
-    ) -> Result<Inner> {
-        let conn = remote::open_connection(&config.remote_path, config.busy_timeout)?;
-        Ok(Inner {
-            config: RwLock::new(config),
-            clock,
-            paths,
-            mode: RwLock::new(Mode::Direct { reason }),
-            rule,
-            app: Mutex::new(conn),
-            engine: None,
-        })
-    }
-
-    fn mode(&self) -> Mode {
-        self.mode.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The cache stopped working while in use: salvage its pending writes, then serve the app
-    /// from the remote directly. Does nothing (returns false) while the remote cannot be reached
-    /// either: the cache keeps whatever it still holds, and the sync thread tries again later.
-    fn fall_back(&self, e: &LocalError) -> bool {
-        if self.mode() != Mode::Cached {
-            return true;
-        }
-        let (Some(paths), Some(engine)) = (&self.paths, &self.engine) else {
-            return false;
-        };
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let conn = match remote::open_connection(&config.remote_path, config.busy_timeout) {
-            Ok(c) => c,
-            Err(re) => {
-                tracing::error!(error = %re, cache_error = %e, "the cache cannot work and the remote cannot be reached; retrying later");
-                return false;
-            }
-        };
-        let saved = {
-            let engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-            salvage::salvage(Some(engine.local()), paths, &config, &self.clock)
-        };
-        let reason = format!("the cache stopped working: {e}; {}", saved.summary());
-        *self.app.lock().unwrap_or_else(|e| e.into_inner()) = conn;
-        *self.mode.write().unwrap_or_else(|e| e.into_inner()) = Mode::Direct {
-            reason: reason.clone(),
-        };
-        tracing::error!(reason, "switched to direct access on the remote");
-        true
-    }
 }

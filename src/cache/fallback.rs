@@ -1,0 +1,70 @@
+//! Falling back to direct access: a handle whose cache cannot work serves the remote itself,
+//! after salvaging the pending writes it can still read.
+
+use std::sync::{Mutex, RwLock};
+
+use super::{CachePaths, Inner, LocalError, Mode, salvage};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::Result;
+use crate::remote;
+
+impl Inner {
+    pub(super) fn direct(
+        config: Config,
+        clock: Clock,
+        paths: Option<CachePaths>,
+        reason: String,
+        rule: String,
+    ) -> Result<Inner> {
+        let conn = remote::open_connection(&config.remote_path, config.busy_timeout)?;
+        Ok(Inner {
+            config: RwLock::new(config),
+            clock,
+            paths,
+            mode: RwLock::new(Mode::Direct { reason }),
+            rule,
+            app: Mutex::new(conn),
+            engine: None,
+        })
+    }
+
+    pub(super) fn mode(&self) -> Mode {
+        self.mode.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The cache stopped working while in use: salvage its pending writes, then serve the app
+    /// from the remote directly. Does nothing (returns false) while the remote cannot be reached
+    /// either: the cache keeps whatever it still holds, and the sync thread tries again later.
+    pub(super) fn fall_back(&self, e: &LocalError) -> bool {
+        if self.mode() != Mode::Cached {
+            return true;
+        }
+        let (Some(paths), Some(engine)) = (&self.paths, &self.engine) else {
+            return false;
+        };
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let conn = match remote::open_connection(&config.remote_path, config.busy_timeout) {
+            Ok(c) => c,
+            Err(re) => {
+                tracing::error!(error = %re, cache_error = %e, "the cache cannot work and the remote cannot be reached; retrying later");
+                return false;
+            }
+        };
+        let saved = {
+            let engine = engine.lock().unwrap_or_else(|e| e.into_inner());
+            salvage::salvage(Some(engine.local()), paths, &config, &self.clock)
+        };
+        let reason = format!("the cache stopped working: {e}; {}", saved.summary());
+        *self.app.lock().unwrap_or_else(|e| e.into_inner()) = conn;
+        *self.mode.write().unwrap_or_else(|e| e.into_inner()) = Mode::Direct {
+            reason: reason.clone(),
+        };
+        tracing::error!(reason, "switched to direct access on the remote");
+        true
+    }
+}
