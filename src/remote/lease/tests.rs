@@ -37,12 +37,10 @@ fn a_lease_unchanged_past_its_ttl_is_broken() {
 fn a_lease_of_a_dead_process_on_this_host_is_broken_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    let pid = child.id();
-    child.wait().unwrap();
     let content = format!(
-        "sharecache-lease 1\norigin=x\nnonce=1\nhost={}\npid={pid}\n",
-        hostname()
+        "sharecache-lease 1\norigin=x\nnonce=1\nhost={}\npid={}\n",
+        hostname(),
+        dead_pid()
     );
     fs::write(lease_path(&db), content).unwrap();
     let held = acquire(&db, &opts(60_000, 100)).unwrap();
