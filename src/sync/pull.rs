@@ -7,6 +7,7 @@
 //! winner back. Cost grows with the number of changed rows, not with the table size.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -47,7 +48,7 @@ pub(crate) struct PullCtx<'a> {
     pub origin: &'a str,
     pub clock: &'a Clock,
     /// Pulled stamps further ahead of the local clock than this are logged.
-    pub max_drift: std::time::Duration,
+    pub max_drift: Duration,
     pub batch_size: usize,
 }
 
@@ -57,7 +58,26 @@ const APPLY_CHUNK: usize = 128;
 
 /// Least time between two local apply transactions: an app writer that found the lock taken
 /// retries after 1 ms and must find it free then.
-const APPLY_GAP: std::time::Duration = std::time::Duration::from_micros(1500);
+const APPLY_GAP: Duration = Duration::from_micros(1500);
+
+/// When SQLite's default busy handler retries after a failed attempt: its sleeps are 1, 2, 5,
+/// 10, 15, 20, 25, 25, 25, 50, 50, 100 ms.
+const BUSY_RETRIES_MS: [u64; 12] = [1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228, 328];
+
+/// The pause after a local apply transaction that held the write lock for `hold`. An app writer
+/// that failed to get the lock at any moment of the hold retries at fixed offsets after that
+/// moment; the first offset at least as long as the hold falls after the hold ended, so the pause
+/// lasts at least that offset (plus a margin for the sleeps' overshoot). A usual hold (under
+/// 1 ms) gets the 1.5 ms pause and the writer its first retry; a hold stretched to 2 ms by the
+/// scheduler gets 3.5 ms, so its writer waits 3 ms, not 18.
+fn apply_gap(hold: Duration) -> Duration {
+    let offset = BUSY_RETRIES_MS
+        .iter()
+        .map(|&ms| Duration::from_millis(ms))
+        .find(|d| *d >= hold)
+        .unwrap_or(hold);
+    (offset + Duration::from_micros(500)).max(APPLY_GAP)
+}
 
 /// Pulls every remote change after the cache's cursor.
 pub(crate) fn pull(
@@ -72,7 +92,7 @@ pub(crate) fn pull(
         .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
         .map_err(lerr)?;
     let mut carried: Vec<Entry> = Vec::new();
-    let mut last_apply: Option<std::time::Instant> = None;
+    let mut last_apply: Option<(Instant, Duration)> = None;
     loop {
         let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes, ctx.origin))?;
         if f.behind_pruned {
@@ -91,9 +111,9 @@ pub(crate) fn pull(
                 .any(|(v, _)| v.tbl == old.tbl && v.pk == old.pk)
         });
         // Short local write transactions with a pause between them, so that app writers waiting
-        // in SQLite's busy handler (which sleeps 1, 2, 5, 10, ... ms) find the lock free at their
-        // first retry instead of being starved by back-to-back applies. Rows a transaction
-        // refuses go first into the next one.
+        // in SQLite's busy handler (which sleeps 1, 2, 5, 10, ... ms) find the lock free at an
+        // early retry instead of being starved by back-to-back applies (see `apply_gap`). Rows a
+        // transaction refuses go first into the next one.
         let mut rest = f.entries.into_iter().peekable();
         loop {
             let mut chunk = std::mem::take(&mut carried);
@@ -104,14 +124,15 @@ pub(crate) fn pull(
             } else {
                 chunk.iter().map(|(v, _)| v.rev).fold(cursor, i64::max)
             };
-            if let Some(t) = last_apply {
+            if let Some((t, gap)) = last_apply {
                 let since = t.elapsed();
-                if since < APPLY_GAP {
-                    std::thread::sleep(APPLY_GAP - since);
+                if since < gap {
+                    std::thread::sleep(gap - since);
                 }
             }
+            let began = Instant::now();
             let (applied, deferred, refused) = apply(local, chunk, ctx, upto).map_err(lerr)?;
-            last_apply = Some(std::time::Instant::now());
+            last_apply = Some((Instant::now(), apply_gap(began.elapsed())));
             out.rows += applied;
             out.deferred += deferred;
             if applied > 0 {
@@ -341,4 +362,42 @@ fn copy_conflicts(local: &Connection, remote: &Remote) -> Result<usize, Either> 
     })
     .map_err(Either::Local)?;
     Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The busy handler's retries drift late by its sleeps' overshoot; allow this much.
+    const OVERSHOOT: Duration = Duration::from_micros(400);
+
+    #[test]
+    fn a_writer_that_met_an_apply_at_any_moment_finds_the_lock_free_at_a_retry_before_the_next() {
+        for hold_us in [
+            50, 600, 999, 1000, 1001, 1800, 2999, 3001, 7500, 17_000, 40_000,
+        ] {
+            let hold = Duration::from_micros(hold_us);
+            let gap = apply_gap(hold);
+            for t0_us in (0..hold_us).step_by((hold_us / 97).max(1) as usize) {
+                let t0 = Duration::from_micros(t0_us);
+                let free = BUSY_RETRIES_MS
+                    .iter()
+                    .map(|&ms| t0 + Duration::from_millis(ms))
+                    .any(|t| t >= hold && t + OVERSHOOT < hold + gap);
+                assert!(
+                    free,
+                    "hold {hold:?}, pause {gap:?}: a writer failing at {t0:?} never finds it free"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_usual_short_hold_costs_the_least_pause() {
+        assert_eq!(apply_gap(Duration::from_micros(600)), APPLY_GAP);
+        assert_eq!(
+            apply_gap(Duration::from_millis(2)),
+            Duration::from_micros(3500)
+        );
+    }
 }
