@@ -5,8 +5,8 @@
 //! completes a sync at least once every 5 s; afterwards every cache equals the remote and every
 //! row any app inserted is there.
 //!
-//! Short form: 15 s (the issue asks for a minute; 15 s keeps the suite within its CI budget on
-//! two cores and already runs ~700 syncs). Long form: 10 minutes.
+//! Short form: a minute, as the issue asks (~350 syncs; the test runs alone on the machine, so
+//! the suite takes ~45 s longer than with the 15 s it used to run). Long form: 10 minutes.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ const CLIENTS: usize = 5;
 #[test]
 fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs_every_5_s() {
     let _machine = super::machine_alone();
-    let run_for = Duration::from_secs(pick(15, 600));
+    let run_for = Duration::from_secs(pick(60, 600));
     let share = Share::new();
     let clients: Vec<Cache> = (0..CLIENTS)
         .map(|i| {
