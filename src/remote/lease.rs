@@ -216,8 +216,6 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
         std::process::id(),
         chrono::Utc::now().to_rfc3339()
     );
-    // While this client waits with a claim, the content counts as held by this process (so its
-    // other clients do not take the claim for a leftover).
     let mut claim = Claim {
         path: turn.clone(),
         content: content.clone(),
@@ -244,6 +242,8 @@ pub fn acquire(db: &Path, opts: &LeaseOptions) -> Result<Held, RemoteError> {
                 Err(e) => return Err(lease_err(&path, e)),
             }
             if !claim.made {
+                // Counted as held before the file exists, so that this process's other clients
+                // never take a claim of ours for a leftover (and break it) while we wait.
                 seen().held.insert(content.clone());
                 match create_exclusive(&turn, &content) {
                     Ok(made) => claim.made = made,

@@ -37,12 +37,7 @@ fn a_lease_unchanged_past_its_ttl_is_broken() {
 fn a_lease_of_a_dead_process_on_this_host_is_broken_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let content = format!(
-        "sharecache-lease 1\norigin=x\nnonce=1\nhost={}\npid={}\n",
-        hostname(),
-        dead_pid()
-    );
-    fs::write(lease_path(&db), content).unwrap();
+    fs::write(lease_path(&db), left_by_a_dead_process()).unwrap();
     let held = acquire(&db, &opts(60_000, 100)).unwrap();
     assert!(held.verify().unwrap());
 }
@@ -117,11 +112,15 @@ fn a_stolen_lease_fails_verification() {
     );
 }
 
-fn dead_pid() -> u32 {
+/// Lease (or claim) content naming a process on this host that has exited.
+fn left_by_a_dead_process() -> String {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let pid = child.id();
     child.wait().unwrap();
-    pid
+    format!(
+        "sharecache-lease 1\norigin=x\nnonce=1\nhost={}\npid={pid}\n",
+        hostname()
+    )
 }
 
 #[test]
@@ -173,12 +172,7 @@ fn a_waiter_that_gives_up_withdraws_its_claim() {
 fn a_claim_left_by_a_dead_process_does_not_block_the_lease() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
-    let content = format!(
-        "sharecache-lease 1\norigin=x\nnonce=2\nhost={}\npid={}\n",
-        hostname(),
-        dead_pid()
-    );
-    fs::write(turn_path(&lease_path(&db)), content).unwrap();
+    fs::write(turn_path(&lease_path(&db)), left_by_a_dead_process()).unwrap();
     let held = acquire(&db, &opts(60_000, 100)).unwrap();
     assert!(held.verify().unwrap());
 }
