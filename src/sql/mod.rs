@@ -11,7 +11,7 @@ mod raw_text;
 use rusqlite::types::Value;
 use serde_json::Value as Json;
 
-pub use raw_text::{Bind, read_value};
+pub use raw_text::{Bind, read_value, read_value_from_bytes};
 
 /// Quotes an SQL identifier (table, column, trigger name) for safe interpolation.
 ///

@@ -25,15 +25,25 @@ const MARK: &str = "\u{10FFFF}\u{FFFE}sharecache-raw-text:";
 /// ```
 pub fn read_value(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Value> {
     Ok(match row.get_ref(i)? {
-        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
-            Ok(s) => Value::Text(s.to_owned()),
-            Err(_) => Value::Text(format!("{MARK}{}", hex(bytes))),
-        },
+        ValueRef::Text(bytes) => read_value_from_bytes(bytes),
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Integer(i),
         ValueRef::Real(f) => Value::Real(f),
         ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     })
+}
+
+/// The [`Value`] of a TEXT whose bytes are `bytes`, carried as [`read_value`] carries it.
+///
+/// ```
+/// use rusqlite::types::Value;
+/// assert_eq!(sharecache::sql::read_value_from_bytes(b"ok"), Value::Text("ok".into()));
+/// ```
+pub fn read_value_from_bytes(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Value::Text(s.to_owned()),
+        Err(_) => Value::Text(format!("{MARK}{}", hex(bytes))),
+    }
 }
 
 /// A [`Value`] bound as a statement parameter, carried invalid-UTF-8 TEXT as its bytes.
