@@ -24,7 +24,13 @@ pub(crate) const CACHE: Migrations = Migrations {
 /// Migrations of sharecache's tables on the remote.
 pub(crate) const REMOTE: Migrations = Migrations {
     table: "sharecache_migrations",
-    steps: &[(1, include_str!("../migrations/remote/0001_init.sql"))],
+    steps: &[
+        (1, include_str!("../migrations/remote/0001_init.sql")),
+        (
+            2,
+            include_str!("../migrations/remote/0002_append_only_log.sql"),
+        ),
+    ],
 };
 
 /// The outcome of [`Migrations::apply`].

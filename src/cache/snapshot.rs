@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::remote::{CopyError, CopyInfo, Remote};
 use crate::schema::{self, LOCAL_INTERNAL, REMOTE_INTERNAL, Sync};
-use crate::sql::quote;
+use crate::sql::{literal, quote};
 
 fn copy(
     remote: &mut Remote,
@@ -127,7 +127,7 @@ pub(crate) fn build(
     result
 }
 
-/// The newest stamp in the copied change log of database `schema` (`main`, `snap`), if any.
+/// The newest stamp in the copied change log (or the remote clock) of database `schema` (`main`, `snap`), if any.
 fn newest_logged_stamp(c: &Connection, schema: &str) -> rusqlite::Result<Option<String>> {
     let has_log: bool = c.query_row(
         &format!(
@@ -140,11 +140,33 @@ fn newest_logged_stamp(c: &Connection, schema: &str) -> rusqlite::Result<Option<
     if !has_log {
         return Ok(None);
     }
-    c.query_row(
+    let logged: Option<String> = c.query_row(
         &format!("SELECT max(stamp) FROM {}.sharecache_log", quote(schema)),
         [],
         |r| r.get(0),
-    )
+    )?;
+    // The remote's clock: the newest stamp ever logged, pruned entries included (format 2 on).
+    let has_clock: bool = c.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM pragma_table_info('sharecache_meta', {}) WHERE name = 'hlc'",
+            literal(schema)
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    let clock: Option<String> = if has_clock {
+        c.query_row(
+            &format!(
+                "SELECT max(hlc) FROM {}.sharecache_meta WHERE hlc != ''",
+                quote(schema)
+            ),
+            [],
+            |r| r.get(0),
+        )?
+    } else {
+        None
+    };
+    Ok(logged.max(clock))
 }
 
 /// Removes a database file and its `-wal`/`-shm`/`-journal` companions, ignoring errors.

@@ -1,10 +1,16 @@
-//! The remote's change log (`sharecache_log`): one row per changed row or tombstone, holding the
-//! row's current version (stamp, origin) and the `rev` at which it last changed.
+//! The remote's change log (`sharecache_log`): append-only, one entry per change, keyed by its
+//! `rev`. A row's current version is its newest entry; "changes since rev N" is the log's tail,
+//! whose cost grows with the number of changes, not with the table size; and a change writes
+//! only the log's last page. Entries every client has moved past are pruned from the head.
 //!
-//! Writes by sharecache's push record their versions explicitly. Writes made directly on the
-//! remote (other programs, or a client in direct mode) are recorded by triggers on every synced
-//! remote table; those triggers are silent while `sharecache_meta.writer` is set, which a push
-//! does only inside its own transaction (invisible to other connections).
+//! Writes by sharecache's push record their versions explicitly, with the row's values (see
+//! [`super::image`]). Writes made directly on the remote (other programs, or a client in direct
+//! mode) are recorded by triggers on every synced remote table; those triggers are silent while
+//! `sharecache_meta.writer` is set, which a push does only inside its own transaction (invisible
+//! to other connections). A direct write is stamped after every stamp the log has seen
+//! (`sharecache_meta.hlc`), the way a client's clock moves past every stamp it pulls.
+
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -22,14 +28,23 @@ pub struct Version {
     pub tbl: String,
     /// Key text.
     pub pk: String,
-    /// Revision at which the row last changed.
+    /// Revision of the change.
     pub rev: i64,
-    /// Stamp of the current version.
+    /// Stamp of the version.
     pub stamp: String,
-    /// Origin of the current version.
+    /// Origin of the version.
     pub origin: String,
     /// Whether the row is deleted (a tombstone).
     pub deleted: bool,
+}
+
+/// A change-log entry as a pull reads it: the version and, for a pushed row, its values.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    /// The version.
+    pub version: Version,
+    /// The row's image ([`super::image`]), when a push wrote it.
+    pub image: Option<Vec<u8>>,
 }
 
 const KINDS: [&str; 3] = ["ai", "au", "ad"];
@@ -66,7 +81,9 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         Some(o) => format!("max(strftime('{f}', 'now'), {o})"),
         None => plain_now.clone(),
     };
-    // DELETE triggers have no NEW row: they stamp with the clock alone.
+    // DELETE triggers have no NEW row: they stamp with the clock alone. Every entry is stamped
+    // after the newest stamp logged so far (the remote's HLC), so a direct write is newer than
+    // the version it replaces even when that one came from a clock running ahead.
     let log = |key: &str, deleted: u8, cond: &str| {
         let now = if deleted == 1 {
             &plain_now
@@ -74,12 +91,10 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
             &observed_now
         };
         format!(
-            "UPDATE sharecache_meta SET rev = rev + 1 WHERE {cond}; \
-             INSERT INTO sharecache_log (tbl, pk, rev, stamp, origin, deleted) \
-             SELECT {name}, {key}, rev, {now}, '{DIRECT_ORIGIN}', {deleted} FROM sharecache_meta WHERE {cond} \
-             ON CONFLICT (tbl, pk) DO UPDATE SET rev = excluded.rev, \
-             stamp = max(excluded.stamp, coalesce(strftime('{f}', stamp, '+0.001 seconds'), '')), \
-             origin = excluded.origin, deleted = excluded.deleted;"
+            "UPDATE sharecache_meta SET rev = rev + 1, \
+             hlc = max({now}, coalesce(strftime('{f}', hlc, '+0.001 seconds'), '')) WHERE {cond}; \
+             INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin, deleted) \
+             SELECT rev, {name}, {key}, hlc, '{DIRECT_ORIGIN}', {deleted} FROM sharecache_meta WHERE {cond};"
         )
     };
     let knew = key_expr("NEW", &t.pk);
@@ -166,10 +181,14 @@ pub fn drop_triggers(conn: &Connection, table: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The current version of one row, if the log has it.
-pub fn version(conn: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<Option<Version>> {
+/// The current version of one row (its newest entry), if the log still has one.
+///
+/// This scans the log: for tests and tools. A push looks up the rows of a whole batch in one pass
+/// over the entries that can matter ([`newest_in`]).
+pub fn latest(conn: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<Option<Version>> {
     conn.prepare_cached(
-        "SELECT rev, stamp, origin, deleted FROM sharecache_log WHERE tbl = ?1 AND pk = ?2",
+        "SELECT rev, stamp, origin, deleted FROM sharecache_log WHERE tbl = ?1 AND pk = ?2 \
+         ORDER BY rev DESC LIMIT 1",
     )?
     .query_row(params![tbl, pk], |r| {
         Ok(Version {
@@ -184,130 +203,124 @@ pub fn version(conn: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<Optio
     .optional()
 }
 
-/// Records a version written by a push, at revision `rev`.
-pub fn record(conn: &Connection, v: &Version) -> rusqlite::Result<()> {
+/// Appends a version written by a push (at `v.rev`, above every entry), with the row's image.
+pub fn append(conn: &Connection, v: &Version, image: Option<&[u8]>) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO sharecache_log (tbl, pk, rev, stamp, origin, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         ON CONFLICT (tbl, pk) DO UPDATE SET rev = excluded.rev, stamp = excluded.stamp, \
-         origin = excluded.origin, deleted = excluded.deleted",
+        "INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin, deleted, image) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![v.tbl, v.pk, v.rev, v.stamp, v.origin, v.deleted])?;
+    .execute(params![
+        v.rev, v.tbl, v.pk, v.stamp, v.origin, v.deleted, image
+    ])?;
     Ok(())
 }
 
-/// Up to `limit` log entries with `rev > after`, in rev order.
-pub fn since(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Version>> {
+/// For every `(table, key)` in `keys`, its newest entry with `after < rev <= upto` (no upper
+/// bound when `upto` is `None`), merged into `newest` (a later entry replaces an earlier one).
+pub fn newest_in(
+    conn: &Connection,
+    after: i64,
+    upto: Option<i64>,
+    keys: &HashSet<(String, String)>,
+    newest: &mut HashMap<(String, String), Version>,
+) -> rusqlite::Result<()> {
     let mut s = conn.prepare_cached(
-        "SELECT tbl, pk, rev, stamp, origin, deleted FROM sharecache_log WHERE rev > ?1 ORDER BY rev LIMIT ?2",
+        "SELECT tbl, pk, rev, stamp, origin, deleted FROM sharecache_log \
+         WHERE rev > ?1 AND rev <= ?2 ORDER BY rev",
     )?;
-    s.query_map(params![after, limit as i64], |r| {
-        Ok(Version {
-            tbl: r.get(0)?,
-            pk: r.get(1)?,
+    let mut rows = s.query(params![after, upto.unwrap_or(i64::MAX)])?;
+    while let Some(r) = rows.next()? {
+        let key: (String, String) = (r.get(0)?, r.get(1)?);
+        if !keys.contains(&key) {
+            continue;
+        }
+        let v = Version {
+            tbl: key.0.clone(),
+            pk: key.1.clone(),
             rev: r.get(2)?,
             stamp: r.get(3)?,
             origin: r.get(4)?,
             deleted: r.get::<_, i64>(5)? != 0,
+        };
+        newest.insert(key, v);
+    }
+    Ok(())
+}
+
+/// What pruning removed: versions at or below `rev`, none stamped after `stamp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Highest pruned revision.
+    pub rev: i64,
+    /// Newest stamp of a pruned entry (empty when none).
+    pub stamp: String,
+}
+
+/// Origin of the stand-in version of a row whose versions were pruned (see [`Pruned`]).
+pub const PRUNED_ORIGIN: &str = "pruned";
+
+/// How far the log was pruned.
+pub fn pruned(conn: &Connection) -> rusqlite::Result<Pruned> {
+    conn.prepare_cached("SELECT pruned_rev, pruned_hlc FROM sharecache_meta WHERE id = 1")?
+        .query_row([], |r| {
+            Ok(Pruned {
+                rev: r.get(0)?,
+                stamp: r.get(1)?,
+            })
+        })
+}
+
+/// Moves the remote's revision counter to `rev` and its clock past `newest_stamp` (a push, after
+/// appending its entries).
+pub fn advance(conn: &Connection, rev: i64, newest_stamp: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE sharecache_meta SET rev = ?1, hlc = max(hlc, ?2) WHERE id = 1")?
+        .execute(params![rev, newest_stamp])?;
+    Ok(())
+}
+
+/// Prunes the log's head: entries at or below `floor` (the lowest horizon of the recent clients),
+/// at most `max` of them, and records how far it pruned (a client whose cursor is below that
+/// must rebuild) and the newest stamp it pruned ([`Pruned`]). Returns whether entries below `floor` are left for a next time.
+pub fn prune(conn: &Connection, floor: i64, max: i64) -> rusqlite::Result<bool> {
+    let upto: i64 = conn.query_row(
+        "SELECT coalesce((SELECT rev FROM sharecache_log WHERE rev <= ?1 ORDER BY rev LIMIT 1 OFFSET ?2), ?1)",
+        params![floor, max.max(1) - 1],
+        |r| r.get(0),
+    )?;
+    conn.execute(
+        "UPDATE sharecache_meta SET pruned_rev = max(pruned_rev, ?1), \
+         pruned_hlc = max(pruned_hlc, coalesce((SELECT max(stamp) FROM sharecache_log WHERE rev <= ?1), '')) \
+         WHERE id = 1 AND EXISTS (SELECT 1 FROM sharecache_log WHERE rev <= ?1)",
+        [upto],
+    )?;
+    let n = conn.execute("DELETE FROM sharecache_log WHERE rev <= ?1", [upto])?;
+    if n > 0 {
+        tracing::debug!(entries = n, upto, floor, "pruned the remote change log");
+    }
+    Ok(upto < floor)
+}
+
+/// Up to `limit` log entries with `rev > after`, in rev order, with their images.
+pub fn since(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Logged>> {
+    let mut s = conn.prepare_cached(
+        "SELECT tbl, pk, rev, stamp, origin, deleted, image FROM sharecache_log \
+         WHERE rev > ?1 ORDER BY rev LIMIT ?2",
+    )?;
+    s.query_map(params![after, limit as i64], |r| {
+        Ok(Logged {
+            version: Version {
+                tbl: r.get(0)?,
+                pk: r.get(1)?,
+                rev: r.get(2)?,
+                stamp: r.get(3)?,
+                origin: r.get(4)?,
+                deleted: r.get::<_, i64>(5)? != 0,
+            },
+            image: r.get(6)?,
         })
     })?
     .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::schema;
-
-    fn remote(table_sql: &str) -> Connection {
-        let c = Connection::open_in_memory().unwrap();
-        crate::migrate::REMOTE.apply(&c, "t").unwrap();
-        c.execute(
-            "INSERT INTO sharecache_meta (id, remote_id, created_at) VALUES (1, 'r', 't')",
-            [],
-        )
-        .unwrap();
-        c.execute_batch(table_sql).unwrap();
-        for e in schema::read(&c).unwrap() {
-            install_triggers(&c, &e.table).unwrap();
-        }
-        c
-    }
-
-    #[test]
-    fn direct_writes_are_logged_with_increasing_revs_and_tombstones() {
-        let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
-        c.execute_batch("INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1; DELETE FROM t WHERE id = 2;")
-            .unwrap();
-        let log = since(&c, 0, 100).unwrap();
-        let summary: Vec<(String, i64, bool, String)> = log
-            .iter()
-            .map(|v| (v.pk.clone(), v.rev, v.deleted, v.origin.clone()))
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                ("[1]".into(), 3, false, "direct".into()),
-                ("[2]".into(), 4, true, "direct".into())
-            ]
-        );
-        assert!(
-            since(&c, 3, 100).unwrap().len() == 1,
-            "cost follows changes: only rev > 3"
-        );
-    }
-
-    #[test]
-    fn a_later_direct_write_gets_a_later_stamp_even_with_a_future_version() {
-        let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
-        record(
-            &c,
-            &Version {
-                tbl: "t".into(),
-                pk: "[1]".into(),
-                rev: 0,
-                stamp: "2999-01-01T00:00:00.000Z".into(),
-                origin: "x".into(),
-                deleted: false,
-            },
-        )
-        .unwrap();
-        c.execute_batch("INSERT INTO t VALUES (1, 'a')").unwrap();
-        let v = version(&c, "t", "[1]").unwrap().unwrap();
-        assert_eq!(v.stamp, "2999-01-01T00:00:00.001Z");
-        assert_eq!(v.origin, DIRECT_ORIGIN);
-    }
-
-    #[test]
-    fn writes_inside_a_push_are_not_logged_by_triggers() {
-        let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
-        c.execute_batch("UPDATE sharecache_meta SET writer = 'me'; INSERT INTO t VALUES (1, 'a'); UPDATE sharecache_meta SET writer = NULL;")
-            .unwrap();
-        assert!(since(&c, 0, 10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn tables_with_updated_at_log_inserts_updates_and_deletes() {
-        let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v, updated_at TEXT)");
-        c.execute_batch("INSERT INTO t VALUES (1, 'a', '2999-01-01T00:00:00.000Z'); UPDATE t SET v = 'b'; DELETE FROM t;").unwrap();
-        let v = version(&c, "t", "[1]").unwrap().unwrap();
-        assert!(v.deleted);
-        assert!(
-            v.stamp.as_str() > "2999-01-01T00:00:00.000Z",
-            "a writer's future updated_at is observed: {}",
-            v.stamp
-        );
-    }
-
-    #[test]
-    fn key_changes_tombstone_the_old_key() {
-        let c = remote("CREATE TABLE t(k TEXT PRIMARY KEY, v)");
-        c.execute_batch("INSERT INTO t VALUES ('a', 1); UPDATE t SET k = 'b';")
-            .unwrap();
-        let log = since(&c, 0, 10).unwrap();
-        assert_eq!(log.len(), 2);
-        assert!(log.iter().any(|v| v.pk == r#"["a"]"# && v.deleted));
-        assert!(log.iter().any(|v| v.pk == r#"["b"]"# && !v.deleted));
-        assert_eq!(tables_with_triggers(&c).unwrap(), vec!["t".to_string()]);
-        assert!(triggers_current(&c, &schema::read(&c).unwrap()[0].table).unwrap());
-    }
-}
+mod tests;

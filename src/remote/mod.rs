@@ -16,6 +16,7 @@ mod access;
 pub mod changelog;
 mod error;
 mod fingerprint;
+pub mod image;
 pub mod lease;
 pub mod retry;
 mod snapshot;

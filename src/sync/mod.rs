@@ -12,6 +12,7 @@ mod outbox;
 mod pull;
 mod push;
 mod rebuild;
+mod registry;
 mod rows;
 pub(crate) mod worker;
 
@@ -31,6 +32,7 @@ use crate::schema::{self, Sync};
 
 pub(crate) use outbox::{pending, read_salvageable};
 pub(crate) use push::{PushCtx, push_unacknowledged, register_client};
+use registry::REGISTER_EVERY;
 pub(crate) use rows::Shape;
 
 /// Receives progress of long phases (push, pull, snapshot), e.g. to draw a progress bar.
@@ -91,12 +93,9 @@ pub(crate) struct Engine {
     damaged_reads: u32,
     /// When this client last recorded its horizon in the remote registry.
     registered: Option<Instant>,
+    /// When this engine last pruned the remote change log (or was opened).
+    pruned: Instant,
 }
-
-/// Least time between two registrations by a pull alone (a remote write transaction each). A
-/// late registration only delays pruning: the horizon a client needs never goes down, since
-/// every change is made against the cursor of its moment.
-const REGISTER_EVERY: Duration = Duration::from_secs(60);
 
 /// Syncs in a row failing on damaged reads after which the remote is reported corrupt.
 const DAMAGED_READS_CORRUPT: u32 = 3;
@@ -158,6 +157,7 @@ impl Engine {
             file_id,
             damaged_reads: 0,
             registered: None,
+            pruned: Instant::now(),
         })
     }
 
@@ -341,11 +341,17 @@ impl Engine {
                 rebuild =
                     Some("this cache fell behind the pruned part of the remote change log".into());
             } else if pushed.batches > 0 {
-                self.registered = Some(Instant::now()); // each push batch registers
+                // Each push batch registers; the log grows with every change, so a client that
+                // keeps pushing also prunes it now and then.
+                self.registered = Some(Instant::now());
+                if self.pruned.elapsed() >= REGISTER_EVERY {
+                    self.register(&ctx.host)?;
+                }
             } else if self.pull_rev()? != pull_rev
-                && self
+                && (self
                     .registered
                     .is_none_or(|t| t.elapsed() >= REGISTER_EVERY)
+                    || self.pruned.elapsed() >= REGISTER_EVERY)
             {
                 self.register(&ctx.host)?;
                 self.registered = Some(Instant::now());
@@ -357,42 +363,6 @@ impl Engine {
         }
         self.followed_schema = Some(schema_version);
         Ok(report)
-    }
-
-    /// Records this client's pull cursor in the remote registry and prunes tombstones every
-    /// known client has pulled.
-    fn register(&mut self, host: &str) -> Result<(), Error> {
-        let ctx = push::PushCtx {
-            origin: &self.origin,
-            now: self.clock.now_stamp(),
-            pulled_rev: outbox::horizon(&self.local, self.pull_rev()?).map_err(self.lerr())?,
-            host: host.to_string(),
-            batch_size: 0,
-        };
-        let cutoff = crate::clock::format_stamp(self.clock.now() - chrono::Duration::days(30));
-        self.remote.as_mut().expect("connected").write(|c| {
-            push::register_client(c, &ctx)?;
-            let floor: Option<i64> = c.query_row(
-                "SELECT min(pulled_rev) FROM sharecache_clients WHERE last_seen > ?1",
-                [&cutoff],
-                |r| r.get(0),
-            )?;
-            if let Some(floor) = floor {
-                let n = c.execute(
-                    "DELETE FROM sharecache_log WHERE deleted = 1 AND rev <= ?1",
-                    [floor],
-                )?;
-                if n > 0 {
-                    c.execute(
-                        "UPDATE sharecache_meta SET pruned_rev = max(pruned_rev, ?1)",
-                        [floor],
-                    )?;
-                    tracing::debug!(tombstones = n, floor, "pruned the remote change log");
-                }
-            }
-            Ok(())
-        })?;
-        Ok(())
     }
 
     /// Follows the remote schema: change-log triggers on new remote tables, new tables and

@@ -1,12 +1,14 @@
 //! Pull: what other clients (and direct writers) changed since this cache's cursor.
 //!
-//! Reads the remote change log after `sync_state.pull_rev` in batches (each a short remote read
-//! transaction that also reads the changed rows), then applies each batch to the cache in one
+//! Reads the remote change log's tail after `sync_state.pull_rev` in batches (each a short remote
+//! read transaction; pushed rows come with their values, a direct write's row is read from its
+//! table; a key changed several times in a batch is applied once, at its newest entry), then
+//! applies each batch to the cache in one
 //! short local write transaction with capture silenced. Its own changes are skipped; a row with a
 //! pending local change is left alone — the next push decides it by the same rule and brings the
 //! winner back. Cost grows with the number of changed rows, not with the table size.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
@@ -19,6 +21,7 @@ use crate::clock::{Clock, parse_stamp};
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::remote::changelog::{self, Version};
+use crate::remote::image;
 use crate::sql::decode_key;
 
 /// What a pull did.
@@ -195,14 +198,37 @@ fn fetch(
     } else {
         None
     };
-    let mut entries = Vec::with_capacity(log.len());
-    for v in log {
+    // A key changed several times in this stretch of the log is applied once, at its newest
+    // entry (the last entry fetched is always kept, so the cursor still reaches it).
+    let mut seen = HashSet::new();
+    let mut newest_first = Vec::with_capacity(log.len());
+    for l in log.into_iter().rev() {
+        if seen.insert((l.version.tbl.clone(), l.version.pk.clone())) {
+            newest_first.push(l);
+        }
+    }
+    let mut entries = Vec::with_capacity(newest_first.len());
+    for l in newest_first.into_iter().rev() {
+        let v = l.version;
         let row = match shapes.get(&v.tbl) {
             Some(shape) if v.origin != origin && !v.deleted => {
-                let key = decode_key(&v.pk).map_err(|m| {
-                    rusqlite::Error::InvalidColumnName(format!("{} key {}: {m}", v.tbl, v.pk))
-                })?;
-                shape.select(c, &key)?
+                // A pushed row carries its values; a direct write's row is read from its table.
+                match l
+                    .image
+                    .as_deref()
+                    .and_then(|img| image::values_for(img, &shape.columns))
+                {
+                    Some(values) => Some(values),
+                    None => {
+                        let key = decode_key(&v.pk).map_err(|m| {
+                            rusqlite::Error::InvalidColumnName(format!(
+                                "{} key {}: {m}",
+                                v.tbl, v.pk
+                            ))
+                        })?;
+                        shape.select(c, &key)?
+                    }
+                }
             }
             _ => None,
         };

@@ -1,12 +1,13 @@
 //! Push: pending local changes go to the remote, `batch_size` rows per short remote transaction.
 //!
 //! For each batch: read it in a short local read transaction; in one remote write transaction,
-//! decide each row against the remote's current version ([`super::conflict::decide`]), write the
-//! winners and record their versions in the change log, log every losing version; then
-//! acknowledge in a short local write transaction. The local write lock is never held while the
-//! share is being waited on.
+//! find the remote's newest version of each of its rows among the change-log entries that can be
+//! concurrent with it (after the oldest `seen_rev` of the batch), decide each row
+//! ([`super::conflict::decide`]), write the winners and append their versions (with the rows'
+//! images) to the change log, log every losing version; then acknowledge in a short local write
+//! transaction. The local write lock is never held while the share is being waited on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
@@ -19,6 +20,7 @@ use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::remote::changelog::{self, Version};
+use crate::remote::image;
 use crate::sql::row_to_json;
 
 /// What a push did.
@@ -60,13 +62,15 @@ pub(crate) fn push(
     let mut done = 0u64;
     let mut stats = Pushed::default();
     let mut after = (String::new(), String::new());
+    let mut own = OwnRevs::default();
     loop {
         let batch = outbox::read_batch(local, shapes, &after, ctx.batch_size).map_err(lerr)?;
         stats.unpushable += batch.unpushable;
         if !batch.changes.is_empty() {
             let (applied, written, conflicts) =
-                remote.write(|c| apply_batch(c, &batch.changes, shapes, ctx))?;
+                remote.write(|c| apply_batch(c, &batch.changes, shapes, ctx, &own))?;
             failpoint::hit(failpoint::AFTER_REMOTE_COMMIT);
+            own.add(applied.revs);
             outbox::acknowledge(local, shapes, &batch.changes, &applied).map_err(lerr)?;
             stats.rows += written;
             stats.conflicts += conflicts;
@@ -91,12 +95,82 @@ pub(crate) fn push_unacknowledged(
     ctx: &PushCtx<'_>,
 ) -> Result<(usize, usize), Error> {
     let (mut rows, mut conflicts) = (0, 0);
+    let mut own = OwnRevs::default();
     for batch in changes.chunks(ctx.batch_size.max(1)) {
-        let (_, w, c) = remote.write(|c| apply_batch(c, batch, shapes, ctx))?;
+        let (applied, w, c) = remote.write(|c| apply_batch(c, batch, shapes, ctx, &own))?;
+        own.add(applied.revs);
         rows += w;
         conflicts += c;
     }
     Ok((rows, conflicts))
+}
+
+/// The change-log revisions this push has written so far, batch by batch: `(before, last]` each.
+/// Its own entries are of other keys than a later batch's (the outbox holds one change per key),
+/// so the search for a batch's concurrent versions skips them.
+#[derive(Debug, Default)]
+struct OwnRevs(Vec<(i64, i64)>);
+
+impl OwnRevs {
+    fn add(&mut self, revs: (i64, i64)) {
+        if revs.1 > revs.0 {
+            self.0.push(revs);
+        }
+    }
+
+    /// The ranges `(after, upto]` of revisions above `after` that this push did not write.
+    fn others_after(&self, after: i64) -> Vec<(i64, Option<i64>)> {
+        let mut gaps = Vec::new();
+        let mut from = after;
+        for &(before, last) in &self.0 {
+            if last <= from {
+                continue;
+            }
+            if before > from {
+                gaps.push((from, Some(before)));
+            }
+            from = last;
+        }
+        gaps.push((from, None));
+        gaps
+    }
+}
+
+/// The remote's newest version of every row of the batch that a change of the batch can be
+/// concurrent with: entries after the oldest `seen_rev` of the batch. An older version was
+/// pulled (or deferred and re-read here) before the change was made; entries of the pruned part of
+/// the log are below every pending change's `seen_rev` (the registry's horizon).
+fn concurrent_versions(
+    c: &Connection,
+    changes: &[Change],
+    own: &OwnRevs,
+) -> rusqlite::Result<HashMap<(String, String), Version>> {
+    let keys: HashSet<(String, String)> = changes
+        .iter()
+        .map(|ch| (ch.tbl.clone(), ch.pk.clone()))
+        .collect();
+    let floor = changes.iter().map(|ch| ch.seen_rev).min().unwrap_or(0);
+    let mut newest = HashMap::new();
+    for (after, upto) in own.others_after(floor) {
+        changelog::newest_in(c, after, upto, &keys, &mut newest)?;
+    }
+    Ok(newest)
+}
+
+/// The stand-in for the remote's version of a row when the change was made before the pruned
+/// part of the log (by a client away longer than the registry remembers it): versions written
+/// since may have been pruned, so the row is taken as changed concurrently, at the newest stamp
+/// pruned. A change newer than every pruned stamp wins; otherwise the remote's row stays. Either
+/// way the losing version goes to the conflict log, so nothing is lost for want of history.
+fn pruned_version(ch: &Change, pruned: &changelog::Pruned) -> Version {
+    Version {
+        tbl: ch.tbl.clone(),
+        pk: ch.pk.clone(),
+        rev: pruned.rev,
+        stamp: pruned.stamp.clone(),
+        origin: changelog::PRUNED_ORIGIN.to_string(),
+        deleted: false,
+    }
 }
 
 /// Inside the remote write transaction: decide and write one batch. Returns the outcome per
@@ -107,11 +181,15 @@ fn apply_batch(
     changes: &[Change],
     shapes: &HashMap<String, Shape>,
     ctx: &PushCtx<'_>,
+    own: &OwnRevs,
 ) -> rusqlite::Result<(outbox::Applied, usize, usize)> {
     let mut rev: i64 = c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
         r.get(0)
     })?;
     let first_rev = rev;
+    let current = concurrent_versions(c, changes, own)?;
+    let pruned = changelog::pruned(c)?;
+    let mut newest_stamp = String::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
     let (mut written, mut conflicts) = (0, 0);
     // Rows refused by a constraint are retried after the rest of the batch: moving a UNIQUE
@@ -122,12 +200,24 @@ fn apply_batch(
         let mut refused = Vec::new();
         for &i in &todo {
             let ch = &changes[i];
-            match apply_one(c, ch, &shapes[&ch.tbl], ctx, &mut rev, last_pass)? {
+            let standin;
+            let cur = match current.get(&(ch.tbl.clone(), ch.pk.clone())) {
+                Some(v) => Some(v),
+                None if ch.seen_rev < pruned.rev => {
+                    standin = pruned_version(ch, &pruned);
+                    Some(&standin)
+                }
+                None => None,
+            };
+            match apply_one(c, ch, &shapes[&ch.tbl], ctx, cur, &mut rev, last_pass)? {
                 Step::Done {
                     outcome,
                     wrote,
                     conflict,
                 } => {
+                    if wrote && ch.stamp > newest_stamp {
+                        newest_stamp.clone_from(&ch.stamp);
+                    }
                     outcomes[i] = Some(outcome);
                     written += usize::from(wrote);
                     conflicts += usize::from(conflict);
@@ -141,7 +231,7 @@ fn apply_batch(
         last_pass = refused.len() == todo.len(); // no progress: the next pass rejects what is left
         todo = refused;
     }
-    c.execute("UPDATE sharecache_meta SET rev = ?1 WHERE id = 1", [rev])?;
+    changelog::advance(c, rev, &newest_stamp)?;
     register_client(c, ctx)?;
     failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
     let applied = outbox::Applied {
@@ -166,22 +256,23 @@ enum Step {
     Refused,
 }
 
-/// Decides and writes one change. With `reject_refused`, a constraint refusal is final: the
-/// change goes to the conflict log and the remote's version comes back.
+/// Decides and writes one change against `cur`, the remote's newest version of the row that may
+/// be concurrent with it. With `reject_refused`, a constraint refusal is final: the change goes to
+/// the conflict log and the remote's version comes back.
 fn apply_one(
     c: &Connection,
     ch: &Change,
     shape: &Shape,
     ctx: &PushCtx<'_>,
+    cur: Option<&Version>,
     rev: &mut i64,
     reject_refused: bool,
 ) -> rusqlite::Result<Step> {
-    let cur = changelog::version(c, &ch.tbl, &ch.pk)?;
     let mine = Stamp {
         stamp: &ch.stamp,
         origin: ctx.origin,
     };
-    let current = cur.as_ref().map(|v| Current {
+    let current = cur.map(|v| Current {
         version: Stamp {
             stamp: &v.stamp,
             origin: &v.origin,
@@ -195,7 +286,7 @@ fn apply_one(
             conflict: false,
         }),
         Decision::Lose => {
-            let outcome = lose(c, shape, ch, cur.as_ref(), "newer", ctx)?;
+            let outcome = lose(c, shape, ch, cur, "newer", ctx)?;
             Ok(Step::Done {
                 outcome,
                 wrote: false,
@@ -204,7 +295,7 @@ fn apply_one(
         }
         Decision::Apply { conflict } => {
             let before = if conflict {
-                Some(remote_row(c, shape, ch, cur.as_ref())?)
+                Some(remote_row(c, shape, ch, cur)?)
             } else {
                 None
             };
@@ -214,7 +305,7 @@ fn apply_one(
             };
             match write {
                 Ok(()) => {
-                    if let (Some(loser_row), Some(v)) = (before, cur.as_ref()) {
+                    if let (Some(loser_row), Some(v)) = (before, cur) {
                         let loser = Loser {
                             stamp: &v.stamp,
                             origin: &v.origin,
@@ -223,7 +314,8 @@ fn apply_one(
                         log_conflict(c, shape, ch, (&ch.stamp, ctx.origin), &loser, "newer", ctx)?;
                     }
                     *rev += 1;
-                    changelog::record(
+                    let image = ch.row.as_ref().map(|r| image::encode(&shape.columns, r));
+                    changelog::append(
                         c,
                         &Version {
                             tbl: ch.tbl.clone(),
@@ -233,6 +325,7 @@ fn apply_one(
                             origin: ctx.origin.to_string(),
                             deleted: ch.row.is_none(),
                         },
+                        image.as_deref(),
                     )?;
                     Ok(Step::Done {
                         outcome: Outcome::Applied,
@@ -250,7 +343,7 @@ fn apply_one(
                     // The remote refuses this row for good (e.g. a UNIQUE value another client
                     // took): keep it in the conflict log and take the remote's version.
                     let reason = format!("rejected by the remote: {e}");
-                    let outcome = lose(c, shape, ch, cur.as_ref(), &reason, ctx)?;
+                    let outcome = lose(c, shape, ch, cur, &reason, ctx)?;
                     Ok(Step::Done {
                         outcome,
                         wrote: false,
@@ -353,4 +446,24 @@ pub(crate) fn register_client(c: &Connection, ctx: &PushCtx<'_>) -> rusqlite::Re
     )?
     .execute(params![ctx.origin, ctx.pulled_rev, ctx.now, ctx.host])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_search_for_concurrent_versions_skips_only_this_pushs_own_batches() {
+        let mut own = OwnRevs::default();
+        assert_eq!(own.others_after(5), vec![(5, None)]);
+        own.add((10, 20)); // first batch wrote 11..=20
+        own.add((20, 20)); // a batch that wrote nothing
+        own.add((23, 30)); // another client wrote 21..=23 in between
+        assert_eq!(
+            own.others_after(5),
+            vec![(5, Some(10)), (20, Some(23)), (30, None)]
+        );
+        assert_eq!(own.others_after(25), vec![(30, None)]);
+        assert_eq!(own.others_after(40), vec![(40, None)]);
+    }
 }

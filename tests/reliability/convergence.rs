@@ -220,7 +220,7 @@ fn read_log(remote: &Connection) -> RemoteLog {
         .unwrap();
     let mut current = BTreeMap::new();
     let mut s = remote
-        .prepare("SELECT tbl, pk, stamp, origin, deleted FROM sharecache_log")
+        .prepare("SELECT tbl, pk, stamp, origin, deleted FROM sharecache_log ORDER BY rev")
         .unwrap();
     let rows = s
         .query_map([], |r| {
@@ -269,7 +269,7 @@ struct Run<'a> {
     clients: Vec<Option<Cache>>,
     origins: Vec<String>,
     model: Model,
-    /// The last version seen of every key in the remote log (pruned tombstones included).
+    /// The last version seen of every key in the remote log (pruned entries included).
     log: BTreeMap<Key, (String, String, bool)>,
     down: bool,
     stepped_back: bool,
@@ -292,8 +292,8 @@ impl Run<'_> {
     /// The remote's change log, read through the share (momentarily up if it is down; no
     /// client is syncing).
     ///
-    /// Tombstones every client has pulled are pruned from the remote log; the model keeps the
-    /// last version it saw of every key, so a pruned tombstone stays known.
+    /// Entries every client has moved past are pruned from the remote log; the model keeps the
+    /// last version it saw of every key (read after every sync), so a pruned one stays known.
     fn remote_log(&mut self) -> RemoteLog {
         self.share.control.set_offline(false);
         let mut log = read_log(&self.reader);
@@ -530,7 +530,8 @@ impl Run<'_> {
                 c
             );
         }
-        let log = read_log(&remote);
+        // Entries every client has moved past are pruned: the last version seen of each key.
+        let log = self.remote_log();
         let conflicts = read_conflicts(&remote);
         let live: Vec<usize> = (0..self.model.versions.len())
             .filter(|&i| !self.model.versions[i].void)
@@ -587,7 +588,7 @@ impl Run<'_> {
                     newest,
                     mine
                 );
-                // The change log's current version is the winner (a pruned tombstone is absent).
+                // The change log's current version is the winner.
                 let logged = log
                     .current
                     .get(&k)
@@ -818,7 +819,7 @@ fn a_client_made_from_the_remote_stamps_its_edits_after_every_stamp_it_copied() 
     ahead.sync_now().unwrap();
     let copied: String = crate::support::one(
         &share.remote(),
-        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]'",
+        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' ORDER BY rev DESC LIMIT 1",
     );
     let late = share.client("late");
     late.conn()
@@ -898,7 +899,7 @@ fn an_edit_from_a_client_that_never_synced_still_loses_to_a_newer_concurrent_del
     a.sync_now().unwrap(); // a pulls b's insert: a and b have both pulled the delete
     let tombstones: i64 = crate::support::one(
         &share.remote(),
-        "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]'",
+        "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' AND deleted = 1",
     );
     laptop.sync_now().unwrap();
     b.sync_now().unwrap();
@@ -921,5 +922,82 @@ fn an_edit_from_a_client_that_never_synced_still_loses_to_a_newer_concurrent_del
         } else {
             "still there"
         }
+    );
+}
+
+/// Prunes the whole change log, as the registry may once a client has been away longer than it
+/// remembers clients (30 days): every version the laptop's pending edit could be concurrent with
+/// is gone.
+fn prune_all_history(share: &Share) {
+    let remote = share.remote();
+    let rev: i64 = crate::support::one(&remote, "SELECT rev FROM sharecache_meta");
+    sharecache::remote::changelog::prune(&remote, rev, i64::MAX).unwrap();
+    let left: i64 = crate::support::one(&remote, "SELECT count(*) FROM sharecache_log");
+    assert_eq!(left, 0, "precondition: the log is pruned");
+}
+
+/// What the remote, its conflict log and the laptop's cache hold for note 1 after the laptop syncs.
+fn note_1_after_the_laptop_syncs(
+    share: &Share,
+    laptop: &Cache,
+    lost: &str,
+) -> (String, i64, String) {
+    laptop.sync_now().unwrap();
+    let remote = share.remote();
+    let body: String = crate::support::one(&remote, "SELECT body FROM notes WHERE id = 1");
+    let logged: i64 = crate::support::one(
+        &remote,
+        &format!("SELECT count(*) FROM sharecache_conflicts WHERE loser_row LIKE '%{lost}%'"),
+    );
+    let cached: String = crate::support::one(&laptop.conn(), "SELECT body FROM notes WHERE id = 1");
+    (body, logged, cached)
+}
+
+#[test]
+fn an_edit_older_than_the_pruned_history_loses_to_the_remote_row_and_is_kept_in_the_conflict_log() {
+    let share = Share::new();
+    let laptop = share.client_with_clock("laptop", -chrono::Duration::hours(1));
+    let a = share.client("a");
+    laptop
+        .conn()
+        .execute("UPDATE notes SET body = 'edited offline' WHERE id = 1", [])
+        .unwrap();
+    a.conn()
+        .execute("UPDATE notes SET body = 'from a' WHERE id = 1", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    prune_all_history(&share);
+    assert_eq!(
+        note_1_after_the_laptop_syncs(&share, &laptop, "edited offline"),
+        ("from a".to_string(), 1, "from a".to_string()),
+        "a's newer edit must stay (it may be concurrent with the laptop's), the laptop's edit be \
+         in the conflict log and the laptop's cache show a's edit"
+    );
+}
+
+#[test]
+fn an_edit_newer_than_the_pruned_history_wins_and_the_row_it_overwrote_is_kept_in_the_conflict_log()
+{
+    let share = Share::new();
+    let laptop = share.client_with_clock("laptop", chrono::Duration::hours(1));
+    let a = share.client("a");
+    a.conn()
+        .execute("UPDATE notes SET body = 'from a' WHERE id = 1", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    laptop
+        .conn()
+        .execute("UPDATE notes SET body = 'edited offline' WHERE id = 1", [])
+        .unwrap();
+    prune_all_history(&share);
+    assert_eq!(
+        note_1_after_the_laptop_syncs(&share, &laptop, "from a"),
+        (
+            "edited offline".to_string(),
+            1,
+            "edited offline".to_string()
+        ),
+        "the laptop's newer edit must win, and a's version, which it may never have seen, be in \
+         the conflict log"
     );
 }

@@ -1,0 +1,209 @@
+use super::*;
+use crate::schema;
+
+fn remote(table_sql: &str) -> Connection {
+    let c = Connection::open_in_memory().unwrap();
+    crate::migrate::REMOTE.apply(&c, "t").unwrap();
+    c.execute(
+        "INSERT INTO sharecache_meta (id, remote_id, created_at) VALUES (1, 'r', 't')",
+        [],
+    )
+    .unwrap();
+    c.execute_batch(table_sql).unwrap();
+    for e in schema::read(&c).unwrap() {
+        install_triggers(&c, &e.table).unwrap();
+    }
+    c
+}
+
+#[test]
+fn direct_writes_are_appended_with_increasing_revs_and_tombstones() {
+    let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1; DELETE FROM t WHERE id = 2;")
+        .unwrap();
+    let log = since(&c, 0, 100).unwrap();
+    let summary: Vec<(String, i64, bool, String)> = log
+        .iter()
+        .map(|l| {
+            let v = &l.version;
+            (v.pk.clone(), v.rev, v.deleted, v.origin.clone())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("[1]".into(), 1, false, "direct".into()),
+            ("[2]".into(), 2, false, "direct".into()),
+            ("[1]".into(), 3, false, "direct".into()),
+            ("[2]".into(), 4, true, "direct".into())
+        ]
+    );
+    assert!(
+        log.iter().all(|l| l.image.is_none()),
+        "triggers write no image"
+    );
+    let stamps: Vec<&str> = log.iter().map(|l| l.version.stamp.as_str()).collect();
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "each direct write is stamped after the previous one: {stamps:?}"
+    );
+    assert_eq!(
+        since(&c, 3, 100).unwrap().len(),
+        1,
+        "cost follows changes: only rev > 3"
+    );
+    assert_eq!(latest(&c, "t", "[2]").unwrap().unwrap().rev, 4);
+}
+
+#[test]
+fn a_later_direct_write_gets_a_later_stamp_even_with_a_future_version() {
+    let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    let pushed = Version {
+        tbl: "t".into(),
+        pk: "[1]".into(),
+        rev: 1,
+        stamp: "2999-01-01T00:00:00.000Z".into(),
+        origin: "x".into(),
+        deleted: false,
+    };
+    append(&c, &pushed, None).unwrap();
+    advance(&c, 1, &pushed.stamp).unwrap();
+    c.execute_batch("INSERT INTO t VALUES (1, 'a')").unwrap();
+    let v = latest(&c, "t", "[1]").unwrap().unwrap();
+    assert_eq!(v.stamp, "2999-01-01T00:00:00.001Z");
+    assert_eq!((v.rev, v.origin.as_str()), (2, DIRECT_ORIGIN));
+}
+
+#[test]
+fn writes_inside_a_push_are_not_logged_by_triggers() {
+    let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    c.execute_batch("UPDATE sharecache_meta SET writer = 'me'; INSERT INTO t VALUES (1, 'a'); UPDATE sharecache_meta SET writer = NULL;")
+        .unwrap();
+    assert!(since(&c, 0, 10).unwrap().is_empty());
+}
+
+#[test]
+fn tables_with_updated_at_log_inserts_updates_and_deletes() {
+    let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v, updated_at TEXT)");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a', '2999-01-01T00:00:00.000Z'); UPDATE t SET v = 'b'; DELETE FROM t;").unwrap();
+    let v = latest(&c, "t", "[1]").unwrap().unwrap();
+    assert!(v.deleted);
+    assert!(
+        v.stamp.as_str() > "2999-01-01T00:00:00.000Z",
+        "a writer's future updated_at is observed: {}",
+        v.stamp
+    );
+}
+
+#[test]
+fn key_changes_tombstone_the_old_key() {
+    let c = remote("CREATE TABLE t(k TEXT PRIMARY KEY, v)");
+    c.execute_batch("INSERT INTO t VALUES ('a', 1); UPDATE t SET k = 'b';")
+        .unwrap();
+    assert!(latest(&c, "t", r#"["a"]"#).unwrap().unwrap().deleted);
+    assert!(!latest(&c, "t", r#"["b"]"#).unwrap().unwrap().deleted);
+    assert_eq!(
+        since(&c, 1, 10).unwrap().len(),
+        2,
+        "the key change is two entries"
+    );
+    assert_eq!(tables_with_triggers(&c).unwrap(), vec!["t".to_string()]);
+    assert!(triggers_current(&c, &schema::read(&c).unwrap()[0].table).unwrap());
+}
+
+#[test]
+fn newest_in_keeps_the_last_entry_of_the_asked_keys_within_the_range() {
+    let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    c.execute_batch("INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1; UPDATE t SET v = 'd' WHERE id = 1;")
+        .unwrap();
+    let keys: HashSet<(String, String)> = [("t".to_string(), "[1]".to_string())].into();
+    let mut newest = HashMap::new();
+    newest_in(&c, 0, Some(3), &keys, &mut newest).unwrap();
+    assert_eq!(newest.len(), 1, "key [2] was not asked for");
+    assert_eq!(newest[&keys.iter().next().unwrap().clone()].rev, 3);
+    newest_in(&c, 3, None, &keys, &mut newest).unwrap();
+    assert_eq!(newest[&keys.iter().next().unwrap().clone()].rev, 4);
+}
+
+#[test]
+fn pruning_removes_the_head_up_to_the_floor_a_bounded_number_at_a_time() {
+    let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+    for i in 0..10 {
+        c.execute("INSERT INTO t VALUES (?1, 'a')", [i]).unwrap();
+    }
+    let stamp_of = |c: &Connection, rev: i64| -> String {
+        c.query_row(
+            "SELECT stamp FROM sharecache_log WHERE rev = ?1",
+            [rev],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let (s3, s7) = (stamp_of(&c, 3), stamp_of(&c, 7));
+    assert!(
+        prune(&c, 7, 3).unwrap(),
+        "7 entries at or below the floor, 3 at a time"
+    );
+    assert_eq!(since(&c, 0, 100).unwrap()[0].version.rev, 4);
+    assert_eq!(pruned(&c).unwrap(), Pruned { rev: 3, stamp: s3 });
+    assert!(!prune(&c, 7, 100).unwrap());
+    assert_eq!(since(&c, 0, 100).unwrap()[0].version.rev, 8);
+    assert_eq!(
+        pruned(&c).unwrap(),
+        Pruned {
+            rev: 7,
+            stamp: s7.clone()
+        }
+    );
+    assert!(!prune(&c, 7, 100).unwrap(), "nothing left below the floor");
+    assert_eq!(pruned(&c).unwrap(), Pruned { rev: 7, stamp: s7 });
+    assert_eq!(
+        since(&c, 0, 100).unwrap().len(),
+        3,
+        "entries above the floor stay"
+    );
+}
+
+#[test]
+fn a_remote_of_the_first_format_keeps_its_versions_and_triggers_after_the_upgrade() {
+    let c = Connection::open_in_memory().unwrap();
+    let v1 = crate::migrate::Migrations {
+        table: "sharecache_migrations",
+        steps: &crate::migrate::REMOTE.steps[..1],
+    };
+    v1.apply(&c, "t").unwrap();
+    c.execute_batch(
+        "INSERT INTO sharecache_meta (id, remote_id, rev, created_at) VALUES (1, 'r', 7, 't');
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v);
+         CREATE TRIGGER sharecache_ai_t AFTER INSERT ON t BEGIN
+           INSERT INTO sharecache_log (tbl, pk, rev, stamp, origin, deleted) VALUES ('t', '[9]', 99, 'x', 'o', 0)
+           ON CONFLICT (tbl, pk) DO UPDATE SET rev = excluded.rev;
+         END;
+         INSERT INTO sharecache_log VALUES ('t', '[1]', 7, '2026-01-01T00:00:00.007Z', 'a', 0);
+         INSERT INTO sharecache_log VALUES ('t', '[2]', 5, '2026-01-01T00:00:00.005Z', 'b', 1);",
+    )
+    .unwrap();
+    crate::migrate::REMOTE.apply(&c, "t").unwrap();
+    for e in schema::read(&c).unwrap() {
+        install_triggers(&c, &e.table).unwrap();
+    }
+    let log: Vec<(i64, String, bool)> = since(&c, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.version.rev, l.version.pk, l.version.deleted))
+        .collect();
+    assert_eq!(log, vec![(5, "[2]".into(), true), (7, "[1]".into(), false)]);
+    let hlc: String = c
+        .query_row("SELECT hlc FROM sharecache_meta", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        hlc, "2026-01-01T00:00:00.007Z",
+        "the clock starts at the newest stamp"
+    );
+    c.execute("INSERT INTO t VALUES (3, 'x')", []).unwrap();
+    let v = latest(&c, "t", "[3]").unwrap().unwrap();
+    assert_eq!(
+        v.rev, 8,
+        "the reinstalled trigger appends after the copied entries"
+    );
+}

@@ -1,0 +1,57 @@
+//! The remote's client registry and the pruning of the change log.
+//!
+//! Every client records in `sharecache_clients` its horizon: the revision below which it needs no
+//! change-log entry any more (its pull cursor, or the `seen_rev` of its oldest pending change if
+//! lower). Entries at or below the lowest horizon of the clients seen in the last 30 days are
+//! pruned from the log's head, a bounded number per remote transaction.
+
+use std::time::{Duration, Instant};
+
+use super::{Engine, outbox, push};
+use crate::error::Error;
+
+/// Least time between two registrations by a pull alone (a remote write transaction each). A
+/// late registration only delays pruning: the horizon a client needs never goes down, since
+/// every change is made against the cursor of its moment. Also how often a client that keeps
+/// pushing prunes the change log (the same transaction).
+pub(super) const REGISTER_EVERY: Duration = Duration::from_secs(60);
+
+/// Most change-log entries pruned in one remote transaction (about 70 pages with row images):
+/// pruning holds the remote's write lock, and a log grown long (a client that was away, a remote
+/// just upgraded from the first format) is pruned over several syncs instead.
+const PRUNE_MAX: i64 = 2000;
+
+impl Engine {
+    /// Records this client's pull cursor in the remote registry and prunes the change-log entries
+    /// every known client has moved past: pulled, and older than its oldest pending change.
+    pub(super) fn register(&mut self, host: &str) -> Result<(), Error> {
+        let ctx = push::PushCtx {
+            origin: &self.origin,
+            now: self.clock.now_stamp(),
+            pulled_rev: outbox::horizon(&self.local, self.pull_rev()?).map_err(self.lerr())?,
+            host: host.to_string(),
+            batch_size: 0,
+        };
+        let cutoff = crate::clock::format_stamp(self.clock.now() - chrono::Duration::days(30));
+        let more = self.remote.as_mut().expect("connected").write(|c| {
+            push::register_client(c, &ctx)?;
+            let floor: Option<i64> = c.query_row(
+                "SELECT min(pulled_rev) FROM sharecache_clients WHERE last_seen > ?1",
+                [&cutoff],
+                |r| r.get(0),
+            )?;
+            match floor {
+                Some(floor) => crate::remote::changelog::prune(c, floor, PRUNE_MAX),
+                None => Ok(false),
+            }
+        })?;
+        // With more left to prune, the next sync prunes again.
+        self.pruned = match more {
+            true => Instant::now()
+                .checked_sub(REGISTER_EVERY)
+                .unwrap_or_else(Instant::now),
+            false => Instant::now(),
+        };
+        Ok(())
+    }
+}
