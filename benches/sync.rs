@@ -144,7 +144,14 @@ fn main() {
         let big = share.cache("big.db", "big");
         small.sync_now().unwrap();
         big.sync_now().unwrap();
-        (small, big)
+        // The other client whose pushed changes the pull figure pulls.
+        let writers = plan.wants("pull").then(|| {
+            (
+                share.backing_cache("small.db", "small-writer"),
+                share.backing_cache("big.db", "big-writer"),
+            )
+        });
+        (small, big, writers)
     });
     // Design experiments: only when asked for by name.
     let designs = plan
@@ -199,16 +206,20 @@ fn main() {
                 }
             }
         }
-        if let Some((small, big)) = &pulls {
+        if let Some((small, big, writers)) = &pulls {
             if plan.wants("pull") {
                 log(t0, &format!("{l} ms: pull of 100 changes"));
-                figures::pull(
-                    &mut report,
-                    &share,
-                    ("small.db", small, plan.pull_small),
-                    ("big.db", big, plan.pull_big),
-                    l,
-                );
+                let writers = writers.as_ref().map(|(s, b)| (s, b));
+                for by in [writers, None] {
+                    figures::pull(
+                        &mut report,
+                        &share,
+                        ("small.db", small, plan.pull_small),
+                        ("big.db", big, plan.pull_big),
+                        by,
+                        l,
+                    );
+                }
             }
             if plan.wants("snapshot") {
                 log(t0, &format!("{l} ms: initial snapshot"));

@@ -17,9 +17,9 @@ use super::measure::{Goal, Ratio, Report, Side, timed};
 enum Log {
     /// No log: the app's own transaction.
     None,
-    /// sharecache's current log (`sharecache_log`, keyed by table and key text, with a unique
-    /// index on `rev`), written by its change-log triggers.
-    Current,
+    /// sharecache's first log format (remote format 1, until the append-only log replaced it):
+    /// keyed by table and key text, with a unique index on `rev`; a change moves its row's entry.
+    Keyed,
     /// Append-only, keyed by `rev` (rowid): a change appends a row at the end of the log.
     Append,
     /// Append-only with the row's values (JSON) in the entry: a pull reads only the log.
@@ -30,7 +30,7 @@ impl Log {
     fn label(self) -> &'static str {
         match self {
             Log::None => "no change log",
-            Log::Current => "current log (keyed by table+key, unique rev index)",
+            Log::Keyed => "format-1 log (keyed by table+key, unique rev index)",
             Log::Append => "append-only log keyed by rev",
             Log::AppendImage => "append-only log keyed by rev, with row images",
         }
@@ -39,12 +39,17 @@ impl Log {
     fn file(self) -> &'static str {
         match self {
             Log::None => "design-none.db",
-            Log::Current => "design-current.db",
+            Log::Keyed => "design-keyed.db",
             Log::Append => "design-append.db",
             Log::AppendImage => "design-image.db",
         }
     }
 }
+
+const KEYED_LOG: &str = "CREATE TABLE meta (rev INTEGER NOT NULL); \
+    CREATE TABLE log (tbl TEXT NOT NULL, pk TEXT NOT NULL, rev INTEGER NOT NULL, stamp TEXT NOT NULL, \
+    origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, pk)) WITHOUT ROWID; \
+    CREATE UNIQUE INDEX log_rev ON log (rev);";
 
 const APPEND_LOG: &str = "CREATE TABLE log (rev INTEGER PRIMARY KEY, tbl TEXT NOT NULL, pk TEXT NOT NULL, \
     stamp TEXT NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, row TEXT);";
@@ -54,7 +59,17 @@ fn create(share: &Share, purpose: &str, layout: Log, rows: u64) -> String {
     let name = format!("{purpose}-{rows}-{}", layout.file());
     match layout {
         Log::None => share.create_plain(&name, rows, ""),
-        Log::Current => share.create_remote(&name, rows, true, ""),
+        Log::Keyed => {
+            share.create_plain(&name, rows, KEYED_LOG);
+            share
+                .backdoor(&name)
+                .execute_batch(
+                    "INSERT INTO log (tbl, pk, rev, stamp, origin, deleted) \
+                     SELECT 'items', json_array(id), id, '2026-01-01T00:00:00.000Z', 'bench-seed', 0 FROM items;
+                     INSERT INTO meta VALUES ((SELECT max(rev) FROM log));",
+                )
+                .unwrap();
+        }
         Log::Append | Log::AppendImage => {
             share.create_plain(&name, rows, APPEND_LOG);
             let image = if layout == Log::AppendImage {
@@ -81,7 +96,24 @@ fn write_row(c: &Connection, layout: Log, id: i64, tag: &str) {
         .execute(params![tag, id])
         .unwrap();
     let image = match layout {
-        Log::None | Log::Current => return, // Current: the remote's triggers log it
+        Log::None => return,
+        Log::Keyed => {
+            // What the format-1 change-log triggers ran for an update.
+            c.prepare_cached("UPDATE meta SET rev = rev + 1")
+                .unwrap()
+                .execute([])
+                .unwrap();
+            c.prepare_cached(
+                "INSERT INTO log (tbl, pk, rev, stamp, origin, deleted) \
+                 SELECT 'items', json_array(?1), rev, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'bench', 0 FROM meta \
+                 WHERE true ON CONFLICT (tbl, pk) DO UPDATE SET rev = excluded.rev, stamp = excluded.stamp, \
+                 origin = excluded.origin, deleted = excluded.deleted",
+            )
+            .unwrap()
+            .execute([id])
+            .unwrap();
+            return;
+        }
         Log::Append => "NULL",
         Log::AppendImage => "json_array(name, qty, price, note)",
     };
@@ -106,7 +138,7 @@ pub struct Designs {
     pull: Vec<(Log, [Remote; 2])>,
 }
 
-const PUSH_LAYOUTS: [Log; 4] = [Log::None, Log::Current, Log::Append, Log::AppendImage];
+const PUSH_LAYOUTS: [Log; 4] = [Log::None, Log::Keyed, Log::Append, Log::AppendImage];
 
 impl Designs {
     pub fn create(share: &Share, rows: u64, small: u64, big: u64) -> Designs {
@@ -114,7 +146,7 @@ impl Designs {
             .iter()
             .map(|&d| share.direct(&create(share, "push", d, rows)))
             .collect();
-        let pull = [Log::Current, Log::AppendImage]
+        let pull = [Log::Keyed, Log::AppendImage]
             .into_iter()
             .map(|d| {
                 let s = create(share, "pull", d, small);
@@ -217,14 +249,14 @@ pub fn pull_layouts(r: &mut Report, share: &Share, d: &Designs, l: u64) {
 fn read_changes(c: &Connection, layout: Log) {
     c.execute_batch("BEGIN").unwrap();
     match layout {
-        Log::Current => {
+        Log::Keyed => {
             let top: i64 = c
-                .query_row("SELECT rev FROM sharecache_meta", [], |r| r.get(0))
+                .query_row("SELECT rev FROM meta", [], |r| r.get(0))
                 .unwrap();
-            // The columns the engine's fetch reads (`changelog::since`), then each row by key.
+            // The columns the format-1 fetch read, then each row by key.
             let keys: Vec<String> = c
                 .prepare_cached(
-                    "SELECT tbl, pk, rev, stamp, origin, deleted FROM sharecache_log WHERE rev > ?1 ORDER BY rev",
+                    "SELECT tbl, pk, rev, stamp, origin, deleted FROM log WHERE rev > ?1 ORDER BY rev",
                 )
                 .unwrap()
                 .query_map([top - 100], |r| r.get(1))

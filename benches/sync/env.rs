@@ -90,9 +90,10 @@ impl Share {
     }
 
     /// Creates `name` like [`Share::create_plain`] and sets sharecache up on it through the
-    /// share (latency 0). With `full_log`, the change log holds a version of every row, as on a
-    /// remote where every row was changed since sharecache was set up (the worst case for
-    /// lookups in the log).
+    /// share (latency 0). With `full_log`, every row was changed since sharecache was set up and
+    /// every client has pulled the changes: the log got an entry for every row, then was pruned,
+    /// as it is in steady state (it holds what some client has not pulled yet; `pruned_rev` and
+    /// the remote's clock are where those entries left them).
     pub fn create_remote(&self, name: &str, rows: u64, full_log: bool, extra_schema: &str) {
         self.create_plain(name, rows, extra_schema);
         let opts = RemoteOptions {
@@ -112,9 +113,14 @@ impl Share {
                 "PRAGMA synchronous = OFF;
                  INSERT INTO sharecache_log (tbl, pk, rev, stamp, origin, deleted)
                    SELECT 'items', json_array(id), id, '2026-01-01T00:00:00.000Z', 'bench-seed', 0 FROM items;
-                 UPDATE sharecache_meta SET rev = (SELECT coalesce(max(rev), 0) FROM sharecache_log);",
+                 UPDATE sharecache_meta SET rev = (SELECT coalesce(max(rev), 0) FROM sharecache_log),
+                   hlc = '2026-01-01T00:00:00.000Z';",
             )
             .unwrap();
+            let rev: i64 = c
+                .query_row("SELECT rev FROM sharecache_meta", [], |r| r.get(0))
+                .unwrap();
+            sharecache::remote::changelog::prune(&c, rev, i64::MAX).unwrap();
         }
     }
 
@@ -130,6 +136,14 @@ impl Share {
     /// Opens (creating on first use) a cache of `remote`.
     pub fn cache(&self, remote: &str, name: &str) -> Cache {
         Cache::open(self.config(remote, name)).expect("open cache")
+    }
+
+    /// Opens (creating on first use) a cache of `remote` reached through the share's backing
+    /// directory: another client whose share operations are neither slowed nor counted.
+    pub fn backing_cache(&self, remote: &str, name: &str) -> Cache {
+        let mut c = self.config(remote, name);
+        c.remote_path = self.backing(remote);
+        Cache::open(c).expect("open cache on the backing file")
     }
 
     /// A connection opened directly on the share, as the app did before sharecache.

@@ -371,11 +371,17 @@ fn push_phases(
 /// Pull of 100 changes from a small remote vs the same from a remote with `big/small` times more
 /// rows. The changes are written on the remote directly (its change-log triggers log them).
 #[allow(clippy::too_many_arguments)]
+///
+/// `writers`: the changes are made by another sharecache client (a cache of the same remote
+/// opened on the share's backing directory, so its push costs nothing measured) and pushed, as in
+/// normal use; without, they are written directly on the remote (another program: the log's
+/// triggers record them without the rows' values, so the pull reads the rows from the table).
 pub fn pull(
     r: &mut Report,
     share: &Share,
     small: (&str, &Cache, u64),
     big: (&str, &Cache, u64),
+    writers: Option<(&Cache, &Cache)>,
     l: u64,
 ) {
     let reps = if l >= 20 { 3 } else { 5 };
@@ -384,15 +390,24 @@ pub fn pull(
     let (mut s_side, mut b_side) = (Side::default(), Side::default());
     let mut phases = vec![];
     for rep in 0..reps {
-        for (name, _, rows) in [small, big] {
+        for (k, (name, _, rows)) in [small, big].into_iter().enumerate() {
             let ids = rng.distinct(changes, rows);
-            let c = share.backdoor(name);
-            c.execute_batch("BEGIN").unwrap();
-            for id in ids {
-                c.execute(WRITE_SQL, params![id, format!("c{l}-{rep}")])
-                    .unwrap();
+            let writer = writers.map(|w| if k == 0 { w.0 } else { w.1 });
+            let write = |c: &Connection| {
+                c.execute_batch("BEGIN").unwrap();
+                for &id in &ids {
+                    c.execute(WRITE_SQL, params![id, format!("c{l}-{rep}")])
+                        .unwrap();
+                }
+                c.execute_batch("COMMIT").unwrap();
+            };
+            match writer {
+                Some(w) => write(&w.conn()),
+                None => write(&share.backdoor(name)),
             }
-            c.execute_batch("COMMIT").unwrap();
+            if let Some(w) = writer {
+                assert_eq!(w.sync_now().unwrap().pushed, changes, "pushed every change");
+            }
         }
         for first_big in [rep % 2 == 1, rep % 2 == 0] {
             let (_, cache, rows) = if first_big { big } else { small };
@@ -427,7 +442,12 @@ pub fn pull(
         }
     }
     let name = format!(
-        "pull of 100 changes, {}k-row vs {}k-row remote",
+        "pull of 100 changes{}, {}k-row vs {}k-row remote",
+        if writers.is_some() {
+            " pushed by another client"
+        } else {
+            " written directly on the remote"
+        },
         small.2 / 1000,
         big.2 / 1000
     );
