@@ -99,3 +99,39 @@ fn a_crash_before_the_remote_commit_leaves_the_remote_unchanged_and_the_next_syn
         1
     );
 }
+
+#[test]
+fn a_resend_after_a_crash_leaves_a_newer_write_made_meanwhile_in_place() {
+    let share = Share::new();
+    let cfg = share.config_file("a");
+    let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+    a.conn()
+        .execute("UPDATE tasks SET title = 'from a' WHERE id = 't1'", [])
+        .unwrap();
+    drop(a);
+    crash_sync_at(&share, "push-after-remote-commit");
+    // Another program changes the row after a's commit landed, before a's resend.
+    let remote = share.remote();
+    remote
+        .execute(
+            "UPDATE tasks SET title = 'written later' WHERE id = 't1'",
+            [],
+        )
+        .unwrap();
+    let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
+    let r = a.sync_now().unwrap();
+    assert_eq!(
+        (r.pushed, r.conflicts),
+        (0, 0),
+        "a's version was pushed already: nothing to write, nothing to decide"
+    );
+    assert_eq!(
+        one::<String>(&remote, "SELECT title FROM tasks WHERE id = 't1'"),
+        "written later"
+    );
+    assert_eq!(
+        one::<String>(&a.conn(), "SELECT title FROM tasks WHERE id = 't1'"),
+        "written later",
+        "the later write reaches a's cache"
+    );
+}

@@ -7,10 +7,10 @@
 //! [`super::image`]). Writes made directly on the remote (other programs, or a client in direct
 //! mode) are recorded by triggers on every synced remote table; those triggers are silent while
 //! `sharecache_meta.writer` is set, which a push does only inside its own transaction (invisible
-//! to other connections). A direct write is stamped after every stamp the log has seen
-//! (`sharecache_meta.hlc`), the way a client's clock moves past every stamp it pulls.
+//! to other connections). A direct write is never stamped before a stamp the log has seen
+//! (`sharecache_meta.hlc`), the way a client's clock moves up to every stamp it pulls.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -81,9 +81,11 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         Some(o) => format!("max(strftime('{f}', 'now'), {o})"),
         None => plain_now.clone(),
     };
-    // DELETE triggers have no NEW row: they stamp with the clock alone. Every entry is stamped
-    // after the newest stamp logged so far (the remote's HLC), so a direct write is newer than
-    // the version it replaces even when that one came from a clock running ahead.
+    // DELETE triggers have no NEW row: they stamp with the clock alone. No entry is stamped
+    // before the newest stamp logged so far (the remote's clock), so a direct write is never
+    // older than the version it replaces, even one from a clock running ahead. Not "+1 ms" per
+    // entry: SQLite's 'now' is fixed within a statement, and a bulk UPDATE of 100k rows would
+    // run the remote's clock 100 s ahead, making its stamps win over later edits.
     let log = |key: &str, deleted: u8, cond: &str| {
         let now = if deleted == 1 {
             &plain_now
@@ -92,7 +94,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         };
         format!(
             "UPDATE sharecache_meta SET rev = rev + 1, \
-             hlc = max({now}, coalesce(strftime('{f}', hlc, '+0.001 seconds'), '')) WHERE {cond}; \
+             hlc = max({now}, hlc) WHERE {cond}; \
              INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin, deleted) \
              SELECT rev, {name}, {key}, hlc, '{DIRECT_ORIGIN}', {deleted} FROM sharecache_meta WHERE {cond};"
         )
@@ -215,14 +217,27 @@ pub fn append(conn: &Connection, v: &Version, image: Option<&[u8]>) -> rusqlite:
     Ok(())
 }
 
-/// For every `(table, key)` in `keys`, its newest entry with `after < rev <= upto` (no upper
-/// bound when `upto` is `None`), merged into `newest` (a later entry replaces an earlier one).
+/// What the log holds for one row of a batch: its newest entry in the searched range, and
+/// whether the batch's own version of it (same origin and stamp) is among the entries — the
+/// change was pushed before (its acknowledgement was lost) even if a newer version followed.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The newest entry.
+    pub newest: Version,
+    /// Whether the change being pushed is already logged.
+    pub mine_logged: bool,
+}
+
+/// For every `(table, key)` in `keys` (with the stamp of the change about to be pushed by
+/// `origin`), what the entries with `after < rev <= upto` hold (no upper bound when `upto` is
+/// `None`), merged into `found` (a later entry replaces an earlier one as the newest).
 pub fn newest_in(
     conn: &Connection,
     after: i64,
     upto: Option<i64>,
-    keys: &HashSet<(String, String)>,
-    newest: &mut HashMap<(String, String), Version>,
+    keys: &HashMap<(String, String), String>,
+    origin: &str,
+    found: &mut HashMap<(String, String), Found>,
 ) -> rusqlite::Result<()> {
     let mut s = conn.prepare_cached(
         "SELECT tbl, pk, rev, stamp, origin, deleted FROM sharecache_log \
@@ -231,9 +246,9 @@ pub fn newest_in(
     let mut rows = s.query(params![after, upto.unwrap_or(i64::MAX)])?;
     while let Some(r) = rows.next()? {
         let key: (String, String) = (r.get(0)?, r.get(1)?);
-        if !keys.contains(&key) {
+        let Some(my_stamp) = keys.get(&key) else {
             continue;
-        }
+        };
         let v = Version {
             tbl: key.0.clone(),
             pk: key.1.clone(),
@@ -242,7 +257,13 @@ pub fn newest_in(
             origin: r.get(4)?,
             deleted: r.get::<_, i64>(5)? != 0,
         };
-        newest.insert(key, v);
+        let mine = v.origin == origin && v.stamp == *my_stamp;
+        let f = found.entry(key).or_insert_with(|| Found {
+            newest: v.clone(),
+            mine_logged: false,
+        });
+        f.mine_logged |= mine;
+        f.newest = v;
     }
     Ok(())
 }

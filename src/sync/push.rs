@@ -7,7 +7,7 @@
 //! images) to the change log, log every losing version; then acknowledge in a short local write
 //! transaction. The local write lock is never held while the share is being waited on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
@@ -19,7 +19,7 @@ use super::{Progress, failpoint};
 use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::Remote;
-use crate::remote::changelog::{self, Version};
+use crate::remote::changelog::{self, Found, Version};
 use crate::remote::image;
 use crate::sql::row_to_json;
 
@@ -143,18 +143,19 @@ impl OwnRevs {
 fn concurrent_versions(
     c: &Connection,
     changes: &[Change],
+    origin: &str,
     own: &OwnRevs,
-) -> rusqlite::Result<HashMap<(String, String), Version>> {
-    let keys: HashSet<(String, String)> = changes
+) -> rusqlite::Result<HashMap<(String, String), Found>> {
+    let keys: HashMap<(String, String), String> = changes
         .iter()
-        .map(|ch| (ch.tbl.clone(), ch.pk.clone()))
+        .map(|ch| ((ch.tbl.clone(), ch.pk.clone()), ch.stamp.clone()))
         .collect();
     let floor = changes.iter().map(|ch| ch.seen_rev).min().unwrap_or(0);
-    let mut newest = HashMap::new();
+    let mut found = HashMap::new();
     for (after, upto) in own.others_after(floor) {
-        changelog::newest_in(c, after, upto, &keys, &mut newest)?;
+        changelog::newest_in(c, after, upto, &keys, origin, &mut found)?;
     }
-    Ok(newest)
+    Ok(found)
 }
 
 /// The stand-in for the remote's version of a row when the change was made before the pruned
@@ -187,7 +188,7 @@ fn apply_batch(
         r.get(0)
     })?;
     let first_rev = rev;
-    let current = concurrent_versions(c, changes, own)?;
+    let current = concurrent_versions(c, changes, ctx.origin, own)?;
     let pruned = changelog::pruned(c)?;
     let mut newest_stamp = String::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
@@ -200,16 +201,27 @@ fn apply_batch(
         let mut refused = Vec::new();
         for &i in &todo {
             let ch = &changes[i];
+            let found = current.get(&(ch.tbl.clone(), ch.pk.clone()));
             let standin;
-            let cur = match current.get(&(ch.tbl.clone(), ch.pk.clone())) {
-                Some(v) => Some(v),
+            let cur = match found {
+                Some(f) => Some(&f.newest),
                 None if ch.seen_rev < pruned.rev => {
                     standin = pruned_version(ch, &pruned);
                     Some(&standin)
                 }
                 None => None,
             };
-            match apply_one(c, ch, &shapes[&ch.tbl], ctx, cur, &mut rev, last_pass)? {
+            let step = if found.is_some_and(|f| f.mine_logged) {
+                // Pushed before, its acknowledgement lost: whatever came after it knew it.
+                Step::Done {
+                    outcome: Outcome::Applied,
+                    wrote: false,
+                    conflict: false,
+                }
+            } else {
+                apply_one(c, ch, &shapes[&ch.tbl], ctx, cur, &mut rev, last_pass)?
+            };
+            match step {
                 Step::Done {
                     outcome,
                     wrote,
