@@ -127,7 +127,8 @@ pub(crate) fn build(
     result
 }
 
-/// The newest stamp in the copied change log (or the remote clock) of database `schema` (`main`, `snap`), if any.
+/// The newest stamp in the copied change log, or the remote's clock if newer, of database
+/// `schema` (`main`, `snap`), if any.
 fn newest_logged_stamp(c: &Connection, schema: &str) -> rusqlite::Result<Option<String>> {
     let has_log: bool = c.query_row(
         &format!(

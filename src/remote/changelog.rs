@@ -301,7 +301,8 @@ pub fn advance(conn: &Connection, rev: i64, newest_stamp: &str) -> rusqlite::Res
 
 /// Prunes the log's head: entries at or below `floor` (the lowest horizon of the recent clients),
 /// at most `max` of them, and records how far it pruned (a client whose cursor is below that
-/// must rebuild) and the newest stamp it pruned ([`Pruned`]). Returns whether entries below `floor` are left for a next time.
+/// must rebuild) and the newest stamp it pruned ([`Pruned`]). Returns whether entries below
+/// `floor` are left for a next time.
 pub fn prune(conn: &Connection, floor: i64, max: i64) -> rusqlite::Result<bool> {
     let upto: i64 = conn.query_row(
         "SELECT coalesce((SELECT rev FROM sharecache_log WHERE rev <= ?1 ORDER BY rev LIMIT 1 OFFSET ?2), ?1)",

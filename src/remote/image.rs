@@ -96,6 +96,14 @@ pub fn decode(image: &[u8]) -> Result<Vec<(String, Value)>, String> {
 }
 
 /// The values of `columns`, in that order, if the image has every one of them.
+///
+/// ```
+/// use rusqlite::types::Value;
+/// use sharecache::remote::image;
+/// let img = image::encode(&["id".into(), "body".into()], &[Value::Integer(1), Value::Null]);
+/// assert_eq!(image::values_for(&img, &["body".into()]), Some(vec![Value::Null]));
+/// assert_eq!(image::values_for(&img, &["added_later".into()]), None);
+/// ```
 pub fn values_for(image: &[u8], columns: &[String]) -> Option<Vec<Value>> {
     let mut pairs = decode(image).ok()?;
     columns

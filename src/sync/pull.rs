@@ -3,10 +3,10 @@
 //! Reads the remote change log's tail after `sync_state.pull_rev` in batches (each a short remote
 //! read transaction; pushed rows come with their values, a direct write's row is read from its
 //! table; a key changed several times in a batch is applied once, at its newest entry), then
-//! applies each batch to the cache in one
-//! short local write transaction with capture silenced. Its own changes are skipped; a row with a
-//! pending local change is left alone — the next push decides it by the same rule and brings the
-//! winner back. Cost grows with the number of changed rows, not with the table size.
+//! applies each batch to the cache in short local write transactions with capture silenced. Its
+//! own changes are skipped; a row with a pending local change is left alone — the next push
+//! decides it by the same rule and brings the winner back. Cost grows with the number of changed
+//! rows, not with the table size.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
