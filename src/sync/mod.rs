@@ -329,7 +329,6 @@ impl Engine {
             let pctx = pull::PullCtx {
                 local_path: &self.paths.db,
                 shapes: &shapes,
-                origin: &self.origin,
                 clock: &self.clock,
                 max_drift: self.config.max_clock_drift,
                 batch_size: self.config.batch_size.max(500),

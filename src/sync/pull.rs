@@ -4,9 +4,10 @@
 //! read transaction; pushed rows come with their values, a direct write's row is read from its
 //! table; a key changed several times in a batch is applied once, at its newest entry), then
 //! applies each batch to the cache in short local write transactions with capture silenced. Its
-//! own changes are skipped; a row with a pending local change is left alone — the next push
-//! decides it by the same rule and brings the winner back. Cost grows with the number of changed
-//! rows, not with the table size.
+//! own versions are applied like the others (the newest entry of a row decides, and an older one
+//! may have been applied from an earlier fetch); a row with a pending local change is left alone —
+//! the next push decides it by the same rule and brings the winner back. Cost grows with the
+//! number of changed rows, not with the table size.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -48,7 +49,6 @@ struct Fetched {
 pub(crate) struct PullCtx<'a> {
     pub local_path: &'a std::path::Path,
     pub shapes: &'a HashMap<String, Shape>,
-    pub origin: &'a str,
     pub clock: &'a Clock,
     /// Pulled stamps further ahead of the local clock than this are logged.
     pub max_drift: Duration,
@@ -97,7 +97,7 @@ pub(crate) fn pull(
     let mut carried: Vec<Entry> = Vec::new();
     let mut last_apply: Option<(Instant, Duration)> = None;
     loop {
-        let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes, ctx.origin))?;
+        let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes))?;
         if f.behind_pruned {
             out.behind_pruned = true;
             return Ok(out);
@@ -174,7 +174,6 @@ fn fetch(
     cursor: i64,
     limit: usize,
     shapes: &HashMap<String, Shape>,
-    origin: &str,
 ) -> rusqlite::Result<Fetched> {
     let pruned: i64 = c.query_row(
         "SELECT pruned_rev FROM sharecache_meta WHERE id = 1",
@@ -211,7 +210,7 @@ fn fetch(
     for l in newest_first.into_iter().rev() {
         let v = l.version;
         let row = match shapes.get(&v.tbl) {
-            Some(shape) if v.origin != origin && !v.deleted => {
+            Some(shape) if !v.deleted => {
                 // A pushed row carries its values; a direct write's row is read from its table.
                 match l
                     .image
@@ -260,7 +259,11 @@ fn apply(
         let newest = entries.iter().map(|(v, _)| v.stamp.clone()).max();
         let mut todo = Vec::new();
         for (v, row) in entries {
-            if v.origin == ctx.origin || !ctx.shapes.contains_key(&v.tbl) {
+            // The cache's own versions are applied too: an older version of the row may have been
+            // applied from an earlier fetch (the log keeps superseded entries), and the cache must
+            // end with the newest. Usually a no-op write; a push moves the cursor past its own
+            // revisions when nothing came between, so they are rarely read back at all.
+            if !ctx.shapes.contains_key(&v.tbl) {
                 continue;
             }
             let pending: Option<i64> = c

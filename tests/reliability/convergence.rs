@@ -1001,3 +1001,42 @@ fn an_edit_newer_than_the_pruned_history_wins_and_the_row_it_overwrote_is_kept_i
          the conflict log"
     );
 }
+
+/// Found by the long form of the contention test on the append-only log: a client pulls another
+/// client's older version of a row in one fetch and its own newer, winning version only in a later
+/// fetch; skipping its own entry left the older version in its cache for good.
+#[test]
+fn a_pull_that_meets_an_older_version_before_its_own_newer_one_ends_with_its_own() {
+    let share = Share::new();
+    let c0 = share.client("c0");
+    let c1 = share.client("c1");
+    c0.conn()
+        .execute("UPDATE notes SET body = 'from c0' WHERE id = 1", [])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    c1.conn()
+        .execute("UPDATE notes SET body = 'from c1' WHERE id = 1", [])
+        .unwrap();
+    c0.sync_now().unwrap();
+    // More than one fetch (500 entries) between c0's version and the one c1 is about to push.
+    c0.conn()
+        .execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 100 UNION ALL SELECT i + 1 FROM n WHERE i < 799) \
+             INSERT INTO notes (id, body) SELECT i, 'filler' FROM n;",
+        )
+        .unwrap();
+    c0.sync_now().unwrap();
+    let r = c1.sync_now().unwrap();
+    assert_eq!(
+        r.conflicts, 1,
+        "precondition: c1's newer edit won a conflict"
+    );
+    let remote: String =
+        crate::support::one(&share.remote(), "SELECT body FROM notes WHERE id = 1");
+    let cached: String = crate::support::one(&c1.conn(), "SELECT body FROM notes WHERE id = 1");
+    assert_eq!(
+        (remote.as_str(), cached.as_str()),
+        ("from c1", "from c1"),
+        "the remote and c1's cache must both hold c1's winning edit"
+    );
+}
