@@ -233,6 +233,7 @@ pub(crate) fn acknowledge(
     applied: &Applied,
 ) -> rusqlite::Result<usize> {
     let outcomes = &applied.outcomes;
+    let batch_base = applied.revs.0;
     super::write_tx(c, |c| {
         c.execute(
             "UPDATE sync_state SET pull_rev = ?2 WHERE pull_rev = ?1",
@@ -249,6 +250,17 @@ pub(crate) fn acknowledge(
                 .execute(params![ch.tbl, ch.pk, ch.seq])?;
             if removed == 0 && ch.row.is_some() {
                 requeue_vanished_delete(c, &shapes[&ch.tbl], ch)?;
+            }
+            if removed == 0 && matches!(outcome, Outcome::Applied) {
+                // Changed again while this version was being pushed: the new change was made on
+                // top of a version the remote now holds, decided against everything before this
+                // batch. Only what comes after can be concurrent with it. (Kept at the first
+                // change's cursor, the push's search and the registry's horizon would reach
+                // back to it for as long as the app keeps editing the row.)
+                c.prepare_cached(
+                    "UPDATE sync_tracking SET seen_rev = max(seen_rev, ?3) WHERE tbl = ?1 AND pk = ?2",
+                )?
+                .execute(params![ch.tbl, ch.pk, batch_base])?;
             }
             if let Outcome::Lost { winner, stamp } = outcome {
                 newest = newest.max(Some(stamp.as_str()));
