@@ -85,8 +85,10 @@ pub(crate) fn read_salvageable(
 /// What the remote did with a change.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
-    /// Written (or already there).
+    /// Written by this push.
     Applied,
+    /// Already on the remote (written by an earlier push whose acknowledgement was lost).
+    AlreadyThere,
     /// A newer concurrent remote version won: apply it locally (`None`: the row is deleted).
     Lost {
         winner: Option<Vec<Value>>,
@@ -253,8 +255,9 @@ pub(crate) fn acknowledge(
             }
             if removed == 0 && matches!(outcome, Outcome::Applied) {
                 // Changed again while this version was being pushed: the new change was made on
-                // top of a version the remote now holds, decided against everything before this
-                // batch. Only what comes after can be concurrent with it. (Kept at the first
+                // top of the version this push wrote, decided against everything before this
+                // batch. Only what comes after can be concurrent with it. (Not for a version an
+                // earlier push wrote: what came since may have superseded it.) (Kept at the first
                 // change's cursor, the push's search and the registry's horizon would reach
                 // back to it for as long as the app keeps editing the row.)
                 c.prepare_cached(

@@ -214,7 +214,7 @@ fn apply_batch(
             let step = if found.is_some_and(|f| f.mine_logged) {
                 // Pushed before, its acknowledgement lost: whatever came after it knew it.
                 Step::Done {
-                    outcome: Outcome::Applied,
+                    outcome: Outcome::AlreadyThere,
                     wrote: false,
                     conflict: false,
                 }
@@ -293,7 +293,7 @@ fn apply_one(
     });
     match decide(mine, ch.seen_rev, current) {
         Decision::AlreadyApplied => Ok(Step::Done {
-            outcome: Outcome::Applied,
+            outcome: Outcome::AlreadyThere,
             wrote: false,
             conflict: false,
         }),

@@ -129,3 +129,53 @@ fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to
         "a's losing edit is in the conflict log"
     );
 }
+
+/// The app edits a row again while its previous version is being pushed. The new change was made
+/// on top of the version the push writes, so only what comes after that push can be concurrent
+/// with it: its `seen_rev` moves up to the push's base revision. (Left at the first change's
+/// cursor, a row the app keeps editing made every later push search the change log from there,
+/// and kept the log from being pruned: found by the contention test's long form.)
+#[test]
+fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_that_push() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    a.sync_now().unwrap();
+    let cursor: i64 = one(&a.conn(), "SELECT pull_rev FROM sync_state");
+    b.conn()
+        .execute("INSERT INTO notes (id, body) VALUES (7, 'from b')", [])
+        .unwrap();
+    b.sync_now().unwrap(); // the remote moves on; a has not pulled it
+    let app = open_cache_file(&a);
+    app.execute("UPDATE notes SET body = 'first' WHERE id = 1", [])
+        .unwrap();
+    let base: i64 = one(&share.remote(), "SELECT rev FROM sharecache_meta");
+    assert!(
+        base > cursor,
+        "precondition: the remote moved past a's cursor"
+    );
+    share.control.set_latency(Duration::from_millis(20));
+    share.control.reset_stats();
+    std::thread::scope(|s| {
+        let sync = s.spawn(|| a.sync_now());
+        wait_for(&share, "the push's write lease", |st| st.create >= 1);
+        app.execute("UPDATE notes SET body = 'second' WHERE id = 1", [])
+            .unwrap();
+        sync.join().unwrap().unwrap();
+    });
+    share.control.set_latency(Duration::from_millis(1));
+    let seen: i64 = one(
+        &app,
+        "SELECT seen_rev FROM sync_tracking WHERE tbl = 'notes' AND pk = '[1]'",
+    );
+    assert!(
+        seen >= base,
+        "the second edit is still decided from a's old cursor {cursor} (seen_rev {seen}), not from \
+         the push's base {base}"
+    );
+    a.sync_now().unwrap();
+    assert_eq!(
+        one::<String>(&share.remote(), "SELECT body FROM notes WHERE id = 1"),
+        "second"
+    );
+}
