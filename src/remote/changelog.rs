@@ -11,6 +11,7 @@
 //! (`sharecache_meta.hlc`), the way a client's clock moves up to every stamp it pulls.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -36,6 +37,23 @@ pub struct Version {
     pub origin: String,
     /// Whether the row is deleted (a tombstone).
     pub deleted: bool,
+}
+
+/// The columns [`Version::from_row`] reads, in its order.
+const VERSION_COLUMNS: &str = "tbl, pk, rev, stamp, origin, deleted";
+
+impl Version {
+    /// A version from the first columns of a row selected with [`VERSION_COLUMNS`].
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Version> {
+        Ok(Version {
+            tbl: r.get(0)?,
+            pk: r.get(1)?,
+            rev: r.get(2)?,
+            stamp: r.get(3)?,
+            origin: r.get(4)?,
+            deleted: r.get::<_, i64>(5)? != 0,
+        })
+    }
 }
 
 /// A change-log entry as a pull reads it: the version and, for a pushed row, its values.
@@ -188,20 +206,11 @@ pub fn drop_triggers(conn: &Connection, table: &str) -> rusqlite::Result<()> {
 /// This scans the log: for tests and tools. A push looks up the rows of a whole batch in one pass
 /// over the entries that can matter ([`newest_in`]).
 pub fn latest(conn: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<Option<Version>> {
-    conn.prepare_cached(
-        "SELECT rev, stamp, origin, deleted FROM sharecache_log WHERE tbl = ?1 AND pk = ?2 \
-         ORDER BY rev DESC LIMIT 1",
-    )?
-    .query_row(params![tbl, pk], |r| {
-        Ok(Version {
-            tbl: tbl.to_string(),
-            pk: pk.to_string(),
-            rev: r.get(0)?,
-            stamp: r.get(1)?,
-            origin: r.get(2)?,
-            deleted: r.get::<_, i64>(3)? != 0,
-        })
-    })
+    conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM sharecache_log WHERE tbl = ?1 AND pk = ?2 \
+         ORDER BY rev DESC LIMIT 1"
+    ))?
+    .query_row(params![tbl, pk], Version::from_row)
     .optional()
 }
 
@@ -239,31 +248,30 @@ pub fn newest_in(
     origin: &str,
     found: &mut HashMap<(String, String), Found>,
 ) -> rusqlite::Result<()> {
-    let mut s = conn.prepare_cached(
-        "SELECT tbl, pk, rev, stamp, origin, deleted FROM sharecache_log \
-         WHERE rev > ?1 AND rev <= ?2 ORDER BY rev",
-    )?;
+    let mut s = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS} FROM sharecache_log WHERE rev > ?1 AND rev <= ?2 ORDER BY rev"
+    ))?;
     let mut rows = s.query(params![after, upto.unwrap_or(i64::MAX)])?;
     while let Some(r) = rows.next()? {
         let key: (String, String) = (r.get(0)?, r.get(1)?);
         let Some(my_stamp) = keys.get(&key) else {
             continue;
         };
-        let v = Version {
-            tbl: key.0.clone(),
-            pk: key.1.clone(),
-            rev: r.get(2)?,
-            stamp: r.get(3)?,
-            origin: r.get(4)?,
-            deleted: r.get::<_, i64>(5)? != 0,
-        };
+        let v = Version::from_row(r)?;
         let mine = v.origin == origin && v.stamp == *my_stamp;
-        let f = found.entry(key).or_insert_with(|| Found {
-            newest: v.clone(),
-            mine_logged: false,
-        });
-        f.mine_logged |= mine;
-        f.newest = v;
+        match found.entry(key) {
+            Entry::Occupied(mut e) => {
+                let f = e.get_mut();
+                f.mine_logged |= mine;
+                f.newest = v;
+            }
+            Entry::Vacant(e) => {
+                e.insert(Found {
+                    newest: v,
+                    mine_logged: mine,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -324,20 +332,12 @@ pub fn prune(conn: &Connection, floor: i64, max: i64) -> rusqlite::Result<bool> 
 
 /// Up to `limit` log entries with `rev > after`, in rev order, with their images.
 pub fn since(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Logged>> {
-    let mut s = conn.prepare_cached(
-        "SELECT tbl, pk, rev, stamp, origin, deleted, image FROM sharecache_log \
-         WHERE rev > ?1 ORDER BY rev LIMIT ?2",
-    )?;
+    let mut s = conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS}, image FROM sharecache_log WHERE rev > ?1 ORDER BY rev LIMIT ?2"
+    ))?;
     s.query_map(params![after, limit as i64], |r| {
         Ok(Logged {
-            version: Version {
-                tbl: r.get(0)?,
-                pk: r.get(1)?,
-                rev: r.get(2)?,
-                stamp: r.get(3)?,
-                origin: r.get(4)?,
-                deleted: r.get::<_, i64>(5)? != 0,
-            },
+            version: Version::from_row(r)?,
             image: r.get(6)?,
         })
     })?
