@@ -18,7 +18,13 @@ pub(crate) struct Migrations {
 /// Migrations of the local cache's internal tables.
 pub(crate) const CACHE: Migrations = Migrations {
     table: "sync_migrations",
-    steps: &[(1, include_str!("../migrations/cache/0001_init.sql"))],
+    steps: &[
+        (1, include_str!("../migrations/cache/0001_init.sql")),
+        (
+            2,
+            include_str!("../migrations/cache/0002_push_in_key_order.sql"),
+        ),
+    ],
 };
 
 /// Migrations of sharecache's tables on the remote.
@@ -137,8 +143,49 @@ mod tests {
             CACHE.apply(&db, "t").unwrap(),
             Outcome::TooNew {
                 found: 999,
-                supported: 1
+                supported: CACHE.latest()
             }
         );
+    }
+
+    #[test]
+    fn a_cache_made_before_key_order_keeps_its_pending_entries_and_gets_their_order() {
+        let db = Connection::open_in_memory().unwrap();
+        let v1 = Migrations {
+            table: CACHE.table,
+            steps: &CACHE.steps[..1],
+        };
+        v1.apply(&db, "t").unwrap();
+        db.execute_batch(
+            r#"INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) VALUES
+                 ('t', '[10]', 'U', 's1', 1, 0), ('t', '[9,"b"]', 'I', 's2', 2, 3),
+                 ('t', '["x"]', 'D', 's3', 1, 0), ('t', '[{"$blob":"00FF"}]', 'U', 's4', 1, 0),
+                 ('t', '[null]', 'U', 's5', 1, 0);"#,
+        )
+        .unwrap();
+        assert_eq!(
+            CACHE.apply(&db, "t").unwrap(),
+            Outcome::Migrated { from: 1, to: 2 }
+        );
+        let rows: Vec<(String, String, i64, i64)> = db
+            .prepare("SELECT pk, stamp, seq, seen_rev FROM sync_tracking ORDER BY tbl, ord, pk")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let order: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        // Numbers first, in numeric order; then text (a NULL key sorts as the empty text).
+        assert_eq!(
+            order,
+            [
+                "[9,\"b\"]",
+                "[10]",
+                "[null]",
+                "[\"x\"]",
+                "[{\"$blob\":\"00FF\"}]"
+            ]
+        );
+        assert_eq!(rows[0], ("[9,\"b\"]".into(), "s2".into(), 2, 3));
     }
 }

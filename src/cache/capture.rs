@@ -19,7 +19,7 @@ use rusqlite::Connection;
 
 use crate::clock::{next_stamp_sql, stamp_or_empty};
 use crate::schema::Table;
-use crate::sql::{key_expr, literal, quote};
+use crate::sql::{key_expr, literal, order_expr, quote};
 
 const KINDS: [&str; 4] = ["bi", "ai", "au", "ad"];
 
@@ -49,6 +49,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     let quiet = "(SELECT applying FROM sync_state) = 0";
     let knew = key_expr("NEW", &t.pk);
     let kold = key_expr("OLD", &t.pk);
+    let (onew, oold) = (order_expr("NEW", &t.pk), order_expr("OLD", &t.pk));
     let observed = t
         .updated_at
         .as_ref()
@@ -61,10 +62,10 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         "UPDATE sync_state SET hlc = {};",
         next_stamp_sql("hlc", None)
     );
-    let upsert = |key: &str, op: &str, cond: &str, on_conflict_op: &str| {
+    let upsert = |(key, ord): (&str, &str), op: &str, cond: &str, on_conflict_op: &str| {
         format!(
-            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) \
-             SELECT {name}, {key}, {op}, hlc, 1, pull_rev FROM sync_state WHERE {cond} \
+            "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+             SELECT {name}, {key}, {ord}, {op}, hlc, 1, pull_rev FROM sync_state WHERE {cond} \
              ON CONFLICT (tbl, pk) DO UPDATE SET op = {on_conflict_op}, stamp = excluded.stamp, seq = seq + 1;"
         )
     };
@@ -93,8 +94,8 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     vec![
         format!(
             "CREATE TRIGGER {trig} BEFORE INSERT ON {tq} WHEN {quiet} AND EXISTS (SELECT 1 FROM {tq} WHERE {m}) BEGIN \
-             INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) \
-             SELECT {name}, {knew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE true \
+             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+             SELECT {name}, {knew}, {onew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE true \
              ON CONFLICT (tbl, pk) DO NOTHING; END",
             trig = trigger_name("bi", &t.name),
             m = key_match("", "NEW", &t.pk),
@@ -102,7 +103,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         format!(
             "CREATE TRIGGER {trig} AFTER INSERT ON {tq} WHEN {quiet} BEGIN {tick_new} {up} {st} END",
             trig = trigger_name("ai", &t.name),
-            up = upsert(&knew, "'I'", "true", keep_insert),
+            up = upsert((&knew, &onew), "'I'", "true", keep_insert),
             st = ua_unset_insert.as_deref().map(stamp).unwrap_or_default(),
         ),
         format!(
@@ -110,9 +111,9 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
              DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND pk = {kold} AND op = 'X'; \
              {new} {st} END",
             trig = trigger_name("au", &t.name),
-            old = upsert(&kold, "'D'", &changed, drop_or_delete),
+            old = upsert((&kold, &oold), "'D'", &changed, drop_or_delete),
             new = upsert(
-                &knew,
+                (&knew, &onew),
                 &format!("CASE WHEN {changed} THEN 'I' ELSE 'U' END"),
                 "true",
                 keep_insert
@@ -123,7 +124,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
             "CREATE TRIGGER {trig} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {tick} {up} \
              DELETE FROM sync_tracking WHERE tbl = {name} AND pk = {kold} AND op = 'X'; END",
             trig = trigger_name("ad", &t.name),
-            up = upsert(&kold, "'D'", "true", drop_or_delete),
+            up = upsert((&kold, &oold), "'D'", "true", drop_or_delete),
         ),
     ]
 }
@@ -310,6 +311,38 @@ mod tests {
             pending(&c),
             vec![(r#"[{"$blob":"0102"}]"#.into(), "I".into())]
         );
+    }
+
+    #[test]
+    fn the_order_a_trigger_records_is_the_order_computed_from_the_key() {
+        let c = setup("CREATE TABLE t(k PRIMARY KEY, v)");
+        c.execute_batch(
+            "INSERT INTO t VALUES (x'0102', 1), (-3, 2), (2.5, 3), ('a', 4), (NULL, 5); \
+             UPDATE t SET k = 9 WHERE v = 2;",
+        )
+        .unwrap();
+        let entries: Vec<(String, rusqlite::types::Value)> = c
+            .prepare("SELECT pk, ord FROM sync_tracking ORDER BY tbl, ord, pk")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let keys: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "[2.5]",
+                "[9]",
+                "[null]",
+                r#"["a"]"#,
+                r#"[{"$blob":"0102"}]"#
+            ]
+        );
+        for (pk, ord) in &entries {
+            let key = crate::sql::decode_key(pk).unwrap();
+            assert_eq!(&crate::sql::order_value(&key), ord, "{pk}");
+        }
     }
 
     #[test]

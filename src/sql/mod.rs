@@ -51,6 +51,36 @@ pub fn key_expr(prefix: &str, columns: &[String]) -> String {
     format!("json_array({})", parts.join(", "))
 }
 
+/// The SQL expression (for use inside a trigger) of a row's place in its table's key order, as
+/// the outbox sorts it: the value of the first key column (NULL as the empty text). `prefix` is
+/// `NEW` or `OLD`. [`order_value`] is the same from decoded key values.
+///
+/// ```
+/// let e = sharecache::sql::order_expr("NEW", &["id".to_string(), "n".to_string()]);
+/// assert_eq!(e, r#"ifnull(NEW."id", '')"#);
+/// ```
+pub fn order_expr(prefix: &str, columns: &[String]) -> String {
+    match columns.first() {
+        Some(c) => format!("ifnull({prefix}.{}, '')", quote(c)),
+        None => "''".into(),
+    }
+}
+
+/// A row's place in its table's key order from its key values, exactly as [`order_expr`] gives
+/// it in SQL.
+///
+/// ```
+/// use rusqlite::types::Value;
+/// assert_eq!(sharecache::sql::order_value(&[Value::Integer(7), Value::Null]), Value::Integer(7));
+/// assert_eq!(sharecache::sql::order_value(&[Value::Null]), Value::Text(String::new()));
+/// ```
+pub fn order_value(key: &[Value]) -> Value {
+    match key.first() {
+        None | Some(Value::Null) => Value::Text(String::new()),
+        Some(v) => v.clone(),
+    }
+}
+
 /// Encodes key values as key text, exactly as [`key_expr`] does in SQL.
 ///
 /// ```

@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::Shape;
-use crate::sql::decode_key;
+use crate::sql::{decode_key, order_value};
 
 /// One pending change with the row's current data.
 #[derive(Debug, Clone)]
@@ -116,41 +116,69 @@ pub(crate) fn horizon(c: &Connection, pull_rev: i64) -> rusqlite::Result<i64> {
     )
 }
 
+/// Where a read of the outbox continues: after this entry, in the order the outbox is read
+/// (table, then the table's key order, then key text).
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    tbl: String,
+    ord: Value,
+    pk: String,
+}
+
 /// One batch read from the outbox.
 #[derive(Debug)]
 pub(crate) struct Batch {
     /// The changes, with row data.
     pub changes: Vec<Change>,
-    /// The key to continue after.
-    pub next_after: (String, String),
+    /// Where the next batch starts.
+    pub next: Option<Cursor>,
     /// Whether the outbox has no entries after this batch.
     pub exhausted: bool,
     /// Entries left pending because their table cannot be pushed now.
     pub unpushable: usize,
 }
 
-/// Reads up to `limit` pending changes after key `after`, with their rows, in one read
-/// transaction. Changes of tables without a shape (not synced right now) are left pending.
+/// Reads up to `limit` pending changes after `after` (from the start when `None`), with their
+/// rows, in one read transaction. Changes of tables without a shape (not synced right now) are
+/// left pending.
+///
+/// The outbox is read table by table in each table's key order (`ord`, the first key column's
+/// value, then the key text), so a batch's rows are neighbours in the remote table too.
 pub(crate) fn read_batch(
     c: &Connection,
     shapes: &HashMap<String, Shape>,
-    after: &(String, String),
+    after: Option<&Cursor>,
     limit: usize,
 ) -> rusqlite::Result<Batch> {
+    const COLUMNS: &str = "SELECT tbl, pk, op, stamp, seq, seen_rev, ord FROM sync_tracking";
     c.execute_batch("BEGIN")?;
     let r = (|| {
-        let mut s = c.prepare_cached(
-            "SELECT tbl, pk, op, stamp, seq, seen_rev FROM sync_tracking \
-             WHERE op != 'X' AND (tbl, pk) > (?1, ?2) ORDER BY tbl, pk LIMIT ?3",
-        )?;
-        let entries: Vec<Entry> = s
-            .query_map(params![after.0, after.1, limit as i64], entry)?
-            .collect::<Result<_, _>>()?;
+        let read = |r: &rusqlite::Row<'_>| Ok((entry(r)?, r.get::<_, Value>(6)?));
+        let entries: Vec<(Entry, Value)> = match after {
+            None => c
+                .prepare_cached(&format!(
+                    "{COLUMNS} WHERE op != 'X' ORDER BY tbl, ord, pk LIMIT ?1"
+                ))?
+                .query_map(params![limit as i64], read)?
+                .collect::<Result<_, _>>()?,
+            Some(a) => c
+                .prepare_cached(&format!(
+                    "{COLUMNS} WHERE op != 'X' AND (tbl, ord, pk) > (?1, ?2, ?3) \
+                     ORDER BY tbl, ord, pk LIMIT ?4"
+                ))?
+                .query_map(params![a.tbl, a.ord, a.pk, limit as i64], read)?
+                .collect::<Result<_, _>>()?,
+        };
         let exhausted = entries.len() < limit;
-        let next_after = entries
-            .last()
-            .map(|e| (e.0.clone(), e.1.clone()))
-            .unwrap_or_else(|| after.clone());
+        let next = match entries.last() {
+            Some((e, ord)) => Some(Cursor {
+                tbl: e.0.clone(),
+                ord: ord.clone(),
+                pk: e.1.clone(),
+            }),
+            None => after.cloned(),
+        };
+        let entries = entries.into_iter().map(|(e, _)| e);
         let mut out = Vec::with_capacity(entries.len());
         let mut unpushable = 0;
         for (tbl, pk, op, stamp, seq, seen_rev) in entries {
@@ -186,7 +214,7 @@ pub(crate) fn read_batch(
         }
         Ok(Batch {
             changes: out,
-            next_after,
+            next,
             exhausted,
             unpushable,
         })
@@ -205,10 +233,10 @@ fn requeue_vanished_delete(c: &Connection, shape: &Shape, ch: &Change) -> rusqli
         .optional()?;
     if entry.is_none() && shape.select(c, &ch.key)?.is_none() {
         c.prepare_cached(
-            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) \
-             SELECT ?1, ?2, 'D', hlc, 1, pull_rev FROM sync_state",
+            "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+             SELECT ?1, ?2, ?3, 'D', hlc, 1, pull_rev FROM sync_state",
         )?
-        .execute(params![ch.tbl, ch.pk])?;
+        .execute(params![ch.tbl, ch.pk, order_value(&ch.key)])?;
     }
     Ok(())
 }
@@ -284,4 +312,93 @@ pub(crate) fn acknowledge(
         c.execute("UPDATE sync_state SET applying = 0", [])?;
         Ok(applied)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema;
+
+    /// A cache-shaped database with captured tables `t` (integer key) and `u` (text key).
+    fn setup() -> (Connection, HashMap<String, Shape>) {
+        let c = Connection::open_in_memory().unwrap();
+        crate::migrate::CACHE.apply(&c, "t").unwrap();
+        c.execute_batch(
+            "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
+             VALUES (1, 'o', '2000-01-01T00:00:00.000Z', 'r', 'p', 't', 't'); \
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE u(k TEXT PRIMARY KEY, v);",
+        )
+        .unwrap();
+        let mut shapes = HashMap::new();
+        for e in schema::read(&c).unwrap() {
+            crate::cache::capture::install(&c, &e.table).unwrap();
+            shapes.insert(e.table.name.clone(), Shape::new(&e.table, &e.table));
+        }
+        (c, shapes)
+    }
+
+    /// Every batch of `limit` from the start, as (table, key text) per batch.
+    fn batches(c: &Connection, shapes: &HashMap<String, Shape>, limit: usize) -> Vec<Vec<String>> {
+        let (mut out, mut after) = (Vec::new(), None);
+        loop {
+            let b = read_batch(c, shapes, after.as_ref(), limit).unwrap();
+            out.push(
+                b.changes
+                    .iter()
+                    .map(|ch| format!("{} {}", ch.tbl, ch.pk))
+                    .collect(),
+            );
+            if b.exhausted {
+                return out;
+            }
+            after = b.next;
+        }
+    }
+
+    #[test]
+    fn batches_hold_neighbouring_rows_in_each_tables_key_order() {
+        let (c, shapes) = setup();
+        // Written in no particular order; key text order would be 1, 10, 11, ..., 2, 20, ...
+        for id in [7, 25, 1, 12, 3, 20, 9, 2, 11, 10, 30, 100, 4] {
+            c.execute("INSERT INTO t VALUES (?1, 'x')", [id]).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO u VALUES ('b', 1), ('a', 2), ('c', 3); \
+             UPDATE sync_state SET applying = 1; INSERT INTO t VALUES (50, 'synced'); \
+             UPDATE sync_state SET applying = 0; DELETE FROM t WHERE id = 50;",
+        )
+        .unwrap();
+        let got = batches(&c, &shapes, 5);
+        let want: Vec<String> = [1, 2, 3, 4, 7, 9, 10, 11, 12, 20, 25, 30, 50, 100]
+            .iter()
+            .map(|id| format!("t [{id}]"))
+            .chain(["u [\"a\"]", "u [\"b\"]", "u [\"c\"]"].map(String::from))
+            .collect();
+        assert_eq!(got.concat(), want, "each entry once, in key order");
+        assert_eq!(got[0], want[..5], "the first batch is the lowest keys");
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn a_delete_requeued_after_its_insert_was_pushed_keeps_its_place_in_key_order() {
+        let (c, shapes) = setup();
+        c.execute_batch("INSERT INTO t VALUES (5, 'a'), (40, 'b'), (300, 'c')")
+            .unwrap();
+        let first = read_batch(&c, &shapes, None, 10).unwrap();
+        // Row 40 is deleted while its insert is on its way: insert + delete coalesce to nothing.
+        c.execute("DELETE FROM t WHERE id = 40", []).unwrap();
+        let applied = Applied {
+            outcomes: vec![Outcome::Applied; first.changes.len()],
+            revs: (0, 3),
+        };
+        acknowledge(&c, &shapes, &first.changes, &applied).unwrap();
+        c.execute("INSERT INTO t VALUES (70, 'd')", []).unwrap();
+        let again = read_batch(&c, &shapes, None, 10).unwrap();
+        let keys: Vec<(&str, bool)> = again
+            .changes
+            .iter()
+            .map(|ch| (ch.pk.as_str(), ch.row.is_none()))
+            .collect();
+        assert_eq!(keys, [("[40]", true), ("[70]", false)]);
+    }
 }

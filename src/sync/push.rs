@@ -61,10 +61,11 @@ pub(crate) fn push(
     let total = outbox::pending(local).map_err(lerr)? as u64;
     let mut done = 0u64;
     let mut stats = Pushed::default();
-    let mut after = (String::new(), String::new());
+    let mut after = None;
     let mut own = OwnRevs::default();
     loop {
-        let batch = outbox::read_batch(local, shapes, &after, ctx.batch_size).map_err(lerr)?;
+        let batch =
+            outbox::read_batch(local, shapes, after.as_ref(), ctx.batch_size).map_err(lerr)?;
         stats.unpushable += batch.unpushable;
         if !batch.changes.is_empty() {
             let (applied, written, conflicts) =
@@ -81,7 +82,7 @@ pub(crate) fn push(
         if batch.exhausted {
             break;
         }
-        after = batch.next_after;
+        after = batch.next;
     }
     Ok(stats)
 }
