@@ -7,6 +7,7 @@
 
 pub mod conflict;
 pub mod failpoint;
+mod memory;
 pub mod metadata;
 mod outbox;
 mod pull;

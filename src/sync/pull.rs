@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::memory::PageCaches;
 use super::rows::Shape;
 use super::{Progress, failpoint};
 use crate::cache::LocalError;
@@ -96,6 +97,7 @@ pub(crate) fn pull(
         .map_err(lerr)?;
     let mut carried: Vec<Entry> = Vec::new();
     let mut last_apply: Option<(Instant, Duration)> = None;
+    let mut page_caches = PageCaches::default();
     loop {
         let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes))?;
         if f.behind_pruned {
@@ -134,8 +136,10 @@ pub(crate) fn pull(
                 }
             }
             let began = Instant::now();
+            let moved = chunk.len();
             let (applied, deferred, refused) = apply(local, chunk, ctx, upto).map_err(lerr)?;
             last_apply = Some((Instant::now(), apply_gap(began.elapsed())));
+            page_caches.moved(moved, local, remote.conn());
             out.rows += applied;
             out.deferred += deferred;
             if applied > 0 {

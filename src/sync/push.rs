@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::conflict::{Current, Decision, Stamp, decide};
+use super::memory::PageCaches;
 use super::outbox::{self, Change, Outcome};
 use super::rows::Shape;
 use super::{Progress, failpoint};
@@ -63,6 +64,7 @@ pub(crate) fn push(
     let mut stats = Pushed::default();
     let mut after = None;
     let mut own = OwnRevs::default();
+    let mut page_caches = PageCaches::default();
     loop {
         let batch =
             outbox::read_batch(local, shapes, after.as_ref(), ctx.batch_size).map_err(lerr)?;
@@ -73,6 +75,7 @@ pub(crate) fn push(
             failpoint::hit(failpoint::AFTER_REMOTE_COMMIT);
             own.add(applied.revs);
             outbox::acknowledge(local, shapes, &batch.changes, &applied).map_err(lerr)?;
+            page_caches.moved(batch.changes.len(), local, remote.conn());
             stats.rows += written;
             stats.conflicts += conflicts;
             stats.batches += 1;
