@@ -24,6 +24,10 @@ pub(crate) const CACHE: Migrations = Migrations {
             2,
             include_str!("../migrations/cache/0002_push_in_key_order.sql"),
         ),
+        (
+            3,
+            include_str!("../migrations/cache/0003_check_without_temp_table.sql"),
+        ),
     ],
 };
 
@@ -165,7 +169,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             CACHE.apply(&db, "t").unwrap(),
-            Outcome::Migrated { from: 1, to: 2 }
+            Outcome::Migrated {
+                from: 1,
+                to: CACHE.latest()
+            }
         );
         let rows: Vec<(String, String, i64, i64)> = db
             .prepare("SELECT pk, stamp, seq, seen_rev FROM sync_tracking ORDER BY tbl, ord, pk")
@@ -187,5 +194,65 @@ mod tests {
             ]
         );
         assert_eq!(rows[0], ("[9,\"b\"]".into(), "s2".into(), 2, 3));
+    }
+
+    #[test]
+    fn rebuilding_the_tracking_table_keeps_pending_entries_and_capture_working() {
+        let db = Connection::open_in_memory().unwrap();
+        let v2 = Migrations {
+            table: CACHE.table,
+            steps: &CACHE.steps[..2],
+        };
+        v2.apply(&db, "t").unwrap();
+        db.execute_batch(
+            "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
+               VALUES (1, 'o', '2000-01-01T00:00:00.000Z', 'r', 'p', 't', 't'); \
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); \
+             INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev, ord) VALUES \
+               ('t', '[7]', 'D', 's7', 3, 5, 7), ('t', '[8]', 'X', 's8', 0, 5, 8);",
+        )
+        .unwrap();
+        // The triggers of version 2 stay installed across the rebuild (the cache reinstalls
+        // them only later, at open), so they must keep working on the rebuilt table.
+        let t = &crate::schema::read(&db).unwrap()[0].table;
+        crate::cache::capture::install(&db, t).unwrap();
+        assert_eq!(
+            CACHE.apply(&db, "t").unwrap(),
+            Outcome::Migrated {
+                from: 2,
+                to: CACHE.latest()
+            }
+        );
+        db.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        let rows: Vec<(String, String, String, i64, i64, i64)> = db
+            .prepare(
+                "SELECT pk, op, stamp, seq, seen_rev, ord FROM sync_tracking ORDER BY tbl, ord",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("[1]", "I"));
+        assert_eq!(rows[1], ("[7]".into(), "D".into(), "s7".into(), 3, 5, 7));
+        assert_eq!(rows[2], ("[8]".into(), "X".into(), "s8".into(), 0, 5, 8));
+        let plan: String = db
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT pk FROM sync_tracking WHERE tbl = 't' ORDER BY tbl, ord",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("sync_tracking_order"), "{plan}");
     }
 }
