@@ -6,9 +6,12 @@
 //! lives in the cache file. Ties are broken by the per-install random origin id, so every
 //! replica picks the same winner. Stamps are ISO-8601 UTC text with milliseconds
 //! (`2026-11-22T10:15:30.123Z`), which sorts correctly as text and is what apps and SQLite's date
-//! functions use.
+//! functions use. Inside the cache, the clock and the stamps of pending changes are kept as the
+//! same instant in integer milliseconds since the Unix epoch, and turned into text when read
+//! ([`stamp_of_ms`]): the capture advances the clock on every write, and parsing and formatting
+//! text there cost more than the rest of the trigger (BENCHMARKS.md, Capture).
 //!
-//! The capture triggers compute stamps in SQL (any SQLite client can write the cache), from
+//! The capture triggers compute the clock in SQL (any SQLite client can write the cache), from
 //! SQLite's own `'now'`. To test skewed clocks, a [`Clock`] with an offset registers a VFS that
 //! wraps the default one and shifts only its time function; connections opened with
 //! [`Clock::vfs`] then see the shifted time in SQL too.
@@ -95,6 +98,16 @@ pub fn parse_stamp(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// A stamp as milliseconds since the Unix epoch, as the cache keeps its clock.
+///
+/// ```
+/// assert_eq!(sharecache::clock::ms_of_stamp("2025-11-24T16:00:00.123Z"), Some(1_764_000_000_123));
+/// assert_eq!(sharecache::clock::ms_of_stamp("yesterday"), None);
+/// ```
+pub fn ms_of_stamp(s: &str) -> Option<i64> {
+    parse_stamp(s).map(|t| t.timestamp_millis())
+}
+
 /// A new random origin id (16 hex digits), unique per install with overwhelming probability.
 pub fn new_origin() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -105,17 +118,57 @@ pub(crate) fn stamp_or_empty(expr: &str) -> String {
     format!("CASE WHEN {expr} GLOB '{STAMP_GLOB}' THEN {expr} ELSE '' END")
 }
 
-/// SQL expression for the next HLC value given the current one (`current`, a stamp column):
-/// the later of now and `current` + 1 ms, and of `observed` (already guarded) if given.
-pub(crate) fn next_stamp_sql(current: &str, observed: Option<&str>) -> String {
-    let f = SQL_STAMP_FORMAT;
-    let mut e = format!("max(strftime('{f}', 'now'), strftime('{f}', {current}, '+0.001 seconds')");
+/// SQL expression: the current time on SQLite's clock (its `'now'`, so a [`Clock::vfs`] shift
+/// applies) as milliseconds since the Unix epoch. `julianday` holds whole milliseconds and
+/// exists in every SQLite (`unixepoch('subsec')` needs 3.42, which other clients of the cache
+/// may not have); the rounding undoes the floating-point division.
+pub(crate) const SQL_NOW_MS: &str =
+    "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
+
+/// SQL expression: the stamp (or any date SQLite reads) `expr` as milliseconds since the Unix
+/// epoch; 0 when it is not a date, so it never wins a `max`.
+pub(crate) fn ms_of_stamp_sql(expr: &str) -> String {
+    format!("coalesce(CAST(round((julianday({expr}) - 2440587.5) * 86400000.0) AS INTEGER), 0)")
+}
+
+/// SQL expression: milliseconds since the Unix epoch `ms` as a stamp, in integer arithmetic
+/// (exactly what [`stamp_of_ms`] gives).
+pub(crate) fn stamp_of_ms_sql(ms: &str) -> String {
+    format!(
+        "strftime('%Y-%m-%dT%H:%M:%S.', {ms} / 1000, 'unixepoch') || substr(1000 + {ms} % 1000, 2) || 'Z'"
+    )
+}
+
+/// SQL expression: `expr` as milliseconds if it is a canonical stamp, else 0.
+pub(crate) fn ms_of_canonical_stamp_sql(expr: &str) -> String {
+    format!(
+        "CASE WHEN {expr} GLOB '{STAMP_GLOB}' THEN {} ELSE 0 END",
+        ms_of_stamp_sql(expr)
+    )
+}
+
+/// SQL expression for the cache's next clock value (milliseconds since the Unix epoch) given
+/// the current one (`current`): the later of now and `current` + 1 ms, and of `observed`
+/// (milliseconds, already guarded) if given. Integer arithmetic: the capture runs it for every
+/// write, and it used to parse and format text stamps twice per row (BENCHMARKS.md, Capture).
+pub(crate) fn next_clock_sql(current: &str, observed: Option<&str>) -> String {
+    let mut e = format!("max({current} + 1, {SQL_NOW_MS}");
     if let Some(o) = observed {
         e.push_str(", ");
         e.push_str(o);
     }
     e.push(')');
     e
+}
+
+/// A stamp from milliseconds since the Unix epoch (how the cache keeps its clock and the stamps
+/// of pending changes).
+///
+/// ```
+/// assert_eq!(sharecache::clock::stamp_of_ms(1_764_000_000_123), "2025-11-24T16:00:00.123Z");
+/// ```
+pub fn stamp_of_ms(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(String::new, format_stamp)
 }
 
 // --- the shifted-time VFS -------------------------------------------------------------------
@@ -242,17 +295,61 @@ mod tests {
     }
 
     #[test]
-    fn next_stamp_never_goes_backwards() {
+    fn next_clock_never_goes_backwards() {
         let db = Connection::open_in_memory().unwrap();
-        let future = "2999-01-01T00:00:00.999Z";
-        let next: String = db
+        let future = 32_503_680_000_999i64; // 3000-01-01T00:00:00.999Z
+        let next: i64 = db
             .query_row(
-                &format!("SELECT {}", next_stamp_sql(&format!("'{future}'"), None)),
+                &format!("SELECT {}", next_clock_sql(&future.to_string(), None)),
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(next, "2999-01-01T00:00:01.000Z");
+        assert_eq!(next, future + 1);
+        assert_eq!(stamp_of_ms(next), "3000-01-01T00:00:01.000Z");
+        let now: i64 = db
+            .query_row(&format!("SELECT {}", next_clock_sql("0", None)), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!((now - Utc::now().timestamp_millis()).abs() < 5_000, "{now}");
+    }
+
+    #[test]
+    fn stamps_and_milliseconds_convert_the_same_in_sql_and_in_rust() {
+        let db = Connection::open_in_memory().unwrap();
+        let mut ms = 946_684_800_000i64; // 2000-01-01
+        let mut checked = 0;
+        while ms < 4_102_444_800_000 {
+            // 2100-01-01; every millisecond digit, and the last one of a second
+            for m in [ms, ms + 1, ms + 999, ms + 500] {
+                let (text, back): (String, i64) = db
+                    .query_row(
+                        &format!(
+                            "SELECT {}, {}",
+                            stamp_of_ms_sql("?1"),
+                            ms_of_stamp_sql(&stamp_of_ms_sql("?1"))
+                        ),
+                        [m],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .unwrap();
+                assert_eq!(text, stamp_of_ms(m), "{m}");
+                assert_eq!(back, m, "{text}");
+                assert_eq!(parse_stamp(&text).unwrap().timestamp_millis(), m);
+                checked += 1;
+            }
+            ms += 7_777_777_777; // ~90 days, landing on every millisecond digit over time
+        }
+        assert!(checked > 1000);
+        let zero: i64 = db
+            .query_row(
+                &format!("SELECT {}", ms_of_stamp_sql("'not a date'")),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(zero, 0);
     }
 
     #[test]
@@ -270,6 +367,15 @@ mod tests {
                 })
                 .unwrap();
             assert_eq!(got, expect, "{input}");
+            let ms: i64 = db
+                .query_row(
+                    &format!("SELECT {}", ms_of_canonical_stamp_sql(input)),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let want = parse_stamp(expect).map_or(0, |t| t.timestamp_millis());
+            assert_eq!(ms, want, "{input}");
         }
     }
 

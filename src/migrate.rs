@@ -26,7 +26,7 @@ pub(crate) const CACHE: Migrations = Migrations {
         ),
         (
             3,
-            include_str!("../migrations/cache/0003_check_without_temp_table.sql"),
+            include_str!("../migrations/cache/0003_cheaper_capture.sql"),
         ),
     ],
 };
@@ -159,6 +159,10 @@ mod tests {
             table: CACHE.table,
             steps: &CACHE.steps[..1],
         };
+        let v2 = Migrations {
+            table: CACHE.table,
+            steps: &CACHE.steps[..2],
+        };
         v1.apply(&db, "t").unwrap();
         db.execute_batch(
             r#"INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) VALUES
@@ -168,11 +172,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            CACHE.apply(&db, "t").unwrap(),
-            Outcome::Migrated {
-                from: 1,
-                to: CACHE.latest()
-            }
+            v2.apply(&db, "t").unwrap(),
+            Outcome::Migrated { from: 1, to: 2 }
         );
         let rows: Vec<(String, String, i64, i64)> = db
             .prepare("SELECT pk, stamp, seq, seen_rev FROM sync_tracking ORDER BY tbl, ord, pk")
@@ -206,14 +207,20 @@ mod tests {
         v2.apply(&db, "t").unwrap();
         db.execute_batch(
             "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
-               VALUES (1, 'o', '2000-01-01T00:00:00.000Z', 'r', 'p', 't', 't'); \
+               VALUES (1, 'o', '2026-01-01T00:00:00.009Z', 'r', 'p', 't', 't'); \
              CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); \
              INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev, ord) VALUES \
-               ('t', '[7]', 'D', 's7', 3, 5, 7), ('t', '[8]', 'X', 's8', 0, 5, 8);",
+               ('t', '[7]', 'D', '2026-01-01T00:00:00.007Z', 3, 5, 7), \
+               ('t', '[8]', 'X', '2026-01-01T00:00:00.008Z', 0, 5, 8);",
         )
         .unwrap();
-        // The triggers of version 2 stay installed across the rebuild (the cache reinstalls
-        // them only later, at open), so they must keep working on the rebuilt table.
+        // A synced table with capture triggers, reinstalled for the new clock in the
+        // migration's transaction (what opening the cache does).
+        db.execute(
+            "INSERT INTO sync_tables (name, synced, signature) VALUES ('t', 1, '')",
+            [],
+        )
+        .unwrap();
         let t = &crate::schema::read(&db).unwrap()[0].table;
         crate::cache::capture::install(&db, t).unwrap();
         assert_eq!(
@@ -223,8 +230,9 @@ mod tests {
                 to: CACHE.latest()
             }
         );
+        crate::cache::snapshot::reinstall_capture(&db).unwrap();
         db.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
-        let rows: Vec<(String, String, String, i64, i64, i64)> = db
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = db
             .prepare(
                 "SELECT pk, op, stamp, seq, seen_rev, ord FROM sync_tracking ORDER BY tbl, ord",
             )
@@ -244,8 +252,17 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 3, "{rows:?}");
         assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("[1]", "I"));
-        assert_eq!(rows[1], ("[7]".into(), "D".into(), "s7".into(), 3, 5, 7));
-        assert_eq!(rows[2], ("[8]".into(), "X".into(), "s8".into(), 0, 5, 8));
+        // Stamps and the clock are milliseconds now; the new entry was stamped after the clock.
+        let ms = |s| crate::clock::ms_of_stamp(s).unwrap();
+        let hlc: i64 = db
+            .query_row("SELECT hlc FROM sync_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows[0].2, hlc);
+        assert!(hlc > ms("2026-01-01T00:00:00.009Z"));
+        let seven = ms("2026-01-01T00:00:00.007Z");
+        let eight = ms("2026-01-01T00:00:00.008Z");
+        assert_eq!(rows[1], ("[7]".into(), "D".into(), seven, 3, 5, 7));
+        assert_eq!(rows[2], ("[8]".into(), "X".into(), eight, 0, 5, 8));
         let plan: String = db
             .query_row(
                 "EXPLAIN QUERY PLAN SELECT pk FROM sync_tracking WHERE tbl = 't' ORDER BY tbl, ord",

@@ -2,13 +2,13 @@
 //!
 //! They use only SQLite built-in functions, so writes from any SQLite client (the app, Python's
 //! `sqlite3`, the `sqlite3` shell) are captured. Each change:
-//! 1. advances the hybrid logical clock in `sync_state.hlc` (never below the last stamp + 1 ms,
-//!    nor below an `updated_at` the writer set);
+//! 1. advances the hybrid logical clock in `sync_state.hlc` (integer milliseconds: never below
+//!    the last stamp + 1 ms, nor below an `updated_at` the writer set);
 //! 2. upserts one entry per row into `sync_tracking`, coalescing with a pending one
 //!    (insert+update = insert, insert+delete = nothing, delete+insert = update, …), bumping `seq`
 //!    so that a push only acknowledges the version it sent, and keeping the `seen_rev` of the
 //!    first unpushed change (remote changes after it are concurrent: conflicts);
-//! 3. stamps `updated_at` when the table has one and the writer left it unset.
+//! 3. stamps `updated_at` (as text) when the table has one and the writer left it unset.
 //!
 //! A `BEFORE INSERT` trigger notices `INSERT OR REPLACE` over an existing row (which fires no
 //! delete trigger) and leaves an `X` marker, so the insert is recorded as an update and a later
@@ -17,7 +17,7 @@
 
 use rusqlite::Connection;
 
-use crate::clock::{next_stamp_sql, stamp_or_empty};
+use crate::clock::{ms_of_canonical_stamp_sql, next_clock_sql, stamp_of_ms_sql};
 use crate::schema::Table;
 use crate::sql::{key_expr, literal, order_expr, quote};
 
@@ -53,14 +53,14 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     let observed = t
         .updated_at
         .as_ref()
-        .map(|c| stamp_or_empty(&format!("NEW.{}", quote(c))));
+        .map(|c| ms_of_canonical_stamp_sql(&format!("NEW.{}", quote(c))));
     let tick_new = format!(
         "UPDATE sync_state SET hlc = {};",
-        next_stamp_sql("hlc", observed.as_deref())
+        next_clock_sql("hlc", observed.as_deref())
     );
     let tick = format!(
         "UPDATE sync_state SET hlc = {};",
-        next_stamp_sql("hlc", None)
+        next_clock_sql("hlc", None)
     );
     let upsert = |(key, ord): (&str, &str), op: &str, cond: &str, on_conflict_op: &str| {
         format!(
@@ -73,9 +73,10 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         None => String::new(),
         Some(c) => format!(
             "UPDATE sync_state SET applying = 1 WHERE {cond}; \
-             UPDATE {tq} SET {cq} = (SELECT hlc FROM sync_state) WHERE {cond} AND {m}; \
+             UPDATE {tq} SET {cq} = (SELECT {text} FROM sync_state) WHERE {cond} AND {m}; \
              UPDATE sync_state SET applying = 0 WHERE {cond};",
             cq = quote(c),
+            text = stamp_of_ms_sql("hlc"),
             m = key_match("", "NEW", &t.pk)
         ),
     };
@@ -173,7 +174,7 @@ mod tests {
         crate::migrate::CACHE.apply(&c, "t").unwrap();
         c.execute(
             "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
-             VALUES (1, 'o', '2000-01-01T00:00:00.000Z', 'r', 'p', 't', 't')",
+             VALUES (1, 'o', 946684800000, 'r', 'p', 't', 't')",
             [],
         )
         .unwrap();
@@ -267,7 +268,7 @@ mod tests {
         assert_eq!(u1.len(), 24);
         assert!(u1.ends_with('Z') && u1.as_str() > "2020");
         assert_eq!(u2, "2001-01-01T00:00:00.000Z", "an explicit value is kept");
-        let stamp1: String = c
+        let stamp1: i64 = c
             .query_row(
                 "SELECT stamp FROM sync_tracking WHERE pk = '[1]'",
                 [],
@@ -275,7 +276,8 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            stamp1, u1,
+            crate::clock::stamp_of_ms(stamp1),
+            u1,
             "the stamp that decides conflicts is the stamped updated_at"
         );
         c.execute_batch("UPDATE t SET v = 'c' WHERE id = 1")
@@ -291,7 +293,7 @@ mod tests {
         let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
         c.execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) INSERT INTO t SELECT i, i FROM n")
             .unwrap();
-        let stamps: Vec<String> = c
+        let stamps: Vec<i64> = c
             .prepare("SELECT stamp FROM sync_tracking ORDER BY CAST(json_extract(pk, '$[0]') AS INTEGER)")
             .unwrap()
             .query_map([], |r| r.get(0))

@@ -66,10 +66,12 @@ pub(super) fn check_cache(c: &Connection, path: &Path, config: &Config) -> Resul
             .into());
         }
         v if v < crate::migrate::CACHE.latest() => {
+            // The triggers are reinstalled in the same transaction: a migration may change what
+            // they must write (migration 3: the clock in milliseconds), and the app's writes
+            // must never meet the old triggers on the new tables.
             crate::sync::write_tx(c, |c| {
-                crate::migrate::CACHE
-                    .apply(c, &crate::clock::format_stamp(chrono::Utc::now()))
-                    .map(|_| ())
+                crate::migrate::CACHE.apply(c, &crate::clock::format_stamp(chrono::Utc::now()))?;
+                snapshot::reinstall_capture(c)
             })
             .map_err(sql)?;
         }

@@ -108,8 +108,11 @@ pub(crate) fn build(
         drop_remote_objects(&tx).map_err(sql)?;
         crate::migrate::CACHE.apply(&tx, &now).map_err(sql)?;
         tx.execute(
+            &format!(
             "INSERT INTO sync_state (id, origin, hlc, pull_rev, remote_id, remote_path, created_at, snapshot_at) \
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?2, ?2)",
+             VALUES (1, ?1, {}, ?3, ?4, ?5, ?2, ?2)",
+                crate::clock::ms_of_stamp_sql("?2")
+            ),
             params![origin, now, info.rev, remote_id, remote.path().to_string_lossy()],
         )
         .map_err(sql)?;
@@ -208,6 +211,21 @@ fn drop_remote_objects(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Reinstalls the capture triggers of the tables recorded as synced, as this build writes them.
+/// Call inside the transaction that migrated the cache.
+pub(crate) fn reinstall_capture(c: &Connection) -> rusqlite::Result<()> {
+    let synced: Vec<String> = c
+        .prepare("SELECT name FROM sync_tables WHERE synced = 1")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for e in schema::read(c)? {
+        if synced.contains(&e.table.name) {
+            capture::install(c, &e.table)?;
+        }
+    }
+    Ok(())
+}
+
 /// Installs capture triggers on every synced table (removing them from tables no longer synced)
 /// and records in `sync_tables` what is synced, why not, and the remote schema the cache now
 /// follows (`remote`: the remote's tables; `None` when the cache was just copied from it). Tables
@@ -300,8 +318,11 @@ pub(crate) fn rebuild_in_place(
                 replace_app_objects(local)?;
                 let remote_id = info.remote_id.clone().unwrap_or_default();
                 local.execute(
-                    "UPDATE main.sync_state SET applying = 0, pull_rev = ?1, remote_id = ?2, snapshot_at = ?3, \
-                     hlc = max(hlc, ?4)",
+                    &format!(
+                        "UPDATE main.sync_state SET applying = 0, pull_rev = ?1, remote_id = ?2, snapshot_at = ?3, \
+                     hlc = max(hlc, {})",
+                        crate::clock::ms_of_stamp_sql("?4")
+                    ),
                     params![
                         info.rev,
                         remote_id,

@@ -8,6 +8,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::Shape;
+use crate::clock::stamp_of_ms_sql;
 use crate::sql::{decode_key, order_value};
 
 /// One pending change with the row's current data.
@@ -44,7 +45,10 @@ pub(crate) fn read_salvageable(
     shapes: &HashMap<String, Shape>,
 ) -> rusqlite::Result<(Vec<Change>, usize)> {
     let entries: Vec<rusqlite::Result<Entry>> = c
-        .prepare("SELECT tbl, pk, op, stamp, seq, seen_rev FROM sync_tracking WHERE op != 'X' ORDER BY tbl, pk")?
+        .prepare(&format!(
+            "SELECT tbl, pk, op, {}, seq, seen_rev FROM sync_tracking WHERE op != 'X' ORDER BY tbl, pk",
+            stamp_of_ms_sql("stamp")
+        ))?
         .query_map([], entry)?
         .collect();
     let (mut out, mut unreadable) = (Vec::new(), 0);
@@ -150,20 +154,23 @@ pub(crate) fn read_batch(
     after: Option<&Cursor>,
     limit: usize,
 ) -> rusqlite::Result<Batch> {
-    const COLUMNS: &str = "SELECT tbl, pk, op, stamp, seq, seen_rev, ord FROM sync_tracking";
+    let columns = format!(
+        "SELECT tbl, pk, op, {}, seq, seen_rev, ord FROM sync_tracking",
+        stamp_of_ms_sql("stamp")
+    );
     c.execute_batch("BEGIN")?;
     let r = (|| {
         let read = |r: &rusqlite::Row<'_>| Ok((entry(r)?, r.get::<_, Value>(6)?));
         let entries: Vec<(Entry, Value)> = match after {
             None => c
                 .prepare_cached(&format!(
-                    "{COLUMNS} WHERE op != 'X' ORDER BY tbl, ord, pk LIMIT ?1"
+                    "{columns} WHERE op != 'X' ORDER BY tbl, ord, pk LIMIT ?1"
                 ))?
                 .query_map(params![limit as i64], read)?
                 .collect::<Result<_, _>>()?,
             Some(a) => c
                 .prepare_cached(&format!(
-                    "{COLUMNS} WHERE op != 'X' AND (tbl, ord, pk) > (?1, ?2, ?3) \
+                    "{columns} WHERE op != 'X' AND (tbl, ord, pk) > (?1, ?2, ?3) \
                      ORDER BY tbl, ord, pk LIMIT ?4"
                 ))?
                 .query_map(params![a.tbl, a.ord, a.pk, limit as i64], read)?
@@ -305,8 +312,8 @@ pub(crate) fn acknowledge(
                 }
             }
         }
-        if let Some(s) = newest {
-            c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [s])?;
+        if let Some(ms) = newest.and_then(crate::clock::ms_of_stamp) {
+            c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [ms])?;
         }
         c.execute("DELETE FROM sync_tracking WHERE op = 'X'", [])?;
         c.execute("UPDATE sync_state SET applying = 0", [])?;
@@ -325,7 +332,7 @@ mod tests {
         crate::migrate::CACHE.apply(&c, "t").unwrap();
         c.execute_batch(
             "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
-             VALUES (1, 'o', '2000-01-01T00:00:00.000Z', 'r', 'p', 't', 't'); \
+             VALUES (1, 'o', 946684800000, 'r', 'p', 't', 't'); \
              CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE u(k TEXT PRIMARY KEY, v);",
         )
         .unwrap();

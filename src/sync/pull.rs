@@ -325,17 +325,21 @@ fn apply(
 
 /// Moves the hybrid clock past a pulled stamp; logs stamps far ahead of the local clock.
 fn observe_stamp(c: &Connection, stamp: &str, ctx: &PullCtx<'_>) -> rusqlite::Result<()> {
-    if let Some(t) = parse_stamp(stamp) {
-        let ahead = t - ctx.clock.now();
-        if ahead.to_std().is_ok_and(|a| a > ctx.max_drift) {
-            tracing::warn!(
-                stamp,
-                ahead_secs = ahead.num_seconds(),
-                "a pulled stamp is far ahead of this machine's clock (accepted)"
-            );
-        }
+    let Some(t) = parse_stamp(stamp) else {
+        return Ok(());
+    };
+    let ahead = t - ctx.clock.now();
+    if ahead.to_std().is_ok_and(|a| a > ctx.max_drift) {
+        tracing::warn!(
+            stamp,
+            ahead_secs = ahead.num_seconds(),
+            "a pulled stamp is far ahead of this machine's clock (accepted)"
+        );
     }
-    c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [stamp])?;
+    c.execute(
+        "UPDATE sync_state SET hlc = max(hlc, ?1)",
+        [t.timestamp_millis()],
+    )?;
     Ok(())
 }
 

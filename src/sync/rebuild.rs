@@ -9,7 +9,7 @@ use rusqlite::{Connection, params};
 
 use super::{ClearReport, Engine, Progress, Shape, outbox, write_tx};
 use crate::cache::{CachePaths, LocalError, snapshot};
-use crate::clock::Clock;
+use crate::clock::{Clock, stamp_of_ms_sql};
 use crate::error::Error;
 use crate::schema;
 
@@ -81,7 +81,10 @@ impl Engine {
     fn export_all_pending(&self) -> Result<(PathBuf, i64), Error> {
         let all: Vec<(String, String, String, String)> = self
             .local
-            .prepare("SELECT tbl, pk, op, stamp FROM sync_tracking WHERE op != 'X'")
+            .prepare(&format!(
+                "SELECT tbl, pk, op, {} FROM sync_tracking WHERE op != 'X'",
+                stamp_of_ms_sql("stamp")
+            ))
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect()
@@ -134,7 +137,10 @@ impl Engine {
     fn export_unpushable(&self, shapes: &HashMap<String, Shape>) -> Result<Option<PathBuf>, Error> {
         let rows: Vec<(String, String, String, String)> = self
             .local
-            .prepare("SELECT tbl, pk, op, stamp FROM sync_tracking WHERE op != 'X'")
+            .prepare(&format!(
+                "SELECT tbl, pk, op, {} FROM sync_tracking WHERE op != 'X'",
+                stamp_of_ms_sql("stamp")
+            ))
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect()

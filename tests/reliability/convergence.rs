@@ -341,7 +341,7 @@ impl Run<'_> {
                 .query_row(
                     "SELECT stamp FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'",
                     [TABLES[table], &pk_text(k)],
-                    |r| r.get(0),
+                    |r| r.get(0).map(sharecache::clock::stamp_of_ms),
                 )
                 .optional()
                 .unwrap();
@@ -825,10 +825,10 @@ fn a_client_made_from_the_remote_stamps_its_edits_after_every_stamp_it_copied() 
     late.conn()
         .execute("UPDATE notes SET body = 'from late' WHERE id = 1", [])
         .unwrap();
-    let stamp: String = crate::support::one(
+    let stamp = sharecache::clock::stamp_of_ms(crate::support::one(
         &late.conn(),
         "SELECT stamp FROM sync_tracking WHERE tbl = 'notes' AND pk = '[1]'",
-    );
+    ));
     assert!(
         stamp > copied,
         "the late client's edit of a row it copied is stamped {stamp}, not after the copied version's {copied}"
