@@ -89,3 +89,88 @@ fn sharecaches_own_pull_writes_are_not_captured_as_local_changes() {
         "pulled rows must not become pending writes"
     );
 }
+
+/// A cache made by the previous version (clock and stamps as text, its triggers) is upgraded
+/// when opened: the edit it holds keeps its stamp, and writes after the upgrade are captured by
+/// the new triggers, never by the old ones on the new tables.
+#[test]
+fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edit() {
+    let share = Share::new();
+    let path = {
+        let a = share.client("a");
+        a.cache_path().unwrap().to_path_buf()
+    };
+    // Turn the cache back into version 2: text clock and stamps, the old CHECK, the old triggers
+    // (the update trigger of `notes` as version 2 wrote it), and one edit they captured.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "BEGIN;
+         PRAGMA legacy_alter_table = ON;
+         CREATE TABLE v2_tracking (tbl TEXT NOT NULL, pk TEXT NOT NULL,
+             op TEXT NOT NULL CHECK (op IN ('I', 'U', 'D', 'X')), stamp TEXT NOT NULL,
+             seq INTEGER NOT NULL DEFAULT 1, seen_rev INTEGER NOT NULL, ord NOT NULL DEFAULT '',
+             PRIMARY KEY (tbl, pk)) WITHOUT ROWID;
+         DROP TABLE sync_tracking;
+         ALTER TABLE v2_tracking RENAME TO sync_tracking;
+         CREATE INDEX sync_tracking_order ON sync_tracking (tbl, ord);
+         CREATE TABLE v2_state AS SELECT * FROM sync_state;
+         UPDATE v2_state SET hlc = '2026-01-01T00:00:00.000Z';
+         DROP TABLE sync_state;
+         CREATE TABLE sync_state (id INTEGER PRIMARY KEY CHECK (id = 1), origin TEXT NOT NULL,
+             hlc TEXT NOT NULL, applying INTEGER NOT NULL DEFAULT 0,
+             pull_rev INTEGER NOT NULL DEFAULT 0, conflict_cursor INTEGER NOT NULL DEFAULT 0,
+             remote_id TEXT NOT NULL, remote_path TEXT NOT NULL, created_at TEXT NOT NULL,
+             snapshot_at TEXT NOT NULL);
+         INSERT INTO sync_state SELECT * FROM v2_state;
+         DROP TABLE v2_state;
+         DELETE FROM sync_migrations WHERE version > 2;
+         DROP TRIGGER sync_au_notes;
+         CREATE TRIGGER sync_au_notes AFTER UPDATE ON notes WHEN (SELECT applying FROM sync_state) = 0 BEGIN
+             UPDATE sync_state SET hlc = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                 strftime('%Y-%m-%dT%H:%M:%fZ', hlc, '+0.001 seconds'));
+             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev)
+                 SELECT 'notes', json_array(NEW.id), NEW.id, 'U', hlc, 1, pull_rev FROM sync_state WHERE true
+                 ON CONFLICT (tbl, pk) DO UPDATE SET op = 'U', stamp = excluded.stamp, seq = seq + 1;
+         END;
+         PRAGMA legacy_alter_table = OFF;
+         COMMIT;
+         UPDATE notes SET body = 'edited by version 2' WHERE id = 1;",
+    )
+    .unwrap();
+    let old_stamp: String = one(&old, "SELECT stamp FROM sync_tracking");
+    assert!(old_stamp.ends_with('Z'), "{old_stamp}");
+    drop(old);
+
+    let a = share.client("a");
+    let c = open_cache_file(&a);
+    assert_eq!(
+        one::<i64>(&c, "SELECT stamp FROM sync_tracking WHERE tbl = 'notes'"),
+        sharecache::clock::ms_of_stamp(&old_stamp).unwrap(),
+        "the pending edit keeps its stamp"
+    );
+    c.execute("UPDATE notes SET body = 'edited after' WHERE id = 1", [])
+        .unwrap();
+    c.execute("INSERT INTO notes (id, body) VALUES (2, 'new')", [])
+        .unwrap();
+    let stamps = rows(
+        &c,
+        "SELECT pk, typeof(stamp) FROM sync_tracking ORDER BY pk",
+    );
+    assert_eq!(
+        stamps,
+        vec![vec!["[1]", "integer"], vec!["[2]", "integer"]],
+        "written by the new triggers"
+    );
+    let after: i64 = one(&c, "SELECT stamp FROM sync_tracking WHERE pk = '[1]'");
+    assert!(after > sharecache::clock::ms_of_stamp(&old_stamp).unwrap());
+    a.sync_now().unwrap();
+    assert_eq!(
+        rows(&share.remote(), "SELECT id, body FROM notes ORDER BY id"),
+        vec![vec!["1", "edited after"], vec!["2", "new"]]
+    );
+    let pushed: String = one(
+        &share.remote(),
+        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' ORDER BY rev DESC LIMIT 1",
+    );
+    assert_eq!(pushed, sharecache::clock::stamp_of_ms(after));
+}
