@@ -336,26 +336,32 @@ pub fn capture_anatomy(r: &mut Report, dir: &std::path::Path) {
     let c = Connection::open(&path).unwrap();
     c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         .unwrap();
-    c.execute_batch(include_str!("../../migrations/cache/0001_init.sql"))
-        .unwrap();
+    for step in [
+        include_str!("../../migrations/cache/0001_init.sql"),
+        include_str!("../../migrations/cache/0002_push_in_key_order.sql"),
+        include_str!("../../migrations/cache/0003_cheaper_capture.sql"),
+    ] {
+        c.execute_batch(step).unwrap();
+    }
     c.execute(
         "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
-         VALUES (1, '0123456789abcdef', '2026-01-01T00:00:00.000Z', 'r', 'p', 't', 't')",
+         VALUES (1, '0123456789abcdef', 1767225600000, 'r', 'p', 't', 't')",
         [],
     )
     .unwrap();
     c.execute_batch(
-        "CREATE TABLE hlc_int (id INTEGER PRIMARY KEY, hlc INTEGER NOT NULL, applying INTEGER NOT NULL DEFAULT 0, pull_rev INTEGER NOT NULL DEFAULT 0);
-         INSERT INTO hlc_int VALUES (1, 0, 0, 0);
+        "CREATE TABLE clock_text (id INTEGER PRIMARY KEY, hlc TEXT NOT NULL);
+         INSERT INTO clock_text VALUES (1, '2026-01-01T00:00:00.000Z');
          CREATE TABLE tracking_int (tbl TEXT NOT NULL, pk NOT NULL, op TEXT NOT NULL, stamp INTEGER NOT NULL, seq INTEGER NOT NULL, seen_rev INTEGER NOT NULL, PRIMARY KEY (tbl, pk)) WITHOUT ROWID;",
     )
     .unwrap();
     let cols =
         "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER NOT NULL, price REAL, note TEXT)";
     let key = "json_array(CASE WHEN typeof(NEW.id) = 'blob' THEN json_object('$blob', hex(NEW.id)) ELSE NEW.id END)";
-    let tick = "UPDATE sync_state SET hlc = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', hlc, '+0.001 seconds'));";
+    let tick = "UPDATE sync_state SET hlc = max(hlc + 1, CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER));";
+    let text_tick = "UPDATE clock_text SET hlc = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), strftime('%Y-%m-%dT%H:%M:%fZ', hlc, '+0.001 seconds'));";
     let upsert = format!(
-        "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) SELECT 'T', {key}, 'I', hlc, 1, pull_rev FROM sync_state WHERE true \
+        "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) SELECT 'T', {key}, NEW.id, 'I', hlc, 1, pull_rev FROM sync_state WHERE true \
          ON CONFLICT (tbl, pk) DO UPDATE SET op = CASE WHEN op = 'I' THEN 'I' ELSE 'U' END, stamp = excluded.stamp, seq = seq + 1;"
     );
     let quiet = "WHEN (SELECT applying FROM sync_state) = 0";
@@ -364,16 +370,20 @@ pub fn capture_anatomy(r: &mut Report, dir: &std::path::Path) {
         ("untracked", String::new()),
         ("sharecache's triggers (as installed)", "CAPTURE".into()),
         (
-            "AFTER INSERT only: HLC tick + tracking upsert (no BEFORE INSERT trigger)",
+            "AFTER INSERT only: clock tick + tracking upsert (no BEFORE INSERT trigger)",
             format!("CREATE TRIGGER T_ai AFTER INSERT ON T {quiet} BEGIN {tick} {upsert} END;"),
         ),
         (
-            "tracking upsert only (no HLC tick)",
+            "tracking upsert only (no clock tick)",
             format!("CREATE TRIGGER T_ai AFTER INSERT ON T {quiet} BEGIN {upsert} END;"),
         ),
         (
-            "HLC tick only (no tracking)",
+            "clock tick only, integer milliseconds (as installed)",
             format!("CREATE TRIGGER T_ai AFTER INSERT ON T {quiet} BEGIN {tick} END;"),
+        ),
+        (
+            "clock tick only, text stamps (before: parse one, format two)",
+            format!("CREATE TRIGGER T_ai AFTER INSERT ON T {quiet} BEGIN {text_tick} END;"),
         ),
         (
             "floor: a trigger whose body does nothing (SELECT 1 WHERE 0)",
@@ -383,14 +393,6 @@ pub fn capture_anatomy(r: &mut Report, dir: &std::path::Path) {
             "floor: one plain insert into a tracking table per row, nothing else",
             "CREATE TRIGGER T_ai AFTER INSERT ON T BEGIN \
              INSERT OR IGNORE INTO tracking_int (tbl, pk, op, stamp, seq, seen_rev) VALUES ('T', NEW.id, 'I', 0, 1, 0); END;"
-                .into(),
-        ),
-        (
-            "integer HLC (ms) + tracking with the key as a plain value",
-                "CREATE TRIGGER T_ai AFTER INSERT ON T WHEN (SELECT applying FROM hlc_int) = 0 BEGIN \
-                 UPDATE hlc_int SET hlc = max(hlc + 1, CAST(unixepoch('subsec') * 1000 AS INTEGER)); \
-                 INSERT INTO tracking_int (tbl, pk, op, stamp, seq, seen_rev) SELECT 'T', NEW.id, 'I', hlc, 1, pull_rev FROM hlc_int WHERE true \
-                 ON CONFLICT (tbl, pk) DO UPDATE SET op = CASE WHEN op = 'I' THEN 'I' ELSE 'U' END, stamp = excluded.stamp, seq = seq + 1; END;"
                 .into(),
         ),
     ];
