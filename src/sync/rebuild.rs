@@ -79,17 +79,7 @@ impl Engine {
 
     /// Exports every pending write to a file and removes it from the outbox.
     fn export_all_pending(&self) -> Result<(PathBuf, i64), Error> {
-        let all: Vec<(String, String, String, String)> = self
-            .local
-            .prepare(&format!(
-                "SELECT tbl, pk, op, {} FROM sync_tracking WHERE op != 'X'",
-                stamp_of_ms_sql("stamp")
-            ))
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect()
-            })
-            .map_err(self.lerr())?;
+        let all = pending_entries(&self.local).map_err(self.lerr())?;
         let path = export_pending(&self.local, &self.paths, &all, &self.clock)
             .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
         write_tx(&self.local, |c| {
@@ -135,17 +125,7 @@ impl Engine {
 
     /// Moves pending changes of tables that cannot be pushed into a JSON file beside the cache.
     fn export_unpushable(&self, shapes: &HashMap<String, Shape>) -> Result<Option<PathBuf>, Error> {
-        let rows: Vec<(String, String, String, String)> = self
-            .local
-            .prepare(&format!(
-                "SELECT tbl, pk, op, {} FROM sync_tracking WHERE op != 'X'",
-                stamp_of_ms_sql("stamp")
-            ))
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect()
-            })
-            .map_err(self.lerr())?;
+        let rows = pending_entries(&self.local).map_err(self.lerr())?;
         let stuck: Vec<_> = rows
             .into_iter()
             .filter(|r| !shapes.contains_key(&r.0))
@@ -168,6 +148,16 @@ impl Engine {
         tracing::warn!(file = %path.display(), rows = stuck.len(), "pending writes that cannot be pushed were exported");
         Ok(Some(path))
     }
+}
+
+/// Every pending change as (table, key text, op, stamp), for an export.
+fn pending_entries(c: &Connection) -> rusqlite::Result<Vec<(String, String, String, String)>> {
+    c.prepare(&format!(
+        "SELECT tbl, pk, op, {} FROM sync_tracking WHERE op != 'X'",
+        stamp_of_ms_sql("stamp")
+    ))?
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    .collect()
 }
 
 /// Writes pending changes (with their current row data) as JSON lines to a new file beside the
@@ -209,4 +199,38 @@ pub(crate) fn export_pending(
     }
     f.sync_all()?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_pending_changes_carry_their_stamp_as_text() {
+        let c = Connection::open_in_memory().unwrap();
+        crate::migrate::CACHE.apply(&c, "t").unwrap();
+        c.execute_batch(
+            "INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at) \
+             VALUES (1, 'o', 0, 'r', 'p', 't', 't'); \
+             CREATE TABLE t(id INTEGER PRIMARY KEY, v);",
+        )
+        .unwrap();
+        let t = &schema::read(&c).unwrap()[0].table;
+        crate::cache::capture::install(&c, t).unwrap();
+        c.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        let ms: i64 = c
+            .query_row("SELECT stamp FROM sync_tracking", [], |r| r.get(0))
+            .unwrap();
+        let entries = pending_entries(&c).unwrap();
+        assert_eq!(
+            entries,
+            vec![(
+                "t".to_string(),
+                "[1]".to_string(),
+                "I".to_string(),
+                crate::clock::stamp_of_ms(ms)
+            )]
+        );
+        assert!(crate::clock::parse_stamp(&entries[0].3).is_some());
+    }
 }
