@@ -28,6 +28,7 @@ pub(crate) const CACHE: Migrations = Migrations {
             3,
             include_str!("../migrations/cache/0003_cheaper_capture.sql"),
         ),
+        (4, include_str!("../migrations/cache/0004_trail_anchor.sql")),
     ],
 };
 
@@ -39,6 +40,10 @@ pub(crate) const REMOTE: Migrations = Migrations {
         (
             2,
             include_str!("../migrations/remote/0002_append_only_log.sql"),
+        ),
+        (
+            3,
+            include_str!("../migrations/remote/0003_restore_generation.sql"),
         ),
     ],
 };

@@ -82,6 +82,9 @@ pub struct Status {
     pub origin: Option<String>,
     /// Anything else worth saying.
     pub note: Option<String>,
+    /// The last time the cache was reconciled with the remote by key (the remote's history broke:
+    /// restored from a backup, or declared authoritative), with why and what it moved.
+    pub last_reconcile: Option<Run>,
 }
 
 impl Status {
@@ -110,6 +113,7 @@ impl Status {
             note: Some(
                 "reads and writes go directly to the remote database; nothing to sync".into(),
             ),
+            last_reconcile: None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         worker: crate::sync::worker::worker_running(paths),
         origin: None,
         note: None,
+        last_reconcile: None,
     };
     if !paths.db.exists() {
         s.note = Some("the cache has not been created yet: it is made from the remote at the first open or sync".into());
@@ -162,6 +167,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         .and_then(|r| r.finished_at);
     s.last_run = metadata::last_finished(&c).map_err(sql)?;
     s.offline_since = metadata::offline_since(&c).map_err(sql)?;
+    s.last_reconcile = metadata::last_of_kind(&c, "reconcile").map_err(sql)?;
     let running: bool = c
         .query_row("SELECT count(*) > 0 FROM sync_metadata WHERE status = 'running' AND id = (SELECT max(id) FROM sync_metadata)", [], |r| r.get(0))
         .map_err(sql)?;

@@ -113,7 +113,9 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
          DROP TABLE sync_tracking;
          ALTER TABLE v2_tracking RENAME TO sync_tracking;
          CREATE INDEX sync_tracking_order ON sync_tracking (tbl, ord);
-         CREATE TABLE v2_state AS SELECT * FROM sync_state;
+         CREATE TABLE v2_state AS SELECT id, origin, hlc, applying, pull_rev, conflict_cursor, remote_id,
+             remote_path, created_at, snapshot_at FROM sync_state;
+         ALTER TABLE sync_metadata DROP COLUMN note;
          UPDATE v2_state SET hlc = '2026-01-01T00:00:00.000Z';
          DROP TABLE sync_state;
          CREATE TABLE sync_state (id INTEGER PRIMARY KEY CHECK (id = 1), origin TEXT NOT NULL,

@@ -16,5 +16,6 @@ mod offline;
 mod operations;
 mod push_pull;
 mod reliability;
+mod restore;
 mod schema_follow;
 mod share_safety;

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{LocalError, capture, open::CachePaths, open::make_private};
 use crate::clock::Clock;
@@ -105,6 +105,7 @@ pub(crate) fn build(
         let now = newest_logged_stamp(&tx, "main")
             .map_err(sql)?
             .map_or_else(|| clock.now_stamp(), |s| s.max(clock.now_stamp()));
+        let trail = trail_of_copy(&tx, "main", info.rev).map_err(sql)?;
         drop_remote_objects(&tx).map_err(sql)?;
         crate::migrate::CACHE.apply(&tx, &now).map_err(sql)?;
         tx.execute(
@@ -116,6 +117,7 @@ pub(crate) fn build(
             params![origin, now, info.rev, remote_id, remote.path().to_string_lossy()],
         )
         .map_err(sql)?;
+        set_trail(&tx, "main", &trail).map_err(sql)?;
         register_tables(&tx, None).map_err(sql)?;
         tx.commit().map_err(sql)?;
         drop(conn);
@@ -171,6 +173,50 @@ fn newest_logged_stamp(c: &Connection, schema: &str) -> rusqlite::Result<Option<
         None
     };
     Ok(logged.max(clock))
+}
+
+/// What a copy of the remote tells of its history: its newest change-log entry at or below `rev`
+/// and its generation (the cache's trail mark, see [`crate::remote::Mark`]). Nothing when the
+/// copy has no entry (all pruned): the next pull sets the mark.
+struct CopyTrail {
+    newest: Option<(i64, String, String)>,
+    generation: Option<String>,
+}
+
+fn trail_of_copy(c: &Connection, schema: &str, rev: i64) -> rusqlite::Result<CopyTrail> {
+    let s = quote(schema);
+    let newest = c
+        .query_row(
+            &format!(
+                "SELECT rev, stamp, origin FROM {s}.sharecache_log WHERE rev <= ?1 ORDER BY rev DESC LIMIT 1"
+            ),
+            [rev],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let generation = c
+        .query_row(
+            &format!("SELECT generation FROM {s}.sharecache_meta WHERE id = 1"),
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(CopyTrail { newest, generation })
+}
+
+fn set_trail(c: &Connection, schema: &str, t: &CopyTrail) -> rusqlite::Result<()> {
+    let (rev, stamp, origin) = t
+        .newest
+        .clone()
+        .unwrap_or((0, String::new(), String::new()));
+    c.execute(
+        &format!(
+            "UPDATE {}.sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3, generation = ?4",
+            quote(schema)
+        ),
+        params![rev, stamp, origin, t.generation],
+    )?;
+    Ok(())
 }
 
 /// Removes a database file and its `-wal`/`-shm`/`-journal` companions, ignoring errors.
@@ -331,6 +377,7 @@ pub(crate) fn rebuild_in_place(
                     ],
                 )?;
                 local.execute("DELETE FROM main.sync_tracking", [])?;
+                set_trail(local, "main", &trail_of_copy(local, "snap", info.rev)?)?;
                 register_tables(local, None)?;
                 local.execute_batch("COMMIT")
             })();

@@ -34,12 +34,12 @@ fn print(runs: &[Run]) {
         return;
     }
     println!(
-        "{:>6}  {:<8}  {:<24}  {:<8}  {:>6}  {:>6}  {:>9}  {:>8}",
+        "{:>6}  {:<9}  {:<24}  {:<8}  {:>6}  {:>6}  {:>9}  {:>8}",
         "id", "kind", "started", "status", "pushed", "pulled", "conflicts", "ms"
     );
     for r in runs {
         println!(
-            "{:>6}  {:<8}  {:<24}  {:<8}  {:>6}  {:>6}  {:>9}  {:>8}",
+            "{:>6}  {:<9}  {:<24}  {:<8}  {:>6}  {:>6}  {:>9}  {:>8}",
             r.id,
             r.kind,
             r.started_at,
@@ -51,6 +51,9 @@ fn print(runs: &[Run]) {
         );
         if let Some(e) = &r.error {
             println!("{:>8}{e}", "");
+        }
+        if let Some(n) = &r.note {
+            println!("{:>8}{n}", "");
         }
     }
 }

@@ -110,6 +110,19 @@ enum Command {
         #[command(subcommand)]
         action: config::Action,
     },
+    /// Declare the remote's content authoritative, after restoring it from a backup to roll back
+    ///
+    /// Without this, a client that finds the remote restored from a backup pushes its newer
+    /// versions again (nothing acknowledged is lost). After it, every client takes the remote's
+    /// rows instead and keeps its own newer versions in the conflict log (`sharecache conflicts`,
+    /// restorable). To roll back: stop the apps, restore the file, run this, start the apps.
+    /// Pass the database file to declare a backup authoritative before copying it in.
+    #[command(name = "accept-restore", after_help = EXIT_CODES)]
+    AcceptRestore {
+        /// The database to declare [default: database.path from the config]
+        #[arg(value_name = "DATABASE")]
+        database: Option<PathBuf>,
+    },
     /// Run the sync loop in the foreground until Ctrl-C or SIGTERM
     ///
     /// For apps that are not written in Rust and open the cache file themselves: syncs every
@@ -247,6 +260,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             json,
         } => conflicts::run(load_config(cli)?, action.as_ref(), *limit, *json, bars),
         Command::Config { action } => config::run(&config_path(cli), action),
+        Command::AcceptRestore { database } => {
+            sync::accept_restore(&load_config(cli)?, database.as_deref())
+        }
         Command::Daemon => daemon::run(load_config(cli)?),
         Command::Demo { dir } => demo::run(dir),
     }

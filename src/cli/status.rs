@@ -171,6 +171,14 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
             println!("  offline since:  {since}");
         }
         println!("  conflicts:      {} logged", s.conflicts);
+        if let Some(r) = &s.last_reconcile {
+            println!(
+                "  reconciled:     {} ({}): {}",
+                r.finished_at.as_deref().unwrap_or(&r.started_at),
+                r.status,
+                r.note.as_deref().or(r.error.as_deref()).unwrap_or("")
+            );
+        }
         for t in &s.unsynced_tables {
             println!("  not synced:     {} — {}", t.name, t.reason);
         }

@@ -83,6 +83,9 @@ pub fn print_report(cache: &Cache, r: &SyncReport) {
             r.schema_changes
         );
     }
+    if let Some(rec) = &r.reconciled {
+        println!("  reconciled with the remote by key: {}", rec.summary());
+    }
     if let Some(why) = &r.rebuilt {
         println!("  cache rebuilt from the remote: {why}");
     }
@@ -154,6 +157,21 @@ pub fn clear(config: Config, bars: Bars, discard_pending: bool, json: bool) -> a
     println!(
         "cache rebuilt from the remote ({} copied)",
         human_bytes(report.bytes)
+    );
+    Ok(())
+}
+
+/// Runs `sharecache accept-restore`: a new generation on the remote (or on `database`).
+pub fn accept_restore(config: &Config, database: Option<&Path>) -> anyhow::Result<()> {
+    let path = database.unwrap_or(&config.remote_path);
+    let opts = sharecache::remote::RemoteOptions::from_config(config, "admin");
+    let mut remote = sharecache::remote::Remote::open(path, opts).map_err(Error::from)?;
+    let now = sharecache::clock::Clock::system().now_stamp();
+    remote.declare_authoritative(&now).map_err(Error::from)?;
+    println!(
+        "{} is now authoritative: at their next sync, clients take its rows and keep their own \
+         newer versions in the conflict log (`sharecache conflicts`)",
+        path.display()
     );
     Ok(())
 }

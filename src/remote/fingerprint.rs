@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::{Remote, RemoteError};
 
@@ -14,8 +14,8 @@ use super::{Remote, RemoteError};
 /// another client lost while pushing changes no row, so it does not move `rev`).
 ///
 /// ```
-/// # use sharecache::remote::Fingerprint;
-/// let a = Fingerprint { rev: 7, schema_version: 3, conflicts: 0 };
+/// # use sharecache::remote::{Fingerprint, Trail};
+/// let a = Fingerprint { rev: 7, schema_version: 3, conflicts: 0, trail: Trail::Intact };
 /// let b = Fingerprint { conflicts: 1, ..a };
 /// assert_ne!(a, b);
 /// ```
@@ -27,25 +27,77 @@ pub struct Fingerprint {
     pub schema_version: i64,
     /// The conflict log's last id (0 when empty).
     pub conflicts: i64,
+    /// Whether the remote still holds what the cache knows of it ([`Mark`]).
+    pub trail: Trail,
 }
 
-/// The bytes of the database header that change with every commit in rollback-journal mode:
+/// What a cache knows of the remote's history, checked by every full fingerprint: the newest
+/// change-log entry it has seen or written, and the remote's generation when it last followed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mark {
+    /// Revision of that entry (0: nothing known yet, nothing to check).
+    pub rev: i64,
+    /// Its stamp.
+    pub stamp: String,
+    /// Its origin.
+    pub origin: String,
+    /// The remote's generation last followed (`None`: not known yet).
+    pub generation: Option<String>,
+}
+
+/// Whether the remote's history still contains what a cache knows of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trail {
+    /// It does (or the cache knows nothing to check yet).
+    Intact,
+    /// The change log went back in time: its revision is below the cache's mark, or the entry
+    /// at the mark's revision is gone or another one (the file was restored from a backup, or
+    /// an older copy was put at its path). Changes the cache saw or wrote may be missing.
+    WentBack,
+    /// An admin declared the remote's current content authoritative (a new generation).
+    Declared,
+}
+
+impl Trail {
+    /// Whether incremental sync can go on from the cache's cursor.
+    pub fn is_intact(self) -> bool {
+        self == Trail::Intact
+    }
+}
+
+/// What an idle sync compares with the last full fingerprint.
+///
+/// The bytes of the database header that change with every commit in rollback-journal mode —
 /// the file format versions (offsets 18-19: 1 = rollback journal, 2 = WAL) and the file change
-/// counter (offsets 24-27).
-pub(super) type Header = [u8; 6];
+/// counter (offsets 24-27) — and a hash of the page holding `sharecache_meta`'s row. The counter
+/// alone can come back: a file restored from a backup, written as many times since as the
+/// original was, shows the same counter. The meta row holds the change log's revision and the
+/// newest stamp logged, which a restore followed by other writes does not bring back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Header {
+    bytes: [u8; 6],
+    meta: Option<MetaPage>,
+}
+
+/// Where `sharecache_meta`'s only page is in the file, and a hash of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MetaPage {
+    offset: u64,
+    len: usize,
+    hash: u64,
+}
 
 /// How long an idle sync may trust that the path still leads to the open file before checking.
 const SAME_FILE_RECHECK: Duration = Duration::from_secs(60);
 
-/// The 100-byte database header through the connection's own open file (a second descriptor,
-/// once closed, would drop this process's POSIX locks on the file). `None` when the file is not
+/// `buf.len()` bytes at `offset` through the connection's own open file (a second descriptor,
+/// once closed, would drop this process's POSIX locks on the file). `false` when the file is not
 /// open or the read fails.
-fn read_header(conn: &rusqlite::Connection) -> Option<[u8; 100]> {
+fn read_at(conn: &rusqlite::Connection, offset: u64, buf: &mut [u8]) -> bool {
     use rusqlite::ffi;
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-    let mut buf = [0u8; 100];
     // SAFETY: FILE_POINTER writes the main database's sqlite3_file* (owned by the connection,
-    // valid while it is open) into `file`; xRead reads into `buf`, which has room for 100 bytes.
+    // valid while it is open) into `file`; xRead reads `buf.len()` bytes into `buf`.
     let rc = unsafe {
         let rc = ffi::sqlite3_file_control(
             conn.handle(),
@@ -54,12 +106,32 @@ fn read_header(conn: &rusqlite::Connection) -> Option<[u8; 100]> {
             (&mut file as *mut *mut ffi::sqlite3_file).cast(),
         );
         if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
-            return None;
+            return false;
         }
-        let read = (*(*file).pMethods).xRead?;
-        read(file, buf.as_mut_ptr().cast(), buf.len() as i32, 0)
+        let Some(read) = (*(*file).pMethods).xRead else {
+            return false;
+        };
+        read(
+            file,
+            buf.as_mut_ptr().cast(),
+            buf.len() as i32,
+            offset as i64,
+        )
     };
-    (rc == ffi::SQLITE_OK).then_some(buf)
+    rc == ffi::SQLITE_OK
+}
+
+/// The 100-byte database header through the connection's own open file.
+fn read_header(conn: &rusqlite::Connection) -> Option<[u8; 100]> {
+    let mut buf = [0u8; 100];
+    read_at(conn, 0, &mut buf).then_some(buf)
+}
+
+/// FNV-1a, 64 bit.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Remote {
@@ -73,7 +145,10 @@ impl Remote {
     /// and at least once a minute — the path is checked to still lead to the open file (its
     /// header, read through a fresh connection, equals the open file's) and a read transaction
     /// reads the fingerprint and checks the remote's identity again.
-    pub fn fingerprint(&self, before_write: bool) -> Result<Fingerprint, RemoteError> {
+    ///
+    /// The same read transaction checks `mark`, what the cache knows of the remote's history
+    /// ([`Trail`]): one lookup of the change-log entry at the mark's revision.
+    pub fn fingerprint(&self, before_write: bool, mark: &Mark) -> Result<Fingerprint, RemoteError> {
         let header = self.peek_header();
         let recent = !before_write
             && self
@@ -81,14 +156,30 @@ impl Remote {
                 .get()
                 .is_some_and(|t| t.elapsed() < SAME_FILE_RECHECK);
         if let (Some(h), Some((seen, fp)), true) = (header, self.fingerprinted.get(), recent) {
-            if h == seen {
+            if h == seen.bytes && seen.meta.is_some() && self.peek_meta(seen.meta) == seen.meta {
                 return Ok(fp);
             }
         }
         self.check_same_file()?;
-        let fp = self.read_fingerprint()?;
+        // SQLite keeps its cached pages when the header's change counter, page count and
+        // free-list fields match what it last saw; a file restored from a backup and written as
+        // often since can match them, and the cache would serve pages of the file before the
+        // restore. The pages are read again instead (they changed anyway, or this would be idle).
+        if let Err(e) = self.conn.release_memory() {
+            tracing::debug!(error = %e, "could not release the remote's page cache");
+        }
+        let (fp, meta_at) = self.read_fingerprint(mark)?;
         // The header read before the transaction: a commit in between makes the next check miss.
-        self.fingerprinted.set(header.map(|h| (h, fp)));
+        // The meta page read after it is only compared when that header is unchanged.
+        let meta = meta_at.and_then(|(offset, len)| {
+            self.peek_meta(Some(MetaPage {
+                offset,
+                len,
+                hash: 0,
+            }))
+        });
+        self.fingerprinted
+            .set(header.map(|bytes| (Header { bytes, meta }, fp)));
         Ok(fp)
     }
 
@@ -127,7 +218,7 @@ impl Remote {
 
     /// The bytes of [`Header`] from the open file; `None` when the read fails or the database
     /// is not in rollback-journal mode.
-    fn peek_header(&self) -> Option<Header> {
+    fn peek_header(&self) -> Option<[u8; 6]> {
         let buf = read_header(&self.conn)?;
         if buf[18] != 1 || buf[19] != 1 {
             return None;
@@ -135,13 +226,34 @@ impl Remote {
         Some([buf[18], buf[19], buf[24], buf[25], buf[26], buf[27]])
     }
 
-    fn read_fingerprint(&self) -> Result<Fingerprint, RemoteError> {
-        let (fp, id) = self.read(|c| {
-            let (rev, id): (i64, String) = c.query_row(
-                "SELECT rev, remote_id FROM sharecache_meta WHERE id = 1",
+    /// The meta page at `at`, read and hashed anew; `None` when the read fails.
+    fn peek_meta(&self, at: Option<MetaPage>) -> Option<MetaPage> {
+        let at = at?;
+        let mut buf = vec![0u8; at.len];
+        read_at(&self.conn, at.offset, &mut buf).then(|| MetaPage {
+            hash: fnv1a(&buf),
+            ..at
+        })
+    }
+
+    /// Forgets the last full fingerprint, so the next one reads the remote again (after the
+    /// cache's [`Mark`] changed other than by this connection's own writes).
+    pub fn forget_fingerprint(&self) {
+        self.fingerprinted.set(None);
+    }
+
+    /// The fingerprint, and where `sharecache_meta`'s page is (offset and length in the file).
+    fn read_fingerprint(
+        &self,
+        mark: &Mark,
+    ) -> Result<(Fingerprint, Option<(u64, usize)>), RemoteError> {
+        let (fp, id, meta_at) = self.read(|c| {
+            let (rev, id, pruned_rev, generation): (i64, String, i64, String) = c.query_row(
+                "SELECT rev, remote_id, pruned_rev, generation FROM sharecache_meta WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
+            let trail = trail(c, mark, rev, pruned_rev, &generation)?;
             let schema_version: i64 = c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
             let conflicts: i64 = c.query_row(
                 "SELECT coalesce(max(id), 0) FROM sharecache_conflicts",
@@ -152,8 +264,17 @@ impl Remote {
                 rev,
                 schema_version,
                 conflicts,
+                trail,
             };
-            Ok((fp, id))
+            // One small row: the table's root page is its only page.
+            let (root, page_size): (i64, i64) = c.query_row(
+                "SELECT (SELECT rootpage FROM sqlite_master WHERE name = 'sharecache_meta'), \
+                 (SELECT page_size FROM pragma_page_size)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let meta_at = (root > 0).then(|| (((root - 1) * page_size) as u64, page_size as usize));
+            Ok((fp, id, meta_at))
         })?;
         match &self.expected_id {
             Some(expected) if *expected != id => Err(RemoteError::WrongDatabase {
@@ -161,7 +282,118 @@ impl Remote {
                 expected: expected.clone(),
                 found: id,
             }),
-            _ => Ok(fp),
+            _ => Ok((fp, meta_at)),
         }
+    }
+}
+
+/// Checks `mark` against the remote's log (`rev`: its last revision; entries at or below
+/// `pruned_rev` were pruned, so a mark there cannot be looked up and needs no check: the remote
+/// had moved past it when it pruned).
+fn trail(
+    c: &Connection,
+    mark: &Mark,
+    rev: i64,
+    pruned_rev: i64,
+    generation: &str,
+) -> rusqlite::Result<Trail> {
+    if mark.generation.as_deref().is_some_and(|g| g != generation) {
+        return Ok(Trail::Declared);
+    }
+    if mark.rev == 0 {
+        return Ok(Trail::Intact);
+    }
+    if rev < mark.rev {
+        return Ok(Trail::WentBack);
+    }
+    if mark.rev <= pruned_rev {
+        return Ok(Trail::Intact);
+    }
+    let entry: Option<(String, String)> = c
+        .prepare_cached("SELECT stamp, origin FROM sharecache_log WHERE rev = ?1")?
+        .query_row([mark.rev], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match entry {
+        Some((stamp, origin)) if stamp == mark.stamp && origin == mark.origin => Trail::Intact,
+        _ => Trail::WentBack,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE sharecache_log (rev INTEGER PRIMARY KEY, stamp TEXT, origin TEXT);
+             INSERT INTO sharecache_log VALUES (5, 's5', 'a'), (6, 's6', 'b');",
+        )
+        .unwrap();
+        c
+    }
+
+    fn mark(rev: i64, stamp: &str, origin: &str) -> Mark {
+        Mark {
+            rev,
+            stamp: stamp.into(),
+            origin: origin.into(),
+            generation: Some(String::new()),
+        }
+    }
+
+    #[test]
+    fn the_trail_is_intact_while_the_remote_holds_the_marked_entry() {
+        let c = log();
+        assert_eq!(
+            trail(&c, &mark(6, "s6", "b"), 6, 0, "").unwrap(),
+            Trail::Intact
+        );
+        assert_eq!(
+            trail(&c, &mark(5, "s5", "a"), 9, 0, "").unwrap(),
+            Trail::Intact
+        );
+        assert_eq!(
+            trail(&c, &Mark::default(), 0, 0, "").unwrap(),
+            Trail::Intact,
+            "nothing known yet"
+        );
+    }
+
+    #[test]
+    fn a_log_behind_the_mark_or_another_entry_at_its_revision_went_back() {
+        let c = log();
+        assert_eq!(
+            trail(&c, &mark(8, "s8", "a"), 6, 0, "").unwrap(),
+            Trail::WentBack
+        );
+        assert_eq!(
+            trail(&c, &mark(6, "s6-before-the-restore", "a"), 9, 0, "").unwrap(),
+            Trail::WentBack,
+            "others pushed past the old revision after the restore"
+        );
+        assert_eq!(
+            trail(&c, &mark(7, "s7", "a"), 9, 0, "").unwrap(),
+            Trail::WentBack,
+            "entry gone"
+        );
+    }
+
+    #[test]
+    fn a_pruned_mark_is_not_looked_up_and_a_new_generation_is_a_declaration() {
+        let c = log();
+        assert_eq!(
+            trail(&c, &mark(3, "s3", "a"), 6, 4, "").unwrap(),
+            Trail::Intact
+        );
+        assert_eq!(
+            trail(&c, &mark(6, "s6", "b"), 6, 0, "g2").unwrap(),
+            Trail::Declared
+        );
+        let unknown = Mark {
+            generation: None,
+            ..mark(6, "s6", "b")
+        };
+        assert_eq!(trail(&c, &unknown, 6, 0, "g2").unwrap(), Trail::Intact);
     }
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use error::RemoteError;
-pub use fingerprint::Fingerprint;
+pub use fingerprint::{Fingerprint, Mark, Trail};
 pub(crate) use snapshot::AfterCopy;
 pub(crate) use snapshot::create_private;
 pub use snapshot::{CopyError, CopyInfo};
@@ -242,6 +242,31 @@ impl Remote {
             path: self.path.clone(),
             detail: "sharecache_meta has no row after setup".into(),
         })
+    }
+
+    /// Declares the remote's current content authoritative, after an admin restored it from a
+    /// backup to roll data back: a new generation in `sharecache_meta`. Every client that finds
+    /// it takes the remote's rows instead of pushing its newer versions again, and keeps those in
+    /// the conflict log. Returns the new generation. Refuses a database sharecache never set up.
+    pub fn declare_authoritative(&mut self, now: &str) -> Result<String, RemoteError> {
+        if self.identity()?.is_none() {
+            return Err(RemoteError::Corrupt {
+                path: self.path.clone(),
+                detail: "sharecache never set this database up, so no client follows it;                          nothing to declare"
+                    .into(),
+            });
+        }
+        self.enroll(now)?;
+        let generation = format!("{now} {}", crate::clock::new_origin());
+        self.write(|c| {
+            c.execute(
+                "UPDATE sharecache_meta SET generation = ?1 WHERE id = 1",
+                [&generation],
+            )
+            .map(|_| ())
+        })?;
+        tracing::warn!(remote = %self.path.display(), generation, "remote declared authoritative");
+        Ok(generation)
     }
 
     /// Runs `f` in a read transaction (a consistent view; holds only a shared lock).

@@ -32,6 +32,9 @@ pub struct Run {
     pub duration_ms: Option<i64>,
     /// The error, for failed runs.
     pub error: Option<String>,
+    /// What a run of a special kind did and why (a `reconcile`: the reason, what it compared and
+    /// moved).
+    pub note: Option<String>,
 }
 
 /// Records the start of a run; returns its id.
@@ -93,16 +96,34 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         conflicts: r.get(7)?,
         duration_ms: r.get(8)?,
         error: r.get(9)?,
+        note: r.get(10)?,
     })
 }
 
-const COLUMNS: &str =
-    "id, kind, started_at, finished_at, status, pushed, pulled, conflicts, duration_ms, error";
+const COLUMNS: &str = "id, kind, started_at, finished_at, status, pushed, pulled, conflicts, duration_ms, error, note";
+
+/// [`COLUMNS`] as a cache made by an older sharecache, not yet migrated by a sync, has them:
+/// `status` and `history` read caches without writing to them.
+const COLUMNS_BEFORE_NOTE: &str = "id, kind, started_at, finished_at, status, pushed, pulled, conflicts, duration_ms, error, NULL";
+
+fn columns(c: &Connection) -> rusqlite::Result<&'static str> {
+    let has_note: bool = c.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('sync_metadata') WHERE name = 'note'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(if has_note {
+        COLUMNS
+    } else {
+        COLUMNS_BEFORE_NOTE
+    })
+}
 
 /// The most recent runs, newest first.
 pub fn history(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Run>> {
     c.prepare(&format!(
-        "SELECT {COLUMNS} FROM sync_metadata ORDER BY id DESC LIMIT ?1"
+        "SELECT {} FROM sync_metadata ORDER BY id DESC LIMIT ?1",
+        columns(c)?
     ))?
     .query_map([limit as i64], run_from_row)?
     .collect()
@@ -112,7 +133,8 @@ pub fn history(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Run>> {
 pub fn last_finished(c: &Connection) -> rusqlite::Result<Option<Run>> {
     c.query_row(
         &format!(
-            "SELECT {COLUMNS} FROM sync_metadata WHERE status != 'running' ORDER BY id DESC LIMIT 1"
+            "SELECT {} FROM sync_metadata WHERE status != 'running' ORDER BY id DESC LIMIT 1",
+            columns(c)?
         ),
         [],
         run_from_row,
@@ -120,11 +142,35 @@ pub fn last_finished(c: &Connection) -> rusqlite::Result<Option<Run>> {
     .optional()
 }
 
+/// The most recent finished run of `kind`.
+pub fn last_of_kind(c: &Connection, kind: &str) -> rusqlite::Result<Option<Run>> {
+    c.query_row(
+        &format!(
+            "SELECT {} FROM sync_metadata WHERE kind = ?1 AND status != 'running' \
+             ORDER BY id DESC LIMIT 1",
+            columns(c)?
+        ),
+        [kind],
+        run_from_row,
+    )
+    .optional()
+}
+
+/// Records what a run did and why ([`Run::note`]).
+pub(crate) fn note(c: &Connection, id: i64, note: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "UPDATE sync_metadata SET note = ?2 WHERE id = ?1",
+        params![id, note],
+    )?;
+    Ok(())
+}
+
 /// The most recent successful run.
 pub fn last_success(c: &Connection) -> rusqlite::Result<Option<Run>> {
     c.query_row(
         &format!(
-            "SELECT {COLUMNS} FROM sync_metadata WHERE status = 'success' ORDER BY id DESC LIMIT 1"
+            "SELECT {} FROM sync_metadata WHERE status = 'success' ORDER BY id DESC LIMIT 1",
+            columns(c)?
         ),
         [],
         run_from_row,

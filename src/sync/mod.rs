@@ -6,6 +6,7 @@
 //! stops there. Each run is recorded in `sync_metadata`.
 
 pub mod conflict;
+mod diff;
 pub mod failpoint;
 mod memory;
 pub mod metadata;
@@ -15,6 +16,7 @@ mod push;
 mod rebuild;
 mod registry;
 mod rows;
+mod trail;
 pub(crate) mod worker;
 
 use std::collections::HashMap;
@@ -28,13 +30,14 @@ use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
-use crate::remote::{Remote, RemoteError, RemoteOptions};
+use crate::remote::{Remote, RemoteError, RemoteOptions, Trail};
 use crate::schema::{self, Sync};
 
 pub(crate) use outbox::{pending, read_salvageable};
 pub(crate) use push::{PushCtx, push_unacknowledged, register_client};
 use registry::REGISTER_EVERY;
 pub(crate) use rows::Shape;
+pub use trail::Reconciled;
 
 /// Receives progress of long phases (push, pull, snapshot), e.g. to draw a progress bar.
 pub trait Progress {
@@ -70,6 +73,8 @@ pub struct SyncReport {
     pub rebuilt: Option<String>,
     /// Pending changes that could not be pushed before a rebuild were exported to this file.
     pub exported: Option<PathBuf>,
+    /// The cache was compared with the remote by key, and why (the remote's history broke).
+    pub reconciled: Option<Reconciled>,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -266,6 +271,9 @@ impl Engine {
             let opts = RemoteOptions::from_config(&self.config, &self.origin);
             let mut remote = Remote::open(&self.config.remote_path, opts)?;
             remote.check_identity(&self.remote_id)?;
+            // A remote set up by an older sharecache gets this build's tables (once per
+            // connection: a read of the migration version when current).
+            remote.enroll(&self.clock.now_stamp())?;
             self.remote = Some(remote);
         }
         Ok(self.remote.as_mut().expect("connected"))
@@ -284,11 +292,12 @@ impl Engine {
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;
         let before_write = pending > 0;
-        let fp = match self.connect()?.fingerprint(before_write) {
+        let mark = trail::read_mark(&self.local).map_err(self.lerr())?;
+        let fp = match self.connect()?.fingerprint(before_write, &mark) {
             Err(RemoteError::Replaced { .. }) => {
                 // Another file at the path: connect to it afresh, which checks its identity.
                 self.remote = None;
-                self.connect()?.fingerprint(before_write)?
+                self.connect()?.fingerprint(before_write, &mark)?
             }
             other => other?,
         };
@@ -303,6 +312,7 @@ impl Engine {
             && fp.rev == pull_rev
             && fp.conflicts == conflicts_copied
             && self.followed_schema == Some(schema_version)
+            && fp.trail.is_intact()
         {
             report.idle = true;
             return Ok(report);
@@ -314,6 +324,17 @@ impl Engine {
             rebuild = reason;
         }
         let shapes = self.shapes()?;
+        if !fp.trail.is_intact() {
+            let policy = match fp.trail {
+                Trail::Declared => trail::Policy::RemoteWins,
+                _ => trail::Policy::KeepAcknowledged,
+            };
+            report.reconciled = Some(self.reconcile(&shapes, policy, progress)?);
+        } else if mark.generation.is_none() {
+            let remote = self.remote.as_ref().expect("connected");
+            trail::learn_generation(&self.local, &self.paths.db, remote)?;
+        }
+        let pull_rev = self.pull_rev()?;
         let ctx = push::PushCtx {
             origin: &self.origin,
             now: self.clock.now_stamp(),
@@ -363,6 +384,44 @@ impl Engine {
         }
         self.followed_schema = Some(schema_version);
         Ok(report)
+    }
+
+    /// Reconciles the cache with the remote by key ([`trail`]), recorded in the history as a
+    /// run of its own kind.
+    fn reconcile(
+        &mut self,
+        shapes: &HashMap<String, Shape>,
+        policy: trail::Policy,
+        progress: &dyn Progress,
+    ) -> Result<Reconciled, Error> {
+        let t0 = Instant::now();
+        let started = self.clock.now_stamp();
+        let run = metadata::begin(&self.local, "reconcile", &started).map_err(self.lerr())?;
+        let ctx = trail::Ctx {
+            local_path: &self.paths.db,
+            shapes,
+            origin: &self.origin,
+            now: started,
+        };
+        let remote = self.remote.as_mut().expect("connected");
+        let result = trail::reconcile(&self.local, remote, &ctx, policy, progress);
+        let figures = result.as_ref().map(|r| metadata::Figures {
+            pushed: r.pushed_again,
+            pulled: r.pulled,
+            conflicts: r.conflicts,
+        });
+        metadata::finish(
+            &self.local,
+            run,
+            &self.clock.now_stamp(),
+            t0.elapsed().as_millis(),
+            figures.as_ref().map_err(|e| *e),
+        )
+        .map_err(self.lerr())?;
+        if let Ok(r) = &result {
+            metadata::note(&self.local, run, &r.summary()).map_err(self.lerr())?;
+        }
+        result
     }
 
     /// Follows the remote schema: change-log triggers on new remote tables, new tables and

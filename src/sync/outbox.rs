@@ -256,6 +256,9 @@ pub(crate) struct Applied {
     /// The change-log revision before the transaction and after it: the revisions in between
     /// are this batch's own versions.
     pub revs: (i64, i64),
+    /// The newest change-log entry the batch wrote (revision and stamp; the origin is this
+    /// cache's): the cache's new trail mark (see [`crate::remote::Mark`]).
+    pub newest: Option<(i64, String)>,
 }
 
 /// Acknowledges pushed changes in one local write transaction: entries whose row was not changed
@@ -271,6 +274,7 @@ pub(crate) fn acknowledge(
 ) -> rusqlite::Result<usize> {
     let outcomes = &applied.outcomes;
     let batch_base = applied.revs.0;
+    let applied_newest = &applied.newest;
     super::write_tx(c, |c| {
         c.execute(
             "UPDATE sync_state SET pull_rev = ?2 WHERE pull_rev = ?1",
@@ -314,6 +318,9 @@ pub(crate) fn acknowledge(
         }
         if let Some(ms) = newest.and_then(crate::clock::ms_of_stamp) {
             c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [ms])?;
+        }
+        if let Some((rev, stamp)) = &applied_newest {
+            super::trail::mark_seen_own(c, *rev, stamp)?;
         }
         c.execute("DELETE FROM sync_tracking WHERE op = 'X'", [])?;
         c.execute("UPDATE sync_state SET applying = 0", [])?;
@@ -397,6 +404,7 @@ mod tests {
         let applied = Applied {
             outcomes: vec![Outcome::Applied; first.changes.len()],
             revs: (0, 3),
+            newest: None,
         };
         acknowledge(&c, &shapes, &first.changes, &applied).unwrap();
         c.execute("INSERT INTO t VALUES (70, 'd')", []).unwrap();

@@ -261,6 +261,11 @@ fn apply(
         c.execute("UPDATE sync_state SET applying = 1", [])?;
         let (mut applied, mut deferred) = (0, 0);
         let newest = entries.iter().map(|(v, _)| v.stamp.clone()).max();
+        // The newest entry of the chunk becomes the cache's trail mark (it is in the remote's log
+        // now, whether applied, deferred or refused here).
+        if let Some(v) = entries.iter().map(|(v, _)| v).max_by_key(|v| v.rev) {
+            super::trail::mark_seen(c, v.rev, &v.stamp, &v.origin)?;
+        }
         let mut todo = Vec::new();
         for (v, row) in entries {
             // The cache's own versions are applied too: an older version of the row may have been

@@ -249,6 +249,14 @@ fn apply_batch(
     }
     changelog::advance(c, rev, &newest_stamp)?;
     register_client(c, ctx)?;
+    let newest = if rev > first_rev {
+        let stamp: String = c
+            .prepare_cached("SELECT stamp FROM sharecache_log WHERE rev = ?1")?
+            .query_row([rev], |r| r.get(0))?;
+        Some((rev, stamp))
+    } else {
+        None
+    };
     failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
     let applied = outbox::Applied {
         outcomes: outcomes
@@ -256,6 +264,7 @@ fn apply_batch(
             .map(|o| o.expect("every change decided"))
             .collect(),
         revs: (first_rev, rev),
+        newest,
     };
     Ok((applied, written, conflicts))
 }
@@ -387,10 +396,14 @@ fn remote_row(
         .map(|row| row_to_json(&shape.columns, &row)))
 }
 
-struct Loser<'a> {
-    stamp: &'a str,
-    origin: &'a str,
-    row: Option<&'a str>,
+/// A losing version of a row, as the conflict log keeps it.
+pub(super) struct Loser<'a> {
+    /// Its stamp.
+    pub stamp: &'a str,
+    /// Its origin.
+    pub origin: &'a str,
+    /// The row as JSON ([`row_to_json`]), `None` for a delete.
+    pub row: Option<&'a str>,
 }
 
 /// The local change loses: log it, and return the remote's version for the cache.
@@ -430,24 +443,44 @@ fn log_conflict(
     reason: &str,
     ctx: &PushCtx<'_>,
 ) -> rusqlite::Result<()> {
+    insert_conflict(
+        c,
+        (&shape.table, &ch.pk),
+        winner,
+        loser,
+        reason,
+        (&ctx.now, ctx.origin),
+    )
+}
+
+/// Appends one losing version to the remote's conflict log. `at`: the table and key text;
+/// `decided`: when and by which origin.
+pub(super) fn insert_conflict(
+    c: &Connection,
+    at: (&str, &str),
+    winner: (&str, &str),
+    loser: &Loser<'_>,
+    reason: &str,
+    decided: (&str, &str),
+) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT INTO sharecache_conflicts (tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, \
          loser_op, loser_row, decided_at, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
-        shape.table,
-        ch.pk,
+        at.0,
+        at.1,
         winner.0,
         winner.1,
         loser.stamp,
         loser.origin,
         if loser.row.is_some() { "upsert" } else { "delete" },
         loser.row,
-        ctx.now,
-        ctx.origin,
+        decided.0,
+        decided.1,
         reason
     ])?;
-    tracing::info!(table = %shape.table, key = %ch.pk, reason, "conflict: losing version kept in the conflict log");
+    tracing::info!(table = %at.0, key = %at.1, reason, "conflict: losing version kept in the conflict log");
     Ok(())
 }
 

@@ -1,0 +1,282 @@
+//! When the trail breaks: the remote restored from a backup (routine on file shares), and an
+//! admin declaring the restored content authoritative. Every acknowledged write ends current or
+//! in the conflict log, and every cache ends equal to the remote.
+
+use std::path::{Path, PathBuf};
+
+use sharecache::Cache;
+use sharecache::remote::{Remote, RemoteOptions};
+
+use crate::support::{Share, rows};
+
+/// A copy of the remote as a nightly backup takes it (the file itself, behind the share).
+fn backup(share: &Share, name: &str) -> PathBuf {
+    let to = share.tmp.path().join(name);
+    std::fs::copy(share.backing().join("app.db"), &to).unwrap();
+    to
+}
+
+/// Puts a backup back in place, over the live file, as "Previous Versions" or `cp` does —
+/// through the share, so every client of it sees the restored bytes (behind it, the test share's
+/// page cache would keep serving the old ones).
+fn restore(share: &Share, from: &Path) {
+    std::fs::copy(from, share.remote_path()).unwrap();
+}
+
+const TASKS: &str = "SELECT id, title, done FROM tasks ORDER BY id";
+
+/// Every cache holds what the remote holds, and nothing is pending.
+fn converged(share: &Share, clients: &[&Cache]) {
+    let remote = rows(&share.remote(), TASKS);
+    for (i, c) in clients.iter().enumerate() {
+        assert_eq!(
+            rows(&c.conn(), TASKS),
+            remote,
+            "client {i} differs from the remote"
+        );
+        assert_eq!(
+            c.status().unwrap().pending_writes,
+            0,
+            "client {i} has pending writes"
+        );
+    }
+}
+
+fn titles(c: &rusqlite::Connection) -> Vec<String> {
+    rows(c, "SELECT id || '=' || title FROM tasks ORDER BY id")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect()
+}
+
+#[test]
+fn a_restored_remote_gets_back_every_acknowledged_write_and_keeps_the_writes_made_after_it() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    let nightly = backup(&share, "nightly.db");
+    a.conn()
+        .execute_batch(
+            "INSERT INTO tasks (id, title) VALUES ('c1', 'made by a after the backup'); \
+             UPDATE tasks SET title = 'edited by a' WHERE id = 't1';",
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    restore(&share, &nightly);
+    assert!(
+        !titles(&share.remote()).contains(&"c1=made by a after the backup".to_string()),
+        "the restore took the acknowledged write away"
+    );
+    b.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('d1', 'made by b after the restore')",
+            [],
+        )
+        .unwrap();
+    let rb = b.sync_now().unwrap();
+    let why = rb.reconciled.clone().expect("b noticed the restore").reason;
+    assert!(why.contains("went back in time"), "{why}");
+    let ra = a.sync_now().unwrap();
+    assert!(ra.reconciled.is_some(), "a noticed the restore too");
+    b.sync_now().unwrap();
+    let remote = titles(&share.remote());
+    for want in [
+        "c1=made by a after the backup",
+        "d1=made by b after the restore",
+        "t1=edited by a",
+    ] {
+        assert!(
+            remote.contains(&want.to_string()),
+            "{want} missing: {remote:?}"
+        );
+    }
+    converged(&share, &[&a, &b]);
+    let status = a.status().unwrap();
+    let last = status.last_reconcile.expect("status shows the reconcile");
+    assert_eq!(last.kind, "reconcile");
+    assert!(last.note.unwrap().contains("rows compared"));
+    assert!(
+        a.history(20).unwrap().iter().any(|r| r.kind == "reconcile"),
+        "history records the reconcile as a run of its own kind"
+    );
+    // Once reconciled, incremental sync resumes: no second reconcile.
+    let again = a.sync_now().unwrap();
+    assert!(again.reconciled.is_none());
+}
+
+#[test]
+fn a_restore_is_caught_after_other_clients_pushed_past_the_old_revision() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    let nightly = backup(&share, "nightly.db");
+    for i in 0..3 {
+        a.conn()
+            .execute(
+                "INSERT INTO tasks (id, title) VALUES (?1, 'lost by the restore')",
+                [format!("a{i}")],
+            )
+            .unwrap();
+        a.sync_now().unwrap();
+    }
+    restore(&share, &nightly);
+    // b last synced before the backup: nothing it knows was lost, so it goes on, and its pushes
+    // take the log past a's revisions.
+    for i in 0..6 {
+        b.conn()
+            .execute(
+                "INSERT INTO tasks (id, title) VALUES (?1, 'after the restore')",
+                [format!("b{i}")],
+            )
+            .unwrap();
+        let r = b.sync_now().unwrap();
+        assert!(r.reconciled.is_none(), "b's history is intact");
+    }
+    let r = a.sync_now().unwrap();
+    let rec = r
+        .reconciled
+        .expect("a finds other entries at its revisions");
+    assert_eq!(rec.pushed_again, 3, "{rec:?}");
+    b.sync_now().unwrap();
+    let remote = titles(&share.remote());
+    assert_eq!(
+        remote
+            .iter()
+            .filter(|t| t.ends_with("lost by the restore"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        remote
+            .iter()
+            .filter(|t| t.ends_with("after the restore"))
+            .count(),
+        6
+    );
+    converged(&share, &[&a, &b]);
+}
+
+#[test]
+fn a_row_edited_on_both_sides_of_a_restore_is_decided_by_stamp_and_the_loser_is_kept() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    let nightly = backup(&share, "nightly.db");
+    a.conn()
+        .execute(
+            "UPDATE tasks SET title = 'a, before the restore' WHERE id = 't2'",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    restore(&share, &nightly);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    b.conn()
+        .execute(
+            "UPDATE tasks SET title = 'b, after the restore' WHERE id = 't2'",
+            [],
+        )
+        .unwrap();
+    b.sync_now().unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(r.reconciled.is_some());
+    b.sync_now().unwrap();
+    assert!(
+        titles(&share.remote()).contains(&"t2=b, after the restore".to_string()),
+        "the newer edit wins"
+    );
+    let conflicts = a.conflicts(10).unwrap();
+    assert!(
+        conflicts.iter().any(|c| c.key.contains("t2")
+            && format!("{:?}", c.loser_row).contains("a, before the restore")),
+        "a's acknowledged version is in the conflict log: {conflicts:?}"
+    );
+    converged(&share, &[&a, &b]);
+}
+
+#[test]
+fn declaring_a_restore_authoritative_rolls_back_and_keeps_the_newer_versions_restorable() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    let good = backup(&share, "before-the-mistake.db");
+    a.conn()
+        .execute_batch(
+            "UPDATE tasks SET title = 'the mistake' WHERE id = 't1'; \
+             INSERT INTO tasks (id, title) VALUES ('x', 'also a mistake');",
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    a.conn()
+        .execute(
+            "UPDATE tasks SET title = 'pending when rolled back' WHERE id = 't2'",
+            [],
+        )
+        .unwrap();
+    // The admin marks the backup authoritative, then copies it in.
+    let mut remote = Remote::open(
+        &good,
+        RemoteOptions::from_config(&share.config("admin"), "admin"),
+    )
+    .unwrap();
+    remote
+        .declare_authoritative("2026-12-04T00:00:00.000Z")
+        .unwrap();
+    drop(remote);
+    restore(&share, &good);
+    for c in [&a, &b] {
+        let r = c.sync_now().unwrap();
+        let why = r.reconciled.expect("the declaration is followed").reason;
+        assert!(why.contains("authoritative"), "{why}");
+    }
+    let remote = titles(&share.remote());
+    assert_eq!(remote, vec!["t1=first", "t2=second"], "rolled back");
+    converged(&share, &[&a, &b]);
+    let conflicts = a.conflicts(20).unwrap();
+    let kept = |what: &str| {
+        conflicts
+            .iter()
+            .find(|c| format!("{:?}", c.loser_row).contains(what))
+            .unwrap_or_else(|| panic!("{what} not in the conflict log: {conflicts:?}"))
+            .id
+    };
+    kept("the mistake");
+    kept("also a mistake");
+    let pending = kept("pending when rolled back");
+    // A rolled-back version can be brought back on purpose.
+    a.restore_conflict(pending).unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    assert!(titles(&share.remote()).contains(&"t2=pending when rolled back".to_string()));
+    converged(&share, &[&a, &b]);
+}
+
+#[test]
+fn two_restores_in_a_row_lose_nothing() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    let first = backup(&share, "first.db");
+    a.conn()
+        .execute("INSERT INTO tasks (id, title) VALUES ('r1', 'one')", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    let second = backup(&share, "second.db");
+    b.sync_now().unwrap();
+    b.conn()
+        .execute("INSERT INTO tasks (id, title) VALUES ('r2', 'two')", [])
+        .unwrap();
+    b.sync_now().unwrap();
+    restore(&share, &second);
+    a.sync_now().unwrap();
+    restore(&share, &first);
+    b.sync_now().unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    let remote = titles(&share.remote());
+    assert!(remote.contains(&"r1=one".to_string()), "{remote:?}");
+    assert!(remote.contains(&"r2=two".to_string()), "{remote:?}");
+    converged(&share, &[&a, &b]);
+}
