@@ -280,3 +280,52 @@ fn two_restores_in_a_row_lose_nothing() {
     assert!(remote.contains(&"r2=two".to_string()), "{remote:?}");
     converged(&share, &[&a, &b]);
 }
+
+#[test]
+fn a_client_offline_across_the_restore_keeps_its_pending_and_acknowledged_writes() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    let nightly = backup(&share, "nightly.db");
+    a.conn()
+        .execute(
+            "UPDATE tasks SET title = 'a, acknowledged' WHERE id = 't1'",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    // a goes offline and keeps working; meanwhile the remote is restored and b writes.
+    share.control.set_offline(true);
+    a.conn()
+        .execute_batch(
+            "UPDATE tasks SET title = 'a, offline' WHERE id = 't2'; \
+             INSERT INTO tasks (id, title) VALUES ('o1', 'a, offline insert');",
+        )
+        .unwrap();
+    assert!(a.sync_now().is_err(), "offline");
+    share.control.set_offline(false);
+    restore(&share, &nightly);
+    b.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('b1', 'b, after the restore')",
+            [],
+        )
+        .unwrap();
+    b.sync_now().unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(r.reconciled.is_some(), "back online, a notices the restore");
+    b.sync_now().unwrap();
+    let remote = titles(&share.remote());
+    for want in [
+        "t1=a, acknowledged",
+        "t2=a, offline",
+        "o1=a, offline insert",
+        "b1=b, after the restore",
+    ] {
+        assert!(
+            remote.contains(&want.to_string()),
+            "{want} missing: {remote:?}"
+        );
+    }
+    converged(&share, &[&a, &b]);
+}
