@@ -14,6 +14,8 @@ mod outbox;
 mod pull;
 mod push;
 mod rebuild;
+#[allow(dead_code)] // its callers (capture repair, restore check) land next
+pub(crate) mod reconcile;
 mod registry;
 mod rows;
 mod trail;
