@@ -6,7 +6,6 @@
 //! stops there. Each run is recorded in `sync_metadata`.
 
 pub mod conflict;
-mod diff;
 pub mod failpoint;
 mod memory;
 pub mod metadata;
@@ -14,7 +13,6 @@ mod outbox;
 mod pull;
 mod push;
 mod rebuild;
-#[allow(dead_code)] // its callers (capture repair, restore check) land next
 pub(crate) mod reconcile;
 mod registry;
 mod rows;

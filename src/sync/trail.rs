@@ -1,6 +1,7 @@
 //! When the trail breaks: the remote's change log went back in time, or an admin declared the
 //! remote's content authoritative. Incremental sync cannot go on from the cache's cursor, so the
-//! cache is compared with the remote by key ([`super::diff`]) and every difference is decided.
+//! cache is compared with the remote by key ([`super::reconcile::diff`]) and every difference is
+//! decided.
 //!
 //! **Detecting it.** The cache keeps a mark: the newest change-log entry it has seen (pulled) or
 //! written (pushed, in the acknowledging transaction), by revision, stamp and origin. Every full
@@ -37,8 +38,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::diff::{self, Difference};
 use super::push::{Loser, insert_conflict};
+use super::reconcile::{self, Diff};
 use super::rows::Shape;
 use super::{Progress, write_tx};
 use crate::cache::LocalError;
@@ -248,18 +249,18 @@ pub(crate) fn reconcile(
     let mut tables: Vec<&Shape> = ctx.shapes.values().collect();
     tables.sort_by(|a, b| a.table.cmp(&b.table));
     for shape in tables {
-        let mut table = diff::TableDiff::new(shape, BATCH);
-        loop {
-            let mut read = |f: &dyn Fn(&Connection) -> rusqlite::Result<diff::Page>| {
-                remote.read(|c| f(c)).map_err(Error::Remote)
-            };
-            let Some(diffs) = table.next(local, &lerr, &mut read)? else {
-                break;
-            };
-            if diffs.is_empty() {
-                continue;
-            }
-            let decided = decide(local, remote, ctx, shape, &start, &known, policy, diffs)?;
+        // The diff holds the remote for reading; the decisions write it. The differences of one
+        // table are collected first: as many as the versions the remote lost or gained, not as
+        // many as the table's rows.
+        let mut differing: Vec<Diff> = Vec::new();
+        let compared = reconcile::diff(local, ctx.local_path, remote, shape, BATCH, |d| {
+            differing.extend_from_slice(d);
+            progress.step("reconcile", out.compared, 0);
+            Ok(())
+        })?;
+        out.compared += compared.remote_rows;
+        for chunk in chunks(differing, BATCH) {
+            let decided = decide(local, remote, ctx, shape, &start, &known, policy, chunk)?;
             let remote_wins = &decided.remote_wins;
             apply_remote_wins(
                 local,
@@ -274,9 +275,7 @@ pub(crate) fn reconcile(
             )?;
             queue_again(local, shape, floor, &decided.cache_wins).map_err(lerr)?;
             out.pushed_again += decided.cache_wins.len();
-            progress.step("reconcile", out.compared + table.compared, 0);
         }
-        out.compared += table.compared;
     }
     finish(local, &start, floor, policy, &pending_at_start).map_err(lerr)?;
     remote.forget_fingerprint();
@@ -284,12 +283,22 @@ pub(crate) fn reconcile(
     Ok(out)
 }
 
+/// `items` in chunks of `n`, in order.
+fn chunks<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        out.push(it.by_ref().take(n).collect());
+    }
+    out
+}
+
 /// The differences of one batch, decided.
 struct Decided {
-    /// Differences where the remote's row goes into the cache, with the remote's version.
-    remote_wins: Vec<(Difference, Option<changelog::Version>)>,
-    /// Differences where the cache's row is pushed again.
-    cache_wins: Vec<Difference>,
+    /// Diffs where the remote's row goes into the cache, with the remote's version.
+    remote_wins: Vec<(Diff, Option<changelog::Version>)>,
+    /// Diffs where the cache's row is pushed again.
+    cache_wins: Vec<Diff>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -301,7 +310,7 @@ fn decide(
     start: &Start,
     known: &str,
     policy: Policy,
-    diffs: Vec<Difference>,
+    diffs: Vec<Diff>,
 ) -> Result<Decided, Error> {
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
     let pending: HashSet<String> = if policy == Policy::KeepAcknowledged {
@@ -362,7 +371,7 @@ fn apply_remote_wins(
     policy: Policy,
     known: &str,
     pending_at_start: &HashMap<(String, String), i64>,
-    wins: &[(Difference, Option<changelog::Version>)],
+    wins: &[(Diff, Option<changelog::Version>)],
     out: &mut Reconciled,
 ) -> Result<(), Error> {
     if wins.is_empty() {
@@ -454,7 +463,7 @@ fn queue_again(
     local: &Connection,
     shape: &Shape,
     floor: i64,
-    again: &[Difference],
+    again: &[Diff],
 ) -> rusqlite::Result<()> {
     if again.is_empty() {
         return Ok(());
