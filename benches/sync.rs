@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Figures: `read`, `write`, `idle`, `push`, `pull`, `snapshot` (per latency), `apply` (per
-//! latency up to 4 ms), `capture` and `rss` (once: they do not touch the share). The report (Markdown) goes to
+//! latency up to 4 ms), `reconcile` (per latency; the big remote up to 4 ms), `capture` and `rss`
+//! (once: they do not touch the share). The report (Markdown) goes to
 //! stdout, progress to stderr. See BENCHMARKS.md for the results and what they mean.
 //!
 //! The remote lives behind `slowfs` (crates/slowfs), a FUSE passthrough that sleeps the latency
@@ -26,6 +27,8 @@ mod figures;
 mod lockwatch;
 #[path = "sync/measure.rs"]
 mod measure;
+#[path = "sync/recovery.rs"]
+mod recovery;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -123,6 +126,15 @@ fn main() {
         .iter()
         .any(|f| plan.wants(f));
     let needs_pull = ["pull", "snapshot", "apply"].iter().any(|f| plan.wants(f));
+    // Reconcile: remotes of their own (the figure restores them from backups).
+    let recon = plan.wants("reconcile").then(|| {
+        share.create_remote("recon-small.db", plan.pull_small, true, "");
+        share.create_remote("recon-big.db", plan.pull_big, true, "");
+        (
+            share.cache("recon-small.db", "recon-small"),
+            share.cache("recon-big.db", "recon-big"),
+        )
+    });
     let main = needs_main.then(|| {
         share.create_remote("app.db", plan.main_rows, true, "");
         share.create_plain("plain.db", plan.main_rows, "");
@@ -237,6 +249,26 @@ fn main() {
                 figures::apply(&mut report, &share, "big.db", big, plan.apply_changes, l);
             }
         }
+        if let Some((small, big)) = &recon {
+            log(t0, &format!("{l} ms: reconcile after a restore"));
+            recovery::reconcile(
+                &mut report,
+                &share,
+                ("recon-small.db", small, plan.pull_small),
+                l,
+                3,
+            );
+            if l <= 4 {
+                let reps = if plan.full { 1 } else { 3 };
+                recovery::reconcile(
+                    &mut report,
+                    &share,
+                    ("recon-big.db", big, plan.pull_big),
+                    l,
+                    reps,
+                );
+            }
+        }
         if let Some(d) = &designs {
             log(t0, &format!("{l} ms: design experiments"));
             designs::push_layouts(&mut report, &share, d, l);
@@ -284,6 +316,7 @@ fn main() {
     drop(what_if);
     drop(pulls);
     drop(designs);
+    drop(recon);
 
     let took = t0.elapsed();
     println!("{}", header(&plan, took));

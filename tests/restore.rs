@@ -329,3 +329,27 @@ fn a_client_offline_across_the_restore_keeps_its_pending_and_acknowledged_writes
     }
     converged(&share, &[&a, &b]);
 }
+
+#[test]
+fn a_backup_taken_just_before_this_clients_own_push_is_caught_when_restored() {
+    // The restored file is byte for byte the one this client fingerprinted before its push: the
+    // header and the meta page match what it saw, only its own mark is beyond them.
+    let share = Share::new();
+    let a = share.client("a");
+    a.sync_now().unwrap();
+    a.sync_now().unwrap();
+    let just_before = backup(&share, "just-before.db");
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('p1', 'pushed, then restored away')",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    restore(&share, &just_before);
+    let r = a.sync_now().unwrap();
+    let rec = r.reconciled.expect("the restore is noticed");
+    assert_eq!(rec.pushed_again, 1, "{rec:?}");
+    assert!(titles(&share.remote()).contains(&"p1=pushed, then restored away".to_string()));
+    converged(&share, &[&a]);
+}

@@ -156,7 +156,14 @@ impl Remote {
                 .get()
                 .is_some_and(|t| t.elapsed() < SAME_FILE_RECHECK);
         if let (Some(h), Some((seen, fp)), true) = (header, self.fingerprinted.get(), recent) {
-            if h == seen.bytes && seen.meta.is_some() && self.peek_meta(seen.meta) == seen.meta {
+            // A fingerprint older than the cache's mark describes a state the remote has since
+            // left (this client pushed after it): the file back in exactly that state is a
+            // restore, not an idle remote.
+            if h == seen.bytes
+                && fp.rev >= mark.rev
+                && seen.meta.is_some()
+                && self.peek_meta(seen.meta) == seen.meta
+            {
                 return Ok(fp);
             }
         }
