@@ -34,6 +34,7 @@ pub mod config;
 pub mod conflicts;
 pub mod error;
 mod migrate;
+pub mod platform;
 pub mod remote;
 pub mod schema;
 pub mod sql;

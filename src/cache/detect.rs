@@ -1,9 +1,11 @@
 //! `enable_cache: auto`: use the cache for network paths, not for local ones.
 //!
-//! UNC (`\\server\share\…`) and `//server/share/…` paths are network paths everywhere. On Linux
+//! UNC paths in every spelling (`\\server\share\…`, `\\?\UNC\server\share\…`,
+//! `//server/share/…`) are network paths everywhere. On Linux
 //! the filesystem type of the path (or its nearest existing parent) decides, via `statfs`: SMB/CIFS,
 //! NFS, AFS, 9p, Ceph, FUSE (sshfs and friends). On Windows the drive type decides
-//! (`GetDriveTypeW`: remote drives, and mapped drives, which report as remote).
+//! (`GetDriveTypeW`: remote drives, and mapped drives, which report as remote). The calls are in
+//! `platform`.
 
 use std::path::Path;
 
@@ -51,8 +53,7 @@ pub fn decide(setting: EnableCache, path: &Path) -> Decision {
 
 /// What kind of network location `path` is on, if any.
 pub fn network_kind(path: &Path) -> Option<String> {
-    let s = path.to_string_lossy();
-    if s.starts_with("\\\\") || s.starts_with("//") {
+    if crate::platform::unc::parse(&path.to_string_lossy()).is_some() {
         return Some("UNC path".into());
     }
     answered_within(path, PROBE_TIMEOUT)
@@ -85,66 +86,8 @@ fn answered_within(path: &Path, timeout: std::time::Duration) -> Option<String> 
     }
 }
 
-#[cfg(target_os = "linux")]
 fn platform_kind(path: &Path) -> Option<String> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let mut p = Some(path);
-    while let Some(dir) = p {
-        if dir.as_os_str().is_empty() {
-            break;
-        }
-        let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        // SAFETY: valid C string and out-pointer.
-        if unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0 {
-            return fs_type_name(st.f_type as i64).map(str::to_string);
-        }
-        p = dir.parent();
-    }
-    None
-}
-
-/// Network filesystem magic numbers (linux/magic.h and filesystem sources).
-#[cfg(target_os = "linux")]
-fn fs_type_name(t: i64) -> Option<&'static str> {
-    Some(match t as u32 {
-        0xFF53_4D42 => "cifs",
-        0xFE53_4D42 => "smb2",
-        0x0000_517B => "smb",
-        0x0000_6969 => "nfs",
-        0x6B41_4653 => "afs",
-        0x5346_414F => "openafs",
-        0x0102_1997 => "9p",
-        0x00C3_6400 => "ceph",
-        0x6573_5546 => "fuse (sshfs or similar)",
-        0x0000_564C => "ncp",
-        _ => return None,
-    })
-}
-
-#[cfg(windows)]
-fn platform_kind(path: &Path) -> Option<String> {
-    use std::os::windows::ffi::OsStrExt;
-    #[link(name = "kernel32")]
-    unsafe extern "system" {
-        fn GetDriveTypeW(root: *const u16) -> u32;
-    }
-    const DRIVE_REMOTE: u32 = 4;
-    let root: Vec<u16> = path
-        .components()
-        .next()?
-        .as_os_str()
-        .encode_wide()
-        .chain("\\\0".encode_utf16())
-        .collect();
-    // SAFETY: NUL-terminated wide string.
-    (unsafe { GetDriveTypeW(root.as_ptr()) } == DRIVE_REMOTE).then(|| "network drive".to_string())
-}
-
-#[cfg(not(any(target_os = "linux", windows)))]
-fn platform_kind(_path: &Path) -> Option<String> {
-    None
+    crate::platform::network_filesystem(path)
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ impl LocalError {
 
     /// Classifies an I/O error on the cache's files.
     pub fn from_io(path: &std::path::Path, e: std::io::Error) -> LocalError {
-        if e.raw_os_error() == Some(libc::ENOSPC) {
+        if crate::platform::classify(&e) == crate::platform::IoClass::DiskFull {
             LocalError::DiskFull {
                 path: path.to_path_buf(),
             }

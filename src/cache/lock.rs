@@ -1,7 +1,8 @@
 //! The cross-process lock of one cache: only one sync (or cache creation, or clear) runs at a
 //! time, whether from the app's thread, `sharecache sync` or `sharecache daemon`. An advisory
-//! `flock` on a file beside the cache; the kernel releases it when the holder dies, so a crashed
-//! process never leaves it stuck.
+//! lock on a file beside the cache (`flock` on Unix, `LockFileEx` on Windows: see
+//! `platform::try_lock_exclusive`); the OS releases it when the holder dies, so a crashed process
+//! never leaves it stuck.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -16,17 +17,10 @@ pub struct LockGuard {
 
 /// Takes the lock at `path`, waiting up to `wait`. `Ok(None)`: someone else holds it.
 pub fn acquire(path: &Path, wait: Duration) -> std::io::Result<Option<LockGuard>> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut file = opts.open(path)?;
+    let mut file = crate::platform::open_private_file(path)?;
     let start = Instant::now();
     loop {
-        if try_lock(&file)? {
+        if crate::platform::try_lock_exclusive(&file)? {
             // Who holds it, for messages; best effort (a full disk must not stop a sync that
             // would otherwise notice the full disk and fall back).
             let _ = file
@@ -51,40 +45,10 @@ pub fn holder(path: &Path) -> String {
     }
 }
 
-#[cfg(unix)]
-fn try_lock(f: &File) -> std::io::Result<bool> {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: flock on a valid fd.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
-}
-
-#[cfg(not(unix))]
-fn try_lock(f: &File) -> std::io::Result<bool> {
-    match f.try_lock() {
-        Ok(()) => Ok(true),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
-    }
-}
-
 impl Drop for LockGuard {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
-        #[cfg(unix)]
-        {
-            use std::os::unix::io::AsRawFd;
-            // SAFETY: unlock a valid fd.
-            unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
-        }
+        let _ = crate::platform::unlock(&self.file);
     }
 }
 

@@ -54,7 +54,9 @@ impl CachePaths {
         } else {
             stem
         };
-        let name = format!("{stem}-{:016x}", fnv1a(remote.to_string_lossy().as_bytes()));
+        // Every spelling of one remote path gives one cache (see `platform::unc`).
+        let key = crate::platform::unc::cache_key(remote);
+        let name = format!("{stem}-{:016x}", fnv1a(key.as_bytes()));
         CachePaths {
             dir: dir.to_path_buf(),
             db: dir.join(format!("{name}.db")),
@@ -77,14 +79,7 @@ pub fn ensure_dir(dir: &Path) -> Result<(), LocalError> {
         source,
     };
     if !dir.is_dir() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(dir).map_err(err)?;
+        crate::platform::create_private_dir(dir).map_err(err)?;
     }
     // Probe writability: permissions alone do not tell (read-only mounts, ACLs, root).
     let probe = dir.join(format!(".sharecache-probe-{}", std::process::id()));
@@ -135,38 +130,15 @@ pub const MIN_FREE_BYTES: u64 = 1 << 20;
 
 /// Fails with [`LocalError::DiskFull`] when the cache's filesystem is (nearly) full.
 pub fn check_space(paths: &CachePaths) -> Result<(), LocalError> {
-    match free_bytes(&paths.dir) {
-        Some(free) if free < MIN_FREE_BYTES => Err(LocalError::DiskFull {
+    match crate::platform::free_bytes(&paths.dir) {
+        Ok(free) if free < MIN_FREE_BYTES => Err(LocalError::DiskFull {
             path: paths.db.clone(),
         }),
         _ => Ok(()),
     }
 }
 
-#[cfg(unix)]
-fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: valid C string and out-pointer.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some(st.f_bavail as u64 * st.f_frsize as u64)
-}
-
-#[cfg(not(unix))]
-fn free_bytes(_dir: &Path) -> Option<u64> {
-    None
-}
-
-/// Restricts a file to the user (0600).
+/// Restricts a file to the user (0600; an owner-only DACL on Windows).
 pub fn make_private(path: &Path) -> Result<(), LocalError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| LocalError::from_io(path, e))?;
-    }
-    Ok(())
+    crate::platform::make_private(path).map_err(|e| LocalError::from_io(path, e))
 }

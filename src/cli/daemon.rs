@@ -2,8 +2,13 @@
 //! written in Rust and simply open the cache file.
 //!
 //! It opens the cache with the library's sync thread (which also hot-reloads `config.yaml`), logs
-//! every finished sync run, and on Ctrl-C or SIGTERM drops the cache, which pushes pending writes
+//! every finished sync run, and on a stop signal drops the cache, which pushes pending writes
 //! within `sync.shutdown_timeout`, then exits 0. A second signal stops it at once.
+//!
+//! Stop signals (the `ctrlc` crate): SIGINT, SIGTERM and SIGHUP on Unix; Ctrl-C, Ctrl-Break and
+//! closing the console window on Windows. Windows ends a process whose console is closed as soon
+//! as the handler has returned: then the pending writes stay in the cache (nothing is lost) and
+//! are pushed by the next sync.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,8 +18,6 @@ use rusqlite::Connection;
 use sharecache::cache::CachePaths;
 use sharecache::sync::metadata::{self, Run};
 use sharecache::{Cache, Config, Mode, OpenOptions};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use super::Failure;
 use super::local;
@@ -56,14 +59,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cache = %db.display(),
         remote = %cache.config().remote_path.display(),
         interval_secs = interval.as_secs_f64(),
-        "daemon running; stop with Ctrl-C or SIGTERM"
+        "daemon running; stop with Ctrl-C (or SIGTERM, Ctrl-Break)"
     );
     let conn = local::read_only(&db)?;
     let outcome = loop {
         match stop.recv_timeout(POLL) {
-            Ok(signal) => {
+            Ok(()) => {
                 tracing::info!(
-                    signal,
                     timeout_secs = cache.config().shutdown_timeout.as_secs_f64(),
                     "stopping: pushing pending writes first"
                 );
@@ -88,25 +90,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(outcome?)
 }
 
-/// Catches SIGINT and SIGTERM: the first is sent on the returned channel, a second one
-/// terminates the process as the default handler would.
-fn stop_on_signals() -> anyhow::Result<mpsc::Receiver<i32>> {
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+/// Catches the stop signals: the first is sent on the returned channel, a second one ends the
+/// process at once (exit code 130, as a shell reports an interrupted command).
+fn stop_on_signals() -> anyhow::Result<mpsc::Receiver<()>> {
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("sharecache-signals".into())
-        .spawn(move || {
-            let mut asked = false;
-            for signal in signals.forever() {
-                if asked {
-                    eprintln!("sharecache: stopping at once; pending writes stay in the cache");
-                    let _ = signal_hook::low_level::emulate_default_handler(signal);
-                    std::process::exit(128 + signal);
-                }
-                asked = true;
-                let _ = tx.send(signal);
-            }
-        })?;
+    let mut asked = false;
+    ctrlc::set_handler(move || {
+        if asked {
+            eprintln!("sharecache: stopping at once; pending writes stay in the cache");
+            std::process::exit(130);
+        }
+        asked = true;
+        let _ = tx.send(());
+    })?;
     Ok(rx)
 }
 

@@ -237,11 +237,7 @@ pub fn main() -> ExitCode {
 /// Unix tools do: restore the default action. Not for `daemon`: losing the reader of its log
 /// must not stop the syncs.
 fn default_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: setting a signal's disposition to the default action; no handler runs.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    sharecache::platform::default_sigpipe();
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {

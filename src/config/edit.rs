@@ -424,10 +424,7 @@ fn write_atomic(target: &Path, contents: &str) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written?;
-    #[cfg(unix)]
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all(); // make the rename durable; best effort
-    }
+    let _ = crate::platform::sync_dir(dir); // make the rename durable; best effort
     Ok(())
 }
 

@@ -4,31 +4,31 @@
 use std::path::Path;
 
 use super::RemoteError;
+use crate::platform::{self, Access, IoClass};
 
 /// Fails with [`RemoteError::PermissionDenied`] when this user may not read and write the
-/// database, or may not create files beside it (SQLite's journal goes there).
+/// database, or may not create files beside it (SQLite's journal goes there). A check this
+/// platform cannot make is skipped here and listed by `platform::limitations` (shown in `status`):
+/// the open itself then tells.
 pub(super) fn check(path: &Path) -> Result<(), RemoteError> {
-    #[cfg(unix)]
-    {
-        if let Err(e) = access(path, libc::R_OK | libc::W_OK) {
+    if let Access::Denied(e) = platform::may_read_write(path) {
+        if is_permission(&e) {
+            return Err(denied(
+                path,
+                format!("this user may not read and write it ({e})"),
+            ));
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Access::Denied(e) = platform::may_create_in(dir) {
             if is_permission(&e) {
                 return Err(denied(
                     path,
-                    format!("this user may not read and write it ({e})"),
+                    format!(
+                        "this user may not create files in {} ({e}), where SQLite writes its journal beside the database",
+                        dir.display()
+                    ),
                 ));
-            }
-        }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if let Err(e) = access(dir, libc::W_OK | libc::X_OK) {
-                if is_permission(&e) {
-                    return Err(denied(
-                        path,
-                        format!(
-                            "this user may not create files in {} ({e}), where SQLite writes its journal beside the database",
-                            dir.display()
-                        ),
-                    ));
-                }
             }
         }
     }
@@ -38,8 +38,7 @@ pub(super) fn check(path: &Path) -> Result<(), RemoteError> {
 /// Why the remote could only be opened read-only (SQLite falls back to a read-only descriptor
 /// when opening read-write fails): a permission problem, or a share failure while opening it.
 pub(super) fn opened_read_only(path: &Path) -> RemoteError {
-    #[cfg(unix)]
-    if let Err(e) = access(path, libc::W_OK) {
+    if let Access::Denied(e) = platform::may_read_write(path) {
         if is_permission(&e) {
             return denied(
                 path,
@@ -62,20 +61,8 @@ fn denied(path: &Path, detail: String) -> RemoteError {
 }
 
 fn is_permission(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
-}
-
-/// access(2): checks with the real user and group ids, without opening anything (opening and
-/// closing a descriptor on the database would drop this process's POSIX locks on it).
-#[cfg(unix)]
-fn access(path: &Path, mode: libc::c_int) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
-    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    matches!(
+        platform::classify(e),
+        IoClass::PermissionDenied | IoClass::ReadOnly
+    )
 }

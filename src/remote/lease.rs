@@ -56,14 +56,7 @@ pub struct LeaseOptions {
 }
 
 pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
+    crate::platform::host_name()
 }
 
 fn field<'a>(content: &'a str, key: &str) -> Option<&'a str> {
@@ -77,12 +70,10 @@ fn holder_is_dead(content: &str) -> bool {
     if field(content, "host") != Some(hostname().as_str()) {
         return false;
     }
-    let Some(pid) = field(content, "pid").and_then(|p| p.parse::<i32>().ok()) else {
+    let Some(pid) = field(content, "pid").and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };
-    // SAFETY: kill with signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    crate::platform::process_state(pid) == crate::platform::ProcessState::Gone
 }
 
 /// What this process knows about lease files: the leases it holds now (by content), and, per

@@ -256,29 +256,11 @@ fn read_in_flight(
     (read_failed, write_failed)
 }
 
-#[cfg(unix)]
 fn write_at(out: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(out, buf, offset)
-}
-
-#[cfg(windows)]
-fn write_at(out: &File, mut buf: &[u8], mut offset: u64) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = std::os::windows::fs::FileExt::seek_write(out, buf, offset)?;
-        buf = &buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
+    crate::platform::write_at(out, buf, offset)
 }
 
 /// Creates a new file readable by the user only.
 pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(path)
+    crate::platform::create_private_file(path)
 }

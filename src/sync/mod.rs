@@ -92,9 +92,9 @@ pub(crate) struct Engine {
     remote_id: String,
     /// Remote schema version the cache last followed (in memory: re-checked after a restart).
     followed_schema: Option<i64>,
-    /// Device and inode of the cache file when opened: a file deleted or replaced under a running
-    /// cache is noticed at the next sync.
-    file_id: Option<(u64, u64)>,
+    /// Which file the cache path led to when opened (device and inode; volume and file index on
+    /// Windows): a file deleted or replaced under a running cache is noticed at the next sync.
+    file_id: Option<crate::platform::FileIdentity>,
     /// Syncs in a row that failed on damaged reads (see [`Engine::confirm_damage`]).
     damaged_reads: u32,
     /// When this client last recorded its horizon in the remote registry.
@@ -119,16 +119,8 @@ pub struct ClearReport {
     pub bytes: u64,
 }
 
-fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|m| (m.len(), 0))
-    }
+fn file_id(path: &std::path::Path) -> Option<crate::platform::FileIdentity> {
+    crate::platform::file_identity(path).ok()
 }
 
 impl Engine {

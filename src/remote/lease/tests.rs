@@ -114,7 +114,12 @@ fn a_stolen_lease_fails_verification() {
 
 /// Lease (or claim) content naming a process on this host that has exited.
 fn left_by_a_dead_process() -> String {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
+    // The test binary listing its tests: a process that exits at once, on every OS.
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--list")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     child.wait().unwrap();
     format!(
