@@ -19,3 +19,4 @@ mod reliability;
 mod restore;
 mod schema_follow;
 mod share_safety;
+mod windows;

@@ -64,6 +64,20 @@ pub(crate) fn salvage(
     clock: &Clock,
 ) -> Salvaged {
     let mut s = Salvaged::default();
+    read_and_push(conn, paths, config, clock, &mut s);
+    // After the connection opened here is closed: Windows cannot rename a file SQLite has open.
+    s.kept_at = set_aside(&paths.db, clock);
+    tracing::warn!(summary = %s.summary(), "salvaged the cache");
+    s
+}
+
+fn read_and_push(
+    conn: Option<&Connection>,
+    paths: &CachePaths,
+    config: &Config,
+    clock: &Clock,
+    s: &mut Salvaged,
+) {
     let opened;
     let conn = match conn {
         Some(c) => Some(c),
@@ -81,7 +95,7 @@ pub(crate) fn salvage(
         None => None,
     };
     if let Some(c) = conn {
-        if let Err(e) = push_pending(c, config, clock, &mut s) {
+        if let Err(e) = push_pending(c, config, clock, s) {
             if s.found == 0 {
                 // The list itself could not be read, or the remote refused before counting.
                 match c.query_row(
@@ -101,9 +115,6 @@ pub(crate) fn salvage(
                 .push(format!("pending writes could not be pushed: {e}"));
         }
     }
-    s.kept_at = set_aside(&paths.db, clock);
-    tracing::warn!(summary = %s.summary(), "salvaged the cache");
-    s
 }
 
 /// Opens the cache file only to read it. A WAL database needs its `-shm` file, which cannot be

@@ -32,6 +32,8 @@ struct Report<'a> {
     #[serde(flatten)]
     probe: Probe,
     worker_running: bool,
+    /// The checks this platform cannot make (`sharecache::platform::limitations`).
+    not_checked_here: &'static [&'static str],
 }
 
 /// Asks the share about `remote` (one `stat`), waiting at most [`SHARE_TIMEOUT`].
@@ -97,6 +99,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {
             cache_exists,
             probe,
             worker_running: status.worker.is_some(),
+            not_checked_here: sharecache::platform::limitations(),
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -210,5 +213,8 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
             "  sync thread:    none running (no app with a sync thread, no `sharecache daemon`)"
         ),
         None => println!("  sync thread:    none (nothing to sync in direct mode)"),
+    }
+    for limit in sharecache::platform::limitations() {
+        println!("  not checked:    {limit}");
     }
 }
