@@ -468,3 +468,27 @@ fn enable_cache_serialises_as_yaml_writes_it() {
     );
     assert!(serde_saphyr::from_str::<EnableCache>("maybe").is_err());
 }
+
+/// The README's Windows example loads as written, and its commented alternative spellings of the
+/// UNC path lead to the same cache (on Windows and, for UNC paths, on Linux too).
+#[test]
+fn the_readme_windows_example_loads_and_its_unc_spellings_share_one_cache() {
+    let readme = include_str!("../../README.md");
+    let windows = &readme[readme.find("## Windows").unwrap()..];
+    let start = windows.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &windows[start..start + windows[start..].find("```").unwrap()];
+    let config = parse(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    assert_eq!(config.enable_cache, EnableCache::Auto);
+    let spellings: Vec<String> = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("# path: "))
+        .map(|p| p.split_whitespace().next().unwrap().trim_matches('\''))
+        .filter(|p| p.starts_with(['\\', '/']))
+        .map(|p| parse(&format!("database:\n  path: '{p}'\n")).unwrap().remote_path)
+        .map(|p| crate::platform::unc::cache_key(&p))
+        .collect();
+    assert_eq!(spellings.len(), 2, "{yaml}");
+    for key in &spellings {
+        assert_eq!(key, &crate::platform::unc::cache_key(&config.remote_path));
+    }
+}
