@@ -471,3 +471,53 @@ fn a_damaged_windows_cache_falls_back_to_direct_mode_and_is_kept_aside() {
         .count();
     assert_eq!(aside, 1, "the damaged file is kept, not deleted");
 }
+
+#[test]
+fn a_long_non_ascii_unc_path_and_cache_directory_work_from_windows() {
+    let Some(wine) = wine() else { return };
+    let share = Share::empty();
+    // More than 260 characters in all (Windows' classic MAX_PATH), non-ASCII on both sides.
+    let sub = format!(
+        "Données partagées/{}/{}/{}",
+        "é".repeat(60),
+        "k".repeat(120),
+        "m".repeat(100)
+    );
+    let dir = share.backing().join(&sub);
+    std::fs::create_dir_all(&dir).unwrap();
+    Connection::open(dir.join("app.db"))
+        .unwrap()
+        .execute_batch(
+            "PRAGMA journal_mode = DELETE;
+             CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
+        )
+        .unwrap();
+    let unc = wine.map(&share);
+    let remote = format!(r"\\{}\Share\{}\app.db", unc.server, sub.replace('/', "\\"));
+    assert!(remote.chars().count() > 260, "{}", remote.chars().count());
+    let cfg = share.tmp.path().join("long.win.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database:\n  path: '{remote}'\n  enable_cache: auto\n  cache_directory: '{}'\nsync:\n  background: false\n",
+            z(&share.tmp.path().join("caché ü"))
+        ),
+    )
+    .unwrap();
+    let cfg = z(&cfg);
+    wine.ok(&cfg, &["sync"]);
+    let (db, path) = wine.cache_file(&cfg);
+    assert!(
+        path.to_string_lossy().contains("caché ü"),
+        "{}",
+        path.display()
+    );
+    db.execute("INSERT INTO notes (id, body) VALUES (1, 'ünïcödé row')", [])
+        .unwrap();
+    wine.ok(&cfg, &["sync"]);
+    let on_remote = Connection::open(share.mount.path().join(&sub).join("app.db")).unwrap();
+    assert_eq!(
+        one::<String>(&on_remote, "SELECT body FROM notes WHERE id = 1"),
+        "ünïcödé row"
+    );
+}

@@ -484,7 +484,11 @@ fn the_readme_windows_example_loads_and_its_unc_spellings_share_one_cache() {
         .filter_map(|l| l.trim().strip_prefix("# path: "))
         .map(|p| p.split_whitespace().next().unwrap().trim_matches('\''))
         .filter(|p| p.starts_with(['\\', '/']))
-        .map(|p| parse(&format!("database:\n  path: '{p}'\n")).unwrap().remote_path)
+        .map(|p| {
+            parse(&format!("database:\n  path: '{p}'\n"))
+                .unwrap()
+                .remote_path
+        })
         .map(|p| crate::platform::unc::cache_key(&p))
         .collect();
     assert_eq!(spellings.len(), 2, "{yaml}");
