@@ -199,7 +199,7 @@ fn push_pending(
         // The damaged cache is set aside for good: this client needs no tombstone any more and
         // must not hold back pruning.
         pulled_rev: i64::MAX,
-        host: crate::remote::lease::hostname(),
+        host: crate::platform::host_name(),
         batch_size: config.batch_size,
     };
     push_unacknowledged(&mut remote, &changes, &shapes, &ctx)?;

@@ -210,6 +210,14 @@ impl RemoteError {
 
     /// Classifies an I/O error on the share.
     pub fn from_io(path: &std::path::Path, e: &std::io::Error) -> RemoteError {
+        // Before the portable kinds: std reports Windows' ERROR_BAD_NETPATH (server unreachable)
+        // as NotFound, which would read as a missing database on a reachable share.
+        if crate::platform::classify(e) == crate::platform::IoClass::NetworkGone {
+            return RemoteError::Offline {
+                path: path.to_path_buf(),
+                detail: format!("the share is unreachable ({e})"),
+            };
+        }
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             return RemoteError::PermissionDenied {
                 path: path.to_path_buf(),
@@ -226,5 +234,26 @@ impl RemoteError {
                 detail: e.to_string(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_server_is_offline_not_a_missing_database() {
+        // Windows: ERROR_BAD_NETPATH, which std reads as NotFound.
+        #[cfg(windows)]
+        let code = 53;
+        #[cfg(unix)]
+        let code = libc::ENOTCONN;
+        let path = std::path::Path::new("app.db");
+        let e = std::io::Error::from_raw_os_error(code);
+        let r = RemoteError::from_io(path, &e);
+        assert!(matches!(r, RemoteError::Offline { .. }), "{r:?}");
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let r = RemoteError::from_io(path, &missing);
+        assert!(matches!(r, RemoteError::Missing { .. }), "{r:?}");
     }
 }
