@@ -370,12 +370,27 @@ fn a_windows_daemon_keeps_up_with_thousands_of_rows_and_pushes_what_is_pending_o
         || one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id >= 1000") == 4000,
     );
 
-    // Writes made just before Ctrl-C are pushed before the daemon exits.
+    // Writes pending at Ctrl-C are pushed before the daemon exits. The interval goes up first
+    // (the daemon reloads its config within 2 s), so no periodic sync can push them instead.
+    let cfg_file = wine.linux_path(&w);
+    let text = std::fs::read_to_string(&cfg_file).unwrap();
+    std::fs::write(
+        &cfg_file,
+        text.replace("sync_interval: 0.5", "sync_interval: 3600"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
     w_db.execute(
-        "INSERT INTO notes (id, body) VALUES (9001, 'just before ctrl-c')",
+        "INSERT INTO notes (id, body) VALUES (9001, 'pending at ctrl-c')",
         [],
     )
     .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 9001"),
+        0,
+        "still pending when Ctrl-C comes"
+    );
     ctrl_c(&daemon);
     let start = Instant::now();
     let code = loop {
