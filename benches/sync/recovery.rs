@@ -48,7 +48,7 @@ pub fn reconcile(
             .conn()
             .execute(
                 "UPDATE items SET note = ?1 WHERE id = 1",
-                [format!("written before restore {rep}")],
+                [format!("written before restore {rep} at {l} ms")],
             )
             .unwrap();
         cache.sync_now().unwrap();
