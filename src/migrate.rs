@@ -29,6 +29,7 @@ pub(crate) const CACHE: Migrations = Migrations {
             include_str!("../migrations/cache/0003_cheaper_capture.sql"),
         ),
         (4, include_str!("../migrations/cache/0004_trail_anchor.sql")),
+        (5, include_str!("../migrations/cache/0005_schema_watch.sql")),
     ],
 };
 

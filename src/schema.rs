@@ -12,6 +12,7 @@ pub const LOCAL_INTERNAL: &[&str] = &[
     "sync_conflicts",
     "sync_tables",
     "sync_migrations",
+    "sync_repairs",
 ];
 
 /// Names of sharecache's own tables on the remote; never synced. Exact names: an app table

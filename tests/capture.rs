@@ -123,8 +123,10 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
              pull_rev INTEGER NOT NULL DEFAULT 0, conflict_cursor INTEGER NOT NULL DEFAULT 0,
              remote_id TEXT NOT NULL, remote_path TEXT NOT NULL, created_at TEXT NOT NULL,
              snapshot_at TEXT NOT NULL);
-         INSERT INTO sync_state SELECT * FROM v2_state;
+         INSERT INTO sync_state SELECT id, origin, hlc, applying, pull_rev, conflict_cursor,
+             remote_id, remote_path, created_at, snapshot_at FROM v2_state;
          DROP TABLE v2_state;
+         DROP TABLE sync_repairs;
          DELETE FROM sync_migrations WHERE version > 2;
          DROP TRIGGER sync_au_notes;
          CREATE TRIGGER sync_au_notes AFTER UPDATE ON notes WHEN (SELECT applying FROM sync_state) = 0 BEGIN

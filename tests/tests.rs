@@ -12,6 +12,7 @@ mod cli_ops;
 mod conflicts;
 mod crash;
 mod fallback;
+mod local_schema;
 mod offline;
 mod operations;
 mod push_pull;

@@ -42,6 +42,11 @@ fn key_changed(pk: &[String]) -> String {
     format!("({})", parts.join(" OR "))
 }
 
+/// The names of a table's capture triggers, in [`trigger_sql`]'s order.
+pub fn trigger_names(table: &str) -> Vec<String> {
+    KINDS.iter().map(|k| format!("sync_{k}_{table}")).collect()
+}
+
 /// The `CREATE TRIGGER` statements for one synced table.
 pub fn trigger_sql(t: &Table) -> Vec<String> {
     let name = literal(&t.name);

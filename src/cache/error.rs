@@ -57,6 +57,22 @@ pub enum LocalError {
         /// What failed.
         message: String,
     },
+    /// An app's migration changed a synced table in the cache in a way sharecache cannot carry
+    /// to the remote (see `cache::watch`). The table's pending writes stay pending.
+    #[error(
+        "table {table:?}: {change}; sharecache cannot carry this change to the remote, so nothing \
+             is synced until it is resolved (pending writes are kept). Make the same change on the \
+             remote database ({remote}) and sync, or rebuild the cache from the remote with \
+             `sharecache clear --discard-pending` (pending writes are exported to a JSON-lines file)"
+    )]
+    SchemaRefused {
+        /// The synced table.
+        table: String,
+        /// What changed.
+        change: String,
+        /// The remote database, as configured.
+        remote: String,
+    },
     /// A file operation on the cache failed.
     #[error("cache {}: {source}", path.display())]
     Io {

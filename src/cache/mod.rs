@@ -15,6 +15,7 @@ pub(crate) mod mirror;
 mod open;
 pub mod salvage;
 pub(crate) mod snapshot;
+pub mod watch;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};

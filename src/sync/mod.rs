@@ -15,6 +15,7 @@ mod push;
 mod rebuild;
 pub(crate) mod reconcile;
 mod registry;
+mod repair;
 mod rows;
 mod trail;
 pub(crate) mod worker;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot};
+use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -75,6 +76,11 @@ pub struct SyncReport {
     pub exported: Option<PathBuf>,
     /// The cache was compared with the remote by key, and why (the remote's history broke).
     pub reconciled: Option<Reconciled>,
+    /// Tables whose capture had been off (an app's migration dropped the triggers) and whose
+    /// missed writes this sync recovered by comparing them with the remote.
+    pub repaired: Vec<String>,
+    /// Rows those recoveries queued as pending changes.
+    pub recovered: u64,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -141,6 +147,10 @@ impl Engine {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        // An app may have migrated the cache while nothing of sharecache ran: put capture back
+        // before anything else writes (the missed writes are recovered at the next sync).
+        watch::check(&local, &clock.now_stamp())
             .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
         let file_id = file_id(&paths.db);
         Ok(Engine {
@@ -281,6 +291,14 @@ impl Engine {
         self.check_file()?;
         crate::cache::check_space(&self.paths)?;
         let mut report = SyncReport::default();
+        let schema = watch::check(&self.local, &self.clock.now_stamp()).map_err(self.lerr())?;
+        if let Some(r) = schema.refused.first() {
+            return Err(Error::Local(LocalError::SchemaRefused {
+                table: r.table.clone(),
+                change: r.change.clone(),
+                remote: self.config.remote_path.display().to_string(),
+            }));
+        }
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;
         let before_write = pending > 0;
@@ -301,6 +319,7 @@ impl Engine {
             })
             .map_err(self.lerr())?;
         if pending == 0
+            && schema.to_recover.is_empty()
             && fp.rev == pull_rev
             && fp.conflicts == conflicts_copied
             && self.followed_schema == Some(schema_version)
@@ -327,6 +346,26 @@ impl Engine {
             trail::learn_generation(&self.local, &self.paths.db, remote)?;
         }
         let pull_rev = self.pull_rev()?;
+        for table in &schema.to_recover {
+            let n = match shapes.get(table) {
+                Some(shape) => repair::recover(
+                    &self.local,
+                    &self.paths.db,
+                    self.remote.as_ref().expect("connected"),
+                    shape,
+                    self.config.batch_size.max(500),
+                )?,
+                None => {
+                    tracing::warn!(table = %table, "capture was repaired but the table is not synced now; nothing to recover against");
+                    0
+                }
+            };
+            watch::recovered(&self.local, table, n, &self.clock.now_stamp())
+                .map_err(self.lerr())?;
+            tracing::warn!(table = %table, rows = n, "writes made while capture was off recovered as pending changes");
+            report.repaired.push(table.clone());
+            report.recovered += n;
+        }
         let ctx = push::PushCtx {
             origin: &self.origin,
             now: self.clock.now_stamp(),

@@ -1,0 +1,119 @@
+//! Recovering the writes made while a table's capture was off (`cache::watch` found its
+//! triggers missing and reinstalled them).
+//!
+//! Nothing recorded those writes, so the table itself is the record: [`recover`] compares it
+//! with the remote ([`super::reconcile::diff`]) and turns every difference into a pending change
+//! in `sync_tracking` — a row only in the cache or different there becomes an upsert, a row only
+//! on the remote a delete — pushed by the usual rules (conflicts decided by stamps, the loser kept
+//! in the conflict log). Keys the app changed again since the triggers came back already have
+//! their entry and are left to it.
+//!
+//! The rule for each differing key `K` (seen_rev is always the cache's pull cursor):
+//! - The remote has no change to `K` after the pull cursor: the remote's row is the one the cache
+//!   last pulled, so the difference is the app's. Queued with a fresh stamp.
+//! - The remote changed `K` after the pull cursor and the cache has no row: most likely a
+//!   remote insert (or update of a row the app deleted) not pulled yet. Not queued: the pull
+//!   brings the remote's row. (A delete made while capture was off, of a row someone else changed
+//!   since the last pull, is decided in favour of that change, as a stamp comparison would if the
+//!   other change were later; the row's content is the remote's, nothing written is lost.)
+//! - The remote changed `K` after the pull cursor and the cache has a different row: the
+//!   difference may be the remote's change not pulled yet, or the app's, or both. Pulling first
+//!   would overwrite an app write without a trace; pushing with a fresh stamp would overwrite a
+//!   newer remote version with what may be an old row. So it is queued with seen_rev = the pull
+//!   cursor (the push sees the remote's change as concurrent: a conflict, logged) and stamped one
+//!   millisecond before the oldest such remote change: the remote's version wins, and the cache's
+//!   row is kept in the conflict log (`sharecache conflicts` restores it if it was the app's).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+use super::reconcile::{self, Diff};
+use super::rows::Shape;
+use super::write_tx;
+use crate::cache::LocalError;
+use crate::clock::{ms_of_stamp, next_clock_sql};
+use crate::error::Error;
+use crate::remote::Remote;
+use crate::sql::order_value;
+
+/// Queues every row of `shape`'s table that differs from the remote as a pending change (see
+/// the module doc). Returns how many were queued.
+pub(crate) fn recover(
+    local: &Connection,
+    local_path: &Path,
+    remote: &Remote,
+    shape: &Shape,
+    batch: usize,
+) -> Result<u64, Error> {
+    let lerr = |e| Error::Local(LocalError::from_sqlite(local_path, e));
+    let pull_rev: i64 = local
+        .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
+        .map_err(lerr)?;
+    let unpulled = remote.read(|c| unpulled(c, &shape.table, pull_rev))?;
+    let tick = format!(
+        "UPDATE sync_state SET hlc = {}",
+        next_clock_sql("hlc", None)
+    );
+    let mut queued = 0u64;
+    reconcile::diff(
+        local,
+        local_path,
+        remote,
+        shape,
+        batch,
+        |diffs: &[Diff]| {
+            write_tx(local, |c| {
+            for d in diffs {
+                let remote_first = unpulled.get(&d.pk);
+                let (op, stamp) = match (remote_first, &d.local, &d.remote) {
+                    (Some(_), None, _) => continue,
+                    (Some(first), Some(_), _) => ("U", Some(first - 1)),
+                    (None, None, _) => ("D", None),
+                    (None, Some(_), None) => ("I", None),
+                    (None, Some(_), Some(_)) => ("U", None),
+                };
+                if stamp.is_none() {
+                    c.execute(&tick, [])?;
+                }
+                queued += c
+                    .prepare_cached(
+                        "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+                         SELECT ?1, ?2, ?3, ?4, coalesce(?5, hlc), 1, pull_rev FROM sync_state WHERE true \
+                         ON CONFLICT (tbl, pk) DO UPDATE SET op = excluded.op, stamp = excluded.stamp, \
+                         seq = seq + 1, seen_rev = excluded.seen_rev WHERE op = 'X'",
+                    )?
+                    .execute(params![
+                        shape.table,
+                        d.pk,
+                        order_value(&d.key),
+                        op,
+                        stamp
+                    ])? as u64;
+            }
+            Ok(())
+        })
+        .map_err(lerr)
+        },
+    )?;
+    Ok(queued)
+}
+
+/// Keys of `table` the remote changed after `pull_rev`, with the stamp (in milliseconds) of the
+/// oldest such change.
+fn unpulled(c: &Connection, table: &str, pull_rev: i64) -> rusqlite::Result<HashMap<String, i64>> {
+    let mut out = HashMap::new();
+    let mut s = c.prepare(
+        "SELECT pk, min(stamp) FROM sharecache_log WHERE rev > ?1 AND tbl = ?2 GROUP BY pk",
+    )?;
+    let rows = s.query_map(params![pull_rev, table], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (pk, stamp) = row?;
+        // A stamp that cannot be read still marks the key as changed remotely.
+        out.insert(pk, ms_of_stamp(&stamp).unwrap_or(i64::MIN + 1));
+    }
+    Ok(out)
+}

@@ -1,0 +1,209 @@
+//! Schema changes made in the cache by the app's own migrations: capture never silently stops,
+//! writes made while it was off are recovered, and what cannot be carried is refused loudly.
+
+use std::process::Command;
+
+use sharecache::{Cache, ErrorKind};
+
+use crate::support::{Share, open_cache_file, rows};
+
+/// The 12-step rebuild migration tools use to change a column's type or constraints.
+const REBUILD_TASKS: &str = "
+    PRAGMA foreign_keys = OFF;
+    BEGIN;
+    CREATE TABLE tasks_new (id TEXT PRIMARY KEY, title TEXT NOT NULL CHECK (length(title) < 100),
+                            done NUMERIC NOT NULL DEFAULT 0, updated_at TEXT);
+    INSERT INTO tasks_new SELECT id, title, done, updated_at FROM tasks;
+    DROP TABLE tasks;
+    ALTER TABLE tasks_new RENAME TO tasks;
+    COMMIT;";
+
+fn tasks(c: &rusqlite::Connection) -> Vec<Vec<String>> {
+    rows(c, "SELECT id, title, done FROM tasks ORDER BY id")
+}
+
+fn pending(cache: &Cache) -> i64 {
+    cache.status().unwrap().pending_writes
+}
+
+fn sqlite3_shell(cache: &Cache, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg(cache.cache_path().unwrap())
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell (apt package sqlite3)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn writes_after_a_table_rebuild_in_the_cache_are_recovered_and_pushed() {
+    let share = Share::new();
+    let a = share.client("a");
+    // The migration and the writes after it come from another program (the sqlite3 shell):
+    // the rebuild drops the capture triggers with the old table, so nothing records the writes.
+    sqlite3_shell(
+        &a,
+        &format!(
+            "{REBUILD_TASKS} INSERT INTO tasks (id, title) VALUES ('t3', 'while capture was off'); \
+             UPDATE tasks SET title = 'edited meanwhile' WHERE id = 't1'; DELETE FROM tasks WHERE id = 't2';"
+        ),
+    );
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.repaired, ["tasks"]);
+    assert_eq!(r.recovered, 3, "insert, update and delete recovered");
+    assert_eq!(r.pushed, 3);
+    let remote = share.remote();
+    assert_eq!(tasks(&remote), tasks(&a.conn()));
+    assert_eq!(
+        tasks(&remote),
+        [
+            vec!["t1", "edited meanwhile", "0"],
+            vec!["t3", "while capture was off", "0"]
+        ]
+    );
+    // Capture is back: a later write from yet another connection is pushed as usual.
+    open_cache_file(&a)
+        .execute("UPDATE tasks SET done = 1 WHERE id = 't3'", [])
+        .unwrap();
+    assert_eq!(pending(&a), 1);
+    let r = a.sync_now().unwrap();
+    assert!(r.repaired.is_empty() && r.recovered == 0, "{r:?}");
+    assert_eq!(tasks(&share.remote()), tasks(&a.conn()));
+    assert_eq!(pending(&a), 0);
+}
+
+#[test]
+fn a_recovered_row_the_remote_changed_since_the_last_pull_is_a_logged_conflict() {
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    sqlite3_shell(
+        &a,
+        &format!(
+            "{REBUILD_TASKS} UPDATE tasks SET title = 'a, uncaptured' WHERE id = 't1'; \
+             UPDATE tasks SET title = 'a, only a changed it' WHERE id = 't2';"
+        ),
+    );
+    // Meanwhile b changes t1 and inserts t4; a has not pulled either.
+    b.conn()
+        .execute_batch(
+            "UPDATE tasks SET title = 'b, pushed' WHERE id = 't1'; \
+             INSERT INTO tasks (id, title) VALUES ('t4', 'b, new');",
+        )
+        .unwrap();
+    b.sync_now().unwrap();
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.repaired, ["tasks"]);
+    assert_eq!(
+        r.recovered, 2,
+        "t1 and t2; t4 is b's insert, not a's delete"
+    );
+    assert_eq!(r.conflicts, 1, "t1: both changed it");
+    let remote = share.remote();
+    assert_eq!(
+        tasks(&remote),
+        [
+            vec!["t1", "b, pushed", "0"],
+            vec!["t2", "a, only a changed it", "0"],
+            vec!["t4", "b, new", "0"]
+        ]
+    );
+    assert_eq!(tasks(&remote), tasks(&a.conn()));
+    let lost = a.conflicts(10).unwrap();
+    assert_eq!(lost.len(), 1);
+    assert!(
+        lost[0]
+            .loser_row
+            .as_deref()
+            .unwrap_or_default()
+            .contains("a, uncaptured"),
+        "{lost:?}"
+    );
+    assert_eq!(pending(&a), 0);
+}
+
+#[test]
+fn a_dropped_capture_trigger_is_put_back_and_its_missed_deletes_pushed() {
+    let share = Share::new();
+    let a = share.client("a");
+    let c = open_cache_file(&a);
+    c.execute_batch("DROP TRIGGER sync_ad_notes; DELETE FROM notes WHERE id = 1;")
+        .unwrap();
+    assert_eq!(pending(&a), 0, "nothing recorded the delete");
+    let r = a.sync_now().unwrap();
+    assert_eq!((r.recovered, r.pushed), (1, 1));
+    assert_eq!(rows(&share.remote(), "SELECT count(*) FROM notes"), [["0"]]);
+    c.execute_batch("INSERT INTO notes VALUES (7, 'x'); DELETE FROM notes WHERE id = 7; INSERT INTO notes VALUES (8, 'y')")
+        .unwrap();
+    a.sync_now().unwrap();
+    assert_eq!(
+        rows(&share.remote(), "SELECT id, body FROM notes"),
+        [["8", "y"]]
+    );
+}
+
+#[test]
+fn capture_is_repaired_when_the_cache_is_opened_after_a_migration_made_while_the_app_was_closed() {
+    let share = Share::new();
+    let a = share.client("a");
+    let path = a.cache_path().unwrap().to_path_buf();
+    drop(a);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(REBUILD_TASKS).unwrap();
+    c.execute("UPDATE tasks SET title = 'before open' WHERE id = 't1'", [])
+        .unwrap();
+    let a = share.client("a");
+    c.execute("UPDATE tasks SET title = 'after open' WHERE id = 't2'", [])
+        .unwrap();
+    assert_eq!(pending(&a), 1, "the open put capture back");
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.recovered, 1, "the write before the open is recovered");
+    assert_eq!(tasks(&share.remote()), tasks(&a.conn()));
+}
+
+#[test]
+fn dropping_a_synced_column_in_the_cache_is_refused_loudly_and_loses_nothing() {
+    let share = Share::new();
+    let a = share.client("a");
+    let c = open_cache_file(&a);
+    c.execute("INSERT INTO notes VALUES (2, 'pending before')", [])
+        .unwrap();
+    c.execute_batch(
+        "ALTER TABLE tasks DROP COLUMN done; UPDATE tasks SET title = 'after' WHERE id = 't1';",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let e = a.sync_now().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Local);
+        let msg = e.to_string();
+        for words in [
+            "table \"tasks\"",
+            "column \"done\" was dropped or renamed in the cache",
+            "pending writes are kept",
+            "sharecache clear --discard-pending",
+        ] {
+            assert!(msg.contains(words), "{words:?} not in {msg}");
+        }
+    }
+    let status = a.status().unwrap();
+    assert_eq!(status.pending_writes, 2);
+    assert_eq!(
+        status.state,
+        sharecache::status::State::Failed,
+        "{status:?}"
+    );
+    let run = status.last_run.expect("the refused sync is recorded");
+    assert!(
+        run.error.as_deref().unwrap_or_default().contains("dropped"),
+        "{run:?}"
+    );
+    assert_eq!(
+        rows(&share.remote(), "SELECT count(*) FROM notes WHERE id = 2"),
+        [["0"]],
+        "nothing pushed while refused"
+    );
+}
