@@ -46,6 +46,22 @@ pub struct UnsyncedTable {
     pub reason: String,
 }
 
+/// A synced table whose capture was found off (an app's migration dropped its triggers) and
+/// repaired; the writes made meanwhile are recovered against the remote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaptureRepair {
+    /// Table name.
+    pub table: String,
+    /// What was wrong.
+    pub reason: String,
+    /// When the repair was found necessary.
+    pub found_at: String,
+    /// When the missed writes were recovered (`None`: at the next sync that reaches the share).
+    pub recovered_at: Option<String>,
+    /// Rows recovered as pending changes.
+    pub recovered_rows: i64,
+}
+
 /// A snapshot of a cache's status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -73,6 +89,8 @@ pub struct Status {
     pub sync_interval_secs: u64,
     /// Tables that are not synced, with reasons.
     pub unsynced_tables: Vec<UnsyncedTable>,
+    /// Tables whose capture had to be repaired, newest first.
+    pub capture_repairs: Vec<CaptureRepair>,
     /// Size of the cache file in bytes.
     pub cache_bytes: Option<u64>,
     /// The sync thread or daemon running for this cache, if any (in any process).
@@ -107,6 +125,7 @@ impl Status {
             offline_since: None,
             sync_interval_secs: config.sync_interval.as_secs(),
             unsynced_tables: vec![],
+            capture_repairs: vec![],
             cache_bytes: None,
             worker: None,
             origin: None,
@@ -133,6 +152,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         offline_since: None,
         sync_interval_secs: config.sync_interval.as_secs(),
         unsynced_tables: vec![],
+        capture_repairs: vec![],
         cache_bytes: None,
         worker: crate::sync::worker::worker_running(paths),
         origin: None,
@@ -172,6 +192,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         .query_row("SELECT count(*) > 0 FROM sync_metadata WHERE status = 'running' AND id = (SELECT max(id) FROM sync_metadata)", [], |r| r.get(0))
         .map_err(sql)?;
     s.unsynced_tables = unsynced(&c).map_err(sql)?;
+    s.capture_repairs = repairs(&c).map_err(sql)?;
     c.execute_batch("COMMIT").map_err(sql)?;
     s.state = match s.last_run.as_ref().map(|r| r.status.as_str()) {
         Some("offline") => State::Offline,
@@ -180,6 +201,22 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         _ => State::Success,
     };
     Ok(s)
+}
+
+fn repairs(c: &Connection) -> rusqlite::Result<Vec<CaptureRepair>> {
+    c.prepare(
+        "SELECT tbl, reason, found_at, done_at, recovered FROM sync_repairs ORDER BY found_at DESC, tbl",
+    )?
+    .query_map([], |r| {
+        Ok(CaptureRepair {
+            table: r.get(0)?,
+            reason: r.get(1)?,
+            found_at: r.get(2)?,
+            recovered_at: r.get(3)?,
+            recovered_rows: r.get(4)?,
+        })
+    })?
+    .collect()
 }
 
 fn unsynced(c: &Connection) -> rusqlite::Result<Vec<UnsyncedTable>> {
@@ -194,12 +231,26 @@ fn unsynced(c: &Connection) -> rusqlite::Result<Vec<UnsyncedTable>> {
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let recorded: Vec<String> = c
-        .prepare("SELECT name FROM sync_tables")?
-        .query_map([], |r| r.get(0))?
+    let recorded: Vec<(String, bool, String)> = c
+        .prepare("SELECT name, synced, signature FROM sync_tables")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for e in crate::schema::read(c)? {
-        if !recorded.contains(&e.table.name) {
+        if let Some((_, true, sig)) = recorded.iter().find(|r| r.0 == e.table.name) {
+            let synced = crate::schema::Table::columns_from_signature(sig).unwrap_or_default();
+            for col in e
+                .table
+                .columns
+                .iter()
+                .filter(|l| !synced.iter().any(|s| s.name == l.name))
+            {
+                out.push(UnsyncedTable {
+                    name: format!("{}.{}", e.table.name, col.name),
+                    reason: "column exists only in the cache: its values are not synced (add it on the remote database)".into(),
+                });
+            }
+        }
+        if !recorded.iter().any(|r| r.0 == e.table.name) {
             out.push(UnsyncedTable {
                 name: e.table.name,
                 reason: "exists only in the cache (create it on the remote database to sync it)"

@@ -72,6 +72,13 @@ fn writes_after_a_table_rebuild_in_the_cache_are_recovered_and_pushed() {
     assert_eq!(pending(&a), 1);
     let r = a.sync_now().unwrap();
     assert!(r.repaired.is_empty() && r.recovered == 0, "{r:?}");
+    let repairs = a.status().unwrap().capture_repairs;
+    assert_eq!(repairs.len(), 1, "{repairs:?}");
+    assert_eq!(
+        (repairs[0].table.as_str(), repairs[0].recovered_rows),
+        ("tasks", 3)
+    );
+    assert!(repairs[0].recovered_at.is_some());
     assert_eq!(tasks(&share.remote()), tasks(&a.conn()));
     assert_eq!(pending(&a), 0);
 }
@@ -205,5 +212,30 @@ fn dropping_a_synced_column_in_the_cache_is_refused_loudly_and_loses_nothing() {
         rows(&share.remote(), "SELECT count(*) FROM notes WHERE id = 2"),
         [["0"]],
         "nothing pushed while refused"
+    );
+}
+
+#[test]
+fn a_column_added_only_in_the_cache_is_reported_as_not_synced() {
+    let share = Share::new();
+    let a = share.client("a");
+    open_cache_file(&a)
+        .execute_batch("ALTER TABLE tasks ADD COLUMN color TEXT; UPDATE tasks SET color = 'red', title = 'x' WHERE id = 't1';")
+        .unwrap();
+    a.sync_now().unwrap();
+    let status = a.status().unwrap();
+    let col = status
+        .unsynced_tables
+        .iter()
+        .find(|t| t.name == "tasks.color")
+        .expect("the cache-only column is reported");
+    assert!(col.reason.contains("only in the cache"), "{col:?}");
+    assert!(
+        status.capture_repairs.is_empty(),
+        "adding a column leaves capture on"
+    );
+    assert_eq!(
+        rows(&share.remote(), "SELECT title FROM tasks WHERE id = 't1'"),
+        [["x"]]
     );
 }

@@ -185,6 +185,18 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
         for t in &s.unsynced_tables {
             println!("  not synced:     {} — {}", t.name, t.reason);
         }
+        for r in &s.capture_repairs {
+            match &r.recovered_at {
+                Some(at) => println!(
+                    "  capture repaired: {} — {} (found {}; {} rows recovered {at})",
+                    r.table, r.reason, r.found_at, r.recovered_rows
+                ),
+                None => println!(
+                    "  capture repaired: {} — {} (found {}; the writes made meanwhile are recovered at the next sync)",
+                    r.table, r.reason, r.found_at
+                ),
+            }
+        }
         if let Some(n) = &s.note {
             println!("  note:           {n}");
         }
