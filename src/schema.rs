@@ -131,11 +131,24 @@ impl Table {
         if self.columns == old {
             return Change::None;
         }
-        let n = old.len();
-        if self.columns.len() > n && self.columns[..n] == old[..] {
-            Change::AddedColumns(self.columns[n..].to_vec())
-        } else {
+        // Every old column still there as it was: what is new was added. Not only at the end:
+        // columns two clients add in the cache reach the remote in either order, and the cache
+        // records the ones it added itself (`cache::watch::follow_local`).
+        if !old.iter().all(|o| self.columns.contains(o)) {
+            return Change::Destructive;
+        }
+        let added: Vec<Column> = self
+            .columns
+            .iter()
+            .filter(|c| !old.contains(c))
+            .cloned()
+            .collect();
+        if added.is_empty() {
+            Change::None
+        } else if added.iter().any(|c| c.pk > 0) {
             Change::Destructive
+        } else {
+            Change::AddedColumns(added)
         }
     }
 }

@@ -70,8 +70,9 @@ pub(crate) fn plan(
     p
 }
 
-/// `ALTER TABLE … ADD COLUMN` for a column read from the remote.
-fn add_column_sql(table: &str, col: &Column, remote_info: &[ColumnFacts]) -> String {
+/// `ALTER TABLE … ADD COLUMN` for a column read from the remote (or from the cache, to add it
+/// on the remote).
+pub(crate) fn add_column_sql(table: &str, col: &Column, remote_info: &[ColumnFacts]) -> String {
     let (notnull, default) = remote_info
         .iter()
         .find(|(n, _, _)| *n == col.name)
@@ -176,7 +177,17 @@ pub(crate) fn apply(
         tracing::info!(table = %nt.table.name, rows = nt.rows.len(), "new remote table mirrored into the cache");
     }
     for (table, cols, facts) in new_columns {
+        let have: Vec<String> = local
+            .prepare("SELECT name FROM pragma_table_xinfo(?1)")?
+            .query_map([table], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
         for col in cols {
+            if have.contains(&col.name) {
+                // The app added it in the cache too (the same migration on every desk): keep
+                // the cache's declaration; the values sync either way.
+                tracing::info!(table = %table, column = %col.name, "remote column already in the cache");
+                continue;
+            }
             local.execute_batch(&add_column_sql(table, col, facts))?;
             tracing::info!(table = %table, column = %col.name, "new remote column mirrored into the cache");
         }

@@ -16,9 +16,13 @@
 //!   or declared types, dropped triggers): the triggers are reinstalled at once and the table is
 //!   queued in `sync_repairs`, so the next sync that reaches the share recovers the writes made
 //!   meanwhile (`crate::sync` compares the table with the remote);
-//! - columns added in the cache, tables created only in the cache: reported (cache-only);
+//! - columns added in the cache, tables created only in the cache: reported, and carried to the
+//!   remote by the next sync ([`follow_local`] records them as synced once the remote has them);
 //! - a synced table gone (dropped or renamed), a synced column gone, a new key: refused
-//!   ([`Refusal`]); the cookie is not recorded, so every sync says so again until it is resolved.
+//!   ([`Refusal`]).
+//!
+//! The cookie is recorded ([`record`]) only once nothing is refused and the additions reached the
+//! remote, so a check that found something looks again at every sync until it is dealt with.
 
 use rusqlite::{Connection, params};
 
@@ -39,6 +43,8 @@ pub struct Refusal {
 pub struct Findings {
     /// Whether the schema changed since sharecache last found it in order.
     pub changed: bool,
+    /// The schema cookie this check saw: [`record`] it once what the check found is dealt with.
+    pub cookie: i64,
     /// Tables whose capture triggers were reinstalled now, with why.
     pub repaired: Vec<(String, String)>,
     /// Tables whose missed writes are still to be recovered against the remote.
@@ -71,6 +77,7 @@ pub fn check(c: &Connection, now: &str) -> rusqlite::Result<Findings> {
     let (cookie, recorded, outstanding) = cookies(c)?;
     if cookie == recorded {
         return Ok(Findings {
+            cookie,
             to_recover: outstanding,
             ..Findings::default()
         });
@@ -87,17 +94,17 @@ pub fn check(c: &Connection, now: &str) -> rusqlite::Result<Findings> {
             )?;
             tracing::warn!(table = %table, reason = %reason, "capture triggers reinstalled; writes made meanwhile are recovered at the next sync");
         }
-        if f.refused.is_empty() {
-            c.execute(
-                "UPDATE sync_state SET schema_cookie = (SELECT schema_version FROM pragma_schema_version)",
-                [],
-            )?;
-        }
         f.to_recover = c
             .prepare("SELECT tbl FROM sync_repairs WHERE done_at IS NULL ORDER BY tbl")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         f.changed = true;
+        // After this transaction's own trigger writes (nobody else's: it holds the write lock).
+        f.cookie = c.query_row(
+            "SELECT schema_version FROM pragma_schema_version",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(f)
     })();
     match out {
@@ -107,6 +114,63 @@ pub fn check(c: &Connection, now: &str) -> rusqlite::Result<Findings> {
             Err(e)
         }
     }
+}
+
+/// Records `cookie` (a [`Findings::cookie`]) as the schema found in order: later checks are one
+/// read until the schema changes again. Call only when nothing is refused and what the check
+/// found was carried to the remote; a cookie older than the schema costs one more look.
+pub fn record(c: &Connection, cookie: i64) -> rusqlite::Result<()> {
+    c.execute("UPDATE sync_state SET schema_cookie = ?1", [cookie])?;
+    Ok(())
+}
+
+/// Starts syncing a table the app created in the cache (`local`), now that the remote has it
+/// with columns `remote_signature`, or records the columns added in the cache that the remote
+/// now has too (`signature` of the table as synced): capture triggers installed, `sync_tables`
+/// updated, and the table queued to be compared with the remote (`adopt`: it was never synced,
+/// so rows only on the remote are pulled rather than deleted).
+pub fn follow_local(
+    c: &Connection,
+    local: &Table,
+    signature: &str,
+    adopt: bool,
+    now: &str,
+) -> rusqlite::Result<()> {
+    capture::install(c, local)?;
+    c.execute(
+        "INSERT INTO sync_tables (name, synced, reason, signature) VALUES (?1, 1, NULL, ?2) \
+         ON CONFLICT (name) DO UPDATE SET synced = 1, reason = NULL, signature = excluded.signature",
+        params![local.name, signature],
+    )?;
+    let (mode, reason) = if adopt {
+        ("adopt", "created in the cache; now synced")
+    } else {
+        ("repair", "columns added in the cache; now synced")
+    };
+    c.execute(
+        "INSERT INTO sync_repairs (tbl, reason, found_at, mode) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (tbl) DO UPDATE SET reason = excluded.reason, found_at = excluded.found_at, \
+         done_at = NULL, mode = CASE WHEN sync_repairs.done_at IS NULL AND sync_repairs.mode = 'adopt' \
+         THEN 'adopt' ELSE excluded.mode END",
+        params![local.name, reason, now, mode],
+    )?;
+    Ok(())
+}
+
+/// Tables whose recovery against the remote is outstanding.
+pub fn outstanding(c: &Connection) -> rusqlite::Result<Vec<String>> {
+    c.prepare_cached("SELECT tbl FROM sync_repairs WHERE done_at IS NULL ORDER BY tbl")?
+        .query_map([], |r| r.get(0))?
+        .collect()
+}
+
+/// Whether the recovery outstanding for `table` adopts it (see [`follow_local`]).
+pub fn adopting(c: &Connection, table: &str) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT count(*) > 0 FROM sync_repairs WHERE tbl = ?1 AND mode = 'adopt' AND done_at IS NULL",
+        [table],
+        |r| r.get(0),
+    )
 }
 
 /// Records that the writes of `table` missed while its capture was off are recovered.

@@ -10,6 +10,7 @@ pub mod failpoint;
 mod memory;
 pub mod metadata;
 mod outbox;
+mod propagate;
 mod pull;
 mod push;
 mod rebuild;
@@ -81,6 +82,9 @@ pub struct SyncReport {
     pub repaired: Vec<String>,
     /// Rows those recoveries queued as pending changes.
     pub recovered: u64,
+    /// Schema changes the app made in the cache that this sync carried to the remote (tables,
+    /// `table.column`s, indexes).
+    pub carried: Vec<String>,
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -319,6 +323,7 @@ impl Engine {
             })
             .map_err(self.lerr())?;
         if pending == 0
+            && !schema.changed
             && schema.to_recover.is_empty()
             && fp.rev == pull_rev
             && fp.conflicts == conflicts_copied
@@ -327,6 +332,22 @@ impl Engine {
         {
             report.idle = true;
             return Ok(report);
+        }
+        if schema.changed {
+            let remote_name = self.config.remote_path.display().to_string();
+            let carried = propagate::carry(
+                &self.local,
+                &self.paths.db,
+                self.remote.as_mut().expect("connected"),
+                &remote_name,
+                &schema,
+                &self.clock.now_stamp(),
+            )?;
+            let c = carried;
+            report
+                .carried
+                .extend(c.tables.into_iter().chain(c.columns).chain(c.indexes));
+            watch::record(&self.local, schema.cookie).map_err(self.lerr())?;
         }
         let mut rebuild = None;
         if self.followed_schema != Some(schema_version) {
@@ -346,7 +367,9 @@ impl Engine {
             trail::learn_generation(&self.local, &self.paths.db, remote)?;
         }
         let pull_rev = self.pull_rev()?;
-        for table in &schema.to_recover {
+        let to_recover = watch::outstanding(&self.local).map_err(self.lerr())?;
+        for table in &to_recover {
+            let adopt = watch::adopting(&self.local, table).map_err(self.lerr())?;
             let n = match shapes.get(table) {
                 Some(shape) => repair::recover(
                     &self.local,
@@ -354,6 +377,7 @@ impl Engine {
                     self.remote.as_ref().expect("connected"),
                     shape,
                     self.config.batch_size.max(500),
+                    adopt,
                 )?,
                 None => {
                     tracing::warn!(table = %table, "capture was repaired but the table is not synced now; nothing to recover against");
@@ -460,7 +484,8 @@ impl Engine {
     fn follow_schema(&mut self) -> Result<(usize, Option<String>), Error> {
         let remote = self.remote.as_mut().expect("connected");
         remote.reconcile_triggers()?;
-        let remote_entries = remote.read(schema::read)?;
+        let (remote_entries, versions) =
+            remote.read(|c| Ok((schema::read(c)?, propagate::app_versions(c)?)))?;
         let recorded = mirror::recorded(&self.local).map_err(self.lerr())?;
         let local_names: Vec<String> = schema::read(&self.local)
             .map_err(self.lerr())?
@@ -472,6 +497,9 @@ impl Engine {
             return Ok((0, Some(reason)));
         }
         if plan.is_empty() {
+            // The app's schema version travels with the schema (an index, a trigger, a bump).
+            write_tx(&self.local, |c| propagate::follow_app_versions(c, versions))
+                .map_err(self.lerr())?;
             return Ok((0, None));
         }
         let remote = self.remote.as_ref().expect("connected");
@@ -493,6 +521,7 @@ impl Engine {
             c.execute("UPDATE sync_state SET applying = 1", [])?;
             mirror::apply(c, &tables, &columns)?;
             snapshot::register_tables(c, Some(&remote_entries))?;
+            propagate::follow_app_versions(c, versions)?;
             c.execute("UPDATE sync_state SET applying = 0", [])?;
             Ok(())
         })

@@ -23,6 +23,12 @@
 //!   cursor (the push sees the remote's change as concurrent: a conflict, logged) and stamped one
 //!   millisecond before the oldest such remote change: the remote's version wins, and the cache's
 //!   row is kept in the conflict log (`sharecache conflicts` restores it if it was the app's).
+//!
+//! A table the app created in the cache and the cache now syncs (`adopt`, see
+//! `super::propagate`) was never pulled, so the pull cursor says nothing about it: a row only on
+//! the remote is copied into the cache, a row only in the cache is queued as an insert, and a row
+//! on both sides that differs is queued with seen_rev 0 and a fresh stamp (every remote version
+//! of it is concurrent: the newer stamp wins, the other is kept in the conflict log).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -46,12 +52,17 @@ pub(crate) fn recover(
     remote: &Remote,
     shape: &Shape,
     batch: usize,
+    adopt: bool,
 ) -> Result<u64, Error> {
     let lerr = |e| Error::Local(LocalError::from_sqlite(local_path, e));
     let pull_rev: i64 = local
         .query_row("SELECT pull_rev FROM sync_state", [], |r| r.get(0))
         .map_err(lerr)?;
-    let unpulled = remote.read(|c| unpulled(c, &shape.table, pull_rev))?;
+    let unpulled = if adopt {
+        HashMap::new()
+    } else {
+        remote.read(|c| unpulled(c, &shape.table, pull_rev))?
+    };
     let tick = format!(
         "UPDATE sync_state SET hlc = {}",
         next_clock_sql("hlc", None)
@@ -66,6 +77,25 @@ pub(crate) fn recover(
         |diffs: &[Diff]| {
             write_tx(local, |c| {
             for d in diffs {
+                if adopt {
+                    match (&d.local, &d.remote) {
+                        (None, Some(row)) => shape.upsert(c, row)?,
+                        (Some(_), remote_row) => {
+                            c.execute(&tick, [])?;
+                            let op = if remote_row.is_some() { "U" } else { "I" };
+                            queued += c
+                                .prepare_cached(
+                                    "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+                                     SELECT ?1, ?2, ?3, ?4, hlc, 1, 0 FROM sync_state WHERE true \
+                                     ON CONFLICT (tbl, pk) DO UPDATE SET seen_rev = 0",
+                                )?
+                                .execute(params![shape.table, d.pk, order_value(&d.key), op])?
+                                as u64;
+                        }
+                        (None, None) => {}
+                    }
+                    continue;
+                }
                 let remote_first = unpulled.get(&d.pk);
                 let (op, stamp) = match (remote_first, &d.local, &d.remote) {
                     (Some(_), None, _) => continue,

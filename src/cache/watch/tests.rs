@@ -17,6 +17,7 @@ fn cache(table_sql: &str) -> (tempfile::TempDir, Connection) {
     crate::cache::snapshot::register_tables(&c, None).unwrap();
     let first = check(&c, "t0").unwrap();
     assert!(first.changed && first.repaired.is_empty() && first.refused.is_empty());
+    record(&c, first.cookie).unwrap();
     (dir, c)
 }
 
@@ -32,7 +33,22 @@ fn an_unchanged_schema_is_one_read_and_finds_nothing() {
     let (_d, c) = cache(ITEMS);
     c.execute_batch("INSERT INTO items VALUES (1, 'a', 1)")
         .unwrap();
-    assert_eq!(check(&c, "t1").unwrap(), Findings::default());
+    let f = check(&c, "t1").unwrap();
+    assert_eq!(
+        f,
+        Findings {
+            cookie: f.cookie,
+            ..Findings::default()
+        }
+    );
+    // Not recorded: the same check again, then quiet once recorded.
+    c.execute_batch("CREATE INDEX items_name ON items(name)")
+        .unwrap();
+    assert!(check(&c, "t2").unwrap().changed);
+    let f = check(&c, "t3").unwrap();
+    assert!(f.changed, "looks again until recorded");
+    record(&c, f.cookie).unwrap();
+    assert!(!check(&c, "t4").unwrap().changed);
 }
 
 #[test]
@@ -60,6 +76,7 @@ fn a_table_rebuilt_by_a_migration_gets_its_capture_back_and_is_queued_for_recove
     c.execute_batch("INSERT INTO items VALUES (2, 'captured', 3)")
         .unwrap();
     assert_eq!(pending(&c), 1, "writes after the check are captured again");
+    record(&c, f.cookie).unwrap();
     // Recorded: the next check is quiet but the recovery stays outstanding until done.
     let again = check(&c, "t2").unwrap();
     assert!(!again.changed && again.to_recover == ["items"]);
