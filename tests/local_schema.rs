@@ -446,3 +446,114 @@ fn two_desks_adding_the_same_column_with_different_types_both_keep_syncing() {
     assert_eq!(rows(&b.conn(), q), want);
     assert_eq!((pending(&a), pending(&b)), (0, 0));
 }
+
+#[test]
+fn vacuum_and_a_migration_inside_one_transaction_with_data_changes_lose_nothing() {
+    let share = Share::new();
+    let a = share.client("a");
+    let c = open_cache_file(&a);
+    c.execute_batch("VACUUM").unwrap();
+    c.execute("INSERT INTO notes VALUES (2, 'after vacuum')", [])
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(r.repaired.is_empty() && r.pushed == 1, "{r:?}");
+    // Data changes before, inside and after the rebuild, all in the app's one transaction.
+    c.execute_batch(
+        "BEGIN; INSERT INTO tasks (id, title) VALUES ('t5', 'before the rebuild'); \
+         CREATE TABLE tasks_new (id TEXT PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, updated_at TEXT); \
+         INSERT INTO tasks_new SELECT * FROM tasks; DROP TABLE tasks; ALTER TABLE tasks_new RENAME TO tasks; \
+         UPDATE tasks SET done = 1 WHERE id = 't1'; DELETE FROM tasks WHERE id = 't2'; \
+         ALTER TABLE notes ADD COLUMN tag TEXT DEFAULT 'x'; UPDATE notes SET tag = 'y' WHERE id = 2; COMMIT;",
+    )
+    .unwrap();
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.repaired, ["notes", "tasks"], "{r:?}");
+    let remote = share.remote();
+    for q in [
+        "SELECT id, title, done FROM tasks ORDER BY id",
+        "SELECT id, body, tag FROM notes ORDER BY id",
+    ] {
+        assert_eq!(rows(&remote, q), rows(&a.conn(), q), "{q}");
+    }
+    assert_eq!(
+        rows(&remote, "SELECT id, done FROM tasks ORDER BY id"),
+        [["t1", "1"], ["t5", "0"]]
+    );
+    assert_eq!(rows(&remote, "SELECT tag FROM notes WHERE id = 2"), [["y"]]);
+    assert_eq!(pending(&a), 0);
+}
+
+#[test]
+fn a_migration_while_the_sync_is_mid_push_loses_nothing() {
+    let share = Share::new();
+    let mut cfg = share.config("a");
+    cfg.batch_size = 20;
+    let a = Cache::open(cfg).unwrap();
+    let c = open_cache_file(&a);
+    c.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 600) \
+         INSERT INTO tasks (id, title) SELECT 'bulk' || i, 'row ' || i FROM n",
+    )
+    .unwrap();
+    std::thread::scope(|s| {
+        let pushing = s.spawn(|| a.sync_now());
+        assert!(
+            crate::support::eventually(std::time::Duration::from_secs(30), || pending(&a) < 600),
+            "the push started"
+        );
+        c.execute_batch(&format!(
+            "{REBUILD_TASKS} UPDATE tasks SET title = 'during the push' WHERE id IN ('t1', 'bulk1', 'bulk600'); \
+             DELETE FROM tasks WHERE id = 'bulk300';"
+        ))
+        .unwrap();
+        pushing.join().unwrap().unwrap();
+    });
+    a.sync_now().unwrap();
+    a.sync_now().unwrap();
+    let q = "SELECT id, title, done FROM tasks ORDER BY id";
+    assert_eq!(rows(&share.remote(), q), rows(&a.conn(), q));
+    assert_eq!(
+        rows(
+            &share.remote(),
+            "SELECT count(*), sum(title = 'during the push') FROM tasks"
+        ),
+        [["601", "3"]]
+    );
+    assert_eq!(
+        pending(&a),
+        0,
+        "{:?}",
+        rows(&c, "SELECT tbl, pk, op, seq, seen_rev FROM sync_tracking")
+    );
+}
+
+#[test]
+fn renaming_a_synced_table_or_changing_its_key_in_the_cache_is_refused_and_loses_nothing() {
+    for (migration, words) in [
+        (
+            "ALTER TABLE notes RENAME TO memos",
+            "table \"notes\": the table was dropped or renamed in the cache",
+        ),
+        (
+            "CREATE TABLE n2 (id INTEGER, body TEXT PRIMARY KEY); INSERT INTO n2 SELECT * FROM notes; \
+             DROP TABLE notes; ALTER TABLE n2 RENAME TO notes;",
+            "table \"notes\": the primary key changed in the cache (from (id) to (body))",
+        ),
+    ] {
+        let share = Share::new();
+        let a = share.client("a");
+        let c = open_cache_file(&a);
+        c.execute("UPDATE tasks SET title = 'kept' WHERE id = 't1'", [])
+            .unwrap();
+        c.execute_batch(migration).unwrap();
+        let e = a.sync_now().unwrap_err();
+        assert!(e.to_string().contains(words), "{migration}: {e}");
+        assert_eq!(a.status().unwrap().state, sharecache::status::State::Failed);
+        assert_eq!(pending(&a), 1, "{migration}: the pending edit is kept");
+        assert_eq!(
+            rows(&share.remote(), "SELECT count(*) FROM notes"),
+            [["1"]],
+            "{migration}: the remote is untouched"
+        );
+    }
+}

@@ -24,6 +24,10 @@
 //!   millisecond before the oldest such remote change: the remote's version wins, and the cache's
 //!   row is kept in the conflict log (`sharecache conflicts` restores it if it was the app's).
 //!
+//! Entries already pending for the table may be stale too (a row inserted, then deleted while
+//! capture was off, still says "insert"): before the comparison, each pending entry's operation
+//! is set from the row as it is now (gone: delete; there: update).
+//!
 //! A table the app created in the cache and the cache now syncs (`adopt`, see
 //! `super::propagate`) was never pulled, so the pull cursor says nothing about it: a row only on
 //! the remote is copied into the cache, a row only in the cache is queued as an insert, and a row
@@ -42,7 +46,7 @@ use crate::cache::LocalError;
 use crate::clock::{ms_of_stamp, next_clock_sql};
 use crate::error::Error;
 use crate::remote::Remote;
-use crate::sql::order_value;
+use crate::sql::{decode_key, order_value};
 
 /// Queues every row of `shape`'s table that differs from the remote as a pending change (see
 /// the module doc). Returns how many were queued.
@@ -67,7 +71,7 @@ pub(crate) fn recover(
         "UPDATE sync_state SET hlc = {}",
         next_clock_sql("hlc", None)
     );
-    let mut queued = 0u64;
+    let mut queued = restate_pending(local, shape).map_err(lerr)?;
     reconcile::diff(
         local,
         local_path,
@@ -128,6 +132,36 @@ pub(crate) fn recover(
         },
     )?;
     Ok(queued)
+}
+
+/// Sets each pending entry of `shape`'s table to what its row is now: a delete if the row is
+/// gone, an update if it is there but the entry says delete. Returns how many changed.
+fn restate_pending(local: &Connection, shape: &Shape) -> rusqlite::Result<u64> {
+    let entries: Vec<(String, String)> = local
+        .prepare("SELECT pk, op FROM sync_tracking WHERE tbl = ?1 AND op != 'X'")?
+        .query_map([&shape.table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changed = 0;
+    for chunk in entries.chunks(500) {
+        changed += write_tx(local, |c| {
+            let mut n = 0;
+            for (pk, op) in chunk {
+                let Ok(key) = decode_key(pk) else { continue };
+                let there = shape.select(c, &key)?.is_some();
+                let now = match (op.as_str(), there) {
+                    ("I" | "U", false) => "D",
+                    ("D", true) => "U",
+                    _ => continue,
+                };
+                n += c.execute(
+                    "UPDATE sync_tracking SET op = ?3, seq = seq + 1 WHERE tbl = ?1 AND pk = ?2",
+                    params![shape.table, pk, now],
+                )? as u64;
+            }
+            Ok(n)
+        })?;
+    }
+    Ok(changed)
 }
 
 /// Keys of `table` the remote changed after `pull_rev`, with the stamp (in milliseconds) of the
