@@ -160,6 +160,14 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         last_reconcile: None,
     };
     if !paths.db.exists() {
+        if let Some(why) = dir_blocked(&paths.dir) {
+            let reason = format!(
+                "the cache directory {} cannot be created ({why}), so the next open serves the remote directly; \
+                 set database.cache_directory to a directory",
+                paths.dir.display()
+            );
+            return Ok(Status::direct(config, &Mode::Direct { reason }, rule));
+        }
         s.note = Some("the cache has not been created yet: it is made from the remote at the first open or sync".into());
         return Ok(s);
     }
@@ -201,6 +209,13 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         _ => State::Success,
     };
     Ok(s)
+}
+
+/// Why `dir` cannot be created, when one of its existing ancestors is not a directory. Looks
+/// only: `status` creates nothing.
+fn dir_blocked(dir: &std::path::Path) -> Option<String> {
+    let existing = dir.ancestors().find(|a| a.exists())?;
+    (!existing.is_dir()).then(|| format!("{} is not a directory", existing.display()))
 }
 
 fn repairs(c: &Connection) -> rusqlite::Result<Vec<CaptureRepair>> {

@@ -20,4 +20,5 @@ mod reliability;
 mod restore;
 mod schema_follow;
 mod share_safety;
+mod status_truth;
 mod windows;

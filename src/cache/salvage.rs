@@ -34,26 +34,39 @@ pub struct Salvaged {
 }
 
 impl Salvaged {
-    /// One line for `status` and logs.
+    /// One sentence for `status` and logs, after the cause: what was pushed, what could not be,
+    /// where the damaged file is kept and what happens next.
     pub fn summary(&self) -> String {
-        let mut s = format!(
-            "salvaged {} of {} pending writes",
-            self.pushed,
-            self.found + self.lost
-        );
+        let unreadable = self.problems.iter().any(|p| p == LIST_UNREADABLE);
+        let mut s = if unreadable && self.found == 0 {
+            format!("nothing salvaged: {LIST_UNREADABLE}")
+        } else {
+            format!(
+                "salvaged {} of {} pending writes",
+                self.pushed,
+                self.found + self.lost
+            )
+        };
         if self.lost > 0 {
             s.push_str(&format!(" ({} could not be read or pushed)", self.lost));
         }
-        if let Some(p) = &self.kept_at {
-            s.push_str(&format!("; damaged cache kept at {}", p.display()));
-        }
-        for p in &self.problems {
+        for p in self.problems.iter().filter(|p| *p != LIST_UNREADABLE) {
             s.push_str("; ");
             s.push_str(p);
+        }
+        match &self.kept_at {
+            Some(p) => s.push_str(&format!(
+                "; the damaged cache kept at {} (writes not salvaged may still be read from it); the next open makes a new cache from the remote",
+                p.display()
+            )),
+            None => s.push_str("; the next open makes a new cache from the remote"),
         }
         s
     }
 }
+
+/// The problem named when not even the list of pending writes could be read.
+const LIST_UNREADABLE: &str = "the list of pending writes could not be read";
 
 /// Salvages from `conn` (the engine's connection when the cache failed at run time: it still
 /// reads a file that was deleted), or from the file at `paths.db`, then moves the file aside.
@@ -95,7 +108,7 @@ fn read_and_push(
         None => None,
     };
     if let Some(c) = conn {
-        if let Err(e) = push_pending(c, config, clock, s) {
+        if let Err(e) = push_pending(c, &paths.db, config, clock, s) {
             if s.found == 0 {
                 // The list itself could not be read, or the remote refused before counting.
                 match c.query_row(
@@ -104,15 +117,19 @@ fn read_and_push(
                     |r| r.get::<_, i64>(0),
                 ) {
                     Ok(n) => s.lost += n as usize,
-                    Err(_) => s
-                        .problems
-                        .push("the list of pending writes could not be read".into()),
+                    Err(_) => s.problems.push(LIST_UNREADABLE.into()),
                 }
             } else {
                 s.lost += s.found - s.pushed.min(s.found);
             }
-            s.problems
-                .push(format!("pending writes could not be pushed: {e}"));
+            // A failure to read the cache repeats the cause the caller names already.
+            if !matches!(e, Error::Local(_)) {
+                s.problems
+                    .push(format!("pending writes could not be pushed: {e}"));
+            } else if !s.problems.iter().any(|p| p == LIST_UNREADABLE) {
+                s.problems
+                    .push("some pending writes could not be read".into());
+            }
         }
     }
 }
@@ -157,13 +174,14 @@ fn url_path(p: &Path) -> String {
 
 fn push_pending(
     c: &Connection,
+    db: &Path,
     config: &Config,
     clock: &Clock,
     s: &mut Salvaged,
 ) -> Result<(), Error> {
     let local_err = |e: rusqlite::Error| {
         Error::Local(super::LocalError::Corrupt {
-            path: PathBuf::new(),
+            path: db.to_path_buf(),
             detail: e.to_string(),
         })
     };
