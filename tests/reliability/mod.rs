@@ -11,6 +11,7 @@ mod contention;
 mod convergence;
 mod io_faults;
 mod kill9;
+mod migrations;
 mod outages;
 mod permissions;
 mod writes_during_sync;
