@@ -13,6 +13,7 @@ mod conflicts;
 mod crash;
 mod fallback;
 mod local_schema;
+mod local_schema_carry;
 mod offline;
 mod operations;
 mod push_pull;

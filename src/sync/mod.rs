@@ -7,6 +7,7 @@
 
 pub mod conflict;
 pub mod failpoint;
+mod local_schema;
 mod memory;
 pub mod metadata;
 mod outbox;
@@ -295,14 +296,7 @@ impl Engine {
         self.check_file()?;
         crate::cache::check_space(&self.paths)?;
         let mut report = SyncReport::default();
-        let schema = watch::check(&self.local, &self.clock.now_stamp()).map_err(self.lerr())?;
-        if let Some(r) = schema.refused.first() {
-            return Err(Error::Local(LocalError::SchemaRefused {
-                table: r.table.clone(),
-                change: r.change.clone(),
-                remote: self.config.remote_path.display().to_string(),
-            }));
-        }
+        let schema = self.watch_local_schema()?;
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;
         let before_write = pending > 0;
@@ -334,20 +328,7 @@ impl Engine {
             return Ok(report);
         }
         if schema.changed {
-            let remote_name = self.config.remote_path.display().to_string();
-            let carried = propagate::carry(
-                &self.local,
-                &self.paths.db,
-                self.remote.as_mut().expect("connected"),
-                &remote_name,
-                &schema,
-                &self.clock.now_stamp(),
-            )?;
-            let c = carried;
-            report
-                .carried
-                .extend(c.tables.into_iter().chain(c.columns).chain(c.indexes));
-            watch::record(&self.local, schema.cookie).map_err(self.lerr())?;
+            self.carry_local_schema(&schema, &mut report)?;
         }
         let mut rebuild = None;
         if self.followed_schema != Some(schema_version) {
@@ -367,29 +348,7 @@ impl Engine {
             trail::learn_generation(&self.local, &self.paths.db, remote)?;
         }
         let pull_rev = self.pull_rev()?;
-        let to_recover = watch::outstanding(&self.local).map_err(self.lerr())?;
-        for table in &to_recover {
-            let adopt = watch::adopting(&self.local, table).map_err(self.lerr())?;
-            let n = match shapes.get(table) {
-                Some(shape) => repair::recover(
-                    &self.local,
-                    &self.paths.db,
-                    self.remote.as_ref().expect("connected"),
-                    shape,
-                    self.config.batch_size.max(500),
-                    adopt,
-                )?,
-                None => {
-                    tracing::warn!(table = %table, "capture was repaired but the table is not synced now; nothing to recover against");
-                    0
-                }
-            };
-            watch::recovered(&self.local, table, n, &self.clock.now_stamp())
-                .map_err(self.lerr())?;
-            tracing::warn!(table = %table, rows = n, "writes made while capture was off recovered as pending changes");
-            report.repaired.push(table.clone());
-            report.recovered += n;
-        }
+        self.recover_outstanding(&shapes, &mut report)?;
         let ctx = push::PushCtx {
             origin: &self.origin,
             now: self.clock.now_stamp(),
