@@ -213,6 +213,29 @@ fn dropping_a_synced_column_in_the_cache_is_refused_loudly_and_loses_nothing() {
         [["0"]],
         "nothing pushed while refused"
     );
+    // The command the message gives resolves it: pending writes exported, the cache rebuilt
+    // from the remote, syncing again.
+    let cleared = a.clear(true, &()).unwrap();
+    let exported = std::fs::read_to_string(cleared.exported.expect("exported")).unwrap();
+    assert_eq!(exported.lines().count(), 2, "{exported}");
+    assert!(
+        exported.contains("pending before") && exported.contains("after"),
+        "{exported}"
+    );
+    a.sync_now().unwrap();
+    let status = a.status().unwrap();
+    assert_eq!(
+        status.state,
+        sharecache::status::State::Success,
+        "{status:?}"
+    );
+    assert_eq!(
+        rows(
+            &a.conn(),
+            "SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'done'"
+        ),
+        [["1"]]
+    );
 }
 
 #[test]
