@@ -348,3 +348,37 @@ fn renaming_a_synced_table_or_changing_its_key_in_the_cache_is_refused_and_loses
         );
     }
 }
+
+#[test]
+fn a_refused_change_made_on_the_remote_too_is_followed_and_the_pending_writes_pushed() {
+    let share = Share::new();
+    let a = share.client("a");
+    let c = open_cache_file(&a);
+    c.execute_batch(
+        "ALTER TABLE tasks DROP COLUMN done; UPDATE tasks SET title = 'edited' WHERE id = 't1';",
+    )
+    .unwrap();
+    assert!(
+        a.sync_now().is_err(),
+        "refused while the remote has the column"
+    );
+    // The error's advice: the same change on the remote.
+    share
+        .remote()
+        .execute_batch("ALTER TABLE tasks DROP COLUMN done")
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(r.rebuilt.is_some(), "{r:?}");
+    let q = "SELECT id, title FROM tasks ORDER BY id";
+    assert_eq!(
+        rows(&share.remote(), q),
+        [["t1", "edited"], ["t2", "second"]]
+    );
+    assert_eq!(rows(&a.conn(), q), rows(&share.remote(), q));
+    assert_eq!(pending(&a), 0);
+    a.sync_now().unwrap();
+    assert_eq!(
+        a.status().unwrap().state,
+        sharecache::status::State::Success
+    );
+}

@@ -8,19 +8,38 @@ use super::{Engine, Shape, SyncReport, propagate, repair};
 use crate::cache::LocalError;
 use crate::cache::watch::{self, Findings};
 use crate::error::Error;
+use crate::schema;
 
 impl Engine {
-    /// Checks the cache's schema (one local read when unchanged); a refused change fails the
-    /// sync with [`LocalError::SchemaRefused`].
-    pub(super) fn watch_local_schema(&self) -> Result<Findings, Error> {
+    /// Checks the cache's schema (one local read when unchanged). A refused change fails the
+    /// sync with [`LocalError::SchemaRefused`] — unless the remote already made the same change
+    /// (the user followed the error's advice): then the sync goes on and follows the remote,
+    /// which rebuilds the cache after pushing what it can.
+    pub(super) fn watch_local_schema(&mut self) -> Result<Findings, Error> {
         let schema = watch::check(&self.local, &self.clock.now_stamp()).map_err(self.lerr())?;
-        if let Some(r) = schema.refused.first() {
+        if schema.refused.is_empty() {
+            return Ok(schema);
+        }
+        let remote = self.connect()?.read(schema::read)?;
+        let local = schema::read(&self.local).map_err(self.lerr())?;
+        let shape = |entries: &[schema::Entry], name: &str| {
+            entries
+                .iter()
+                .find(|e| e.table.name == name)
+                .map(|e| (e.table.column_names(), e.table.pk.clone()))
+        };
+        let open = schema
+            .refused
+            .iter()
+            .find(|r| shape(&local, &r.table) != shape(&remote, &r.table));
+        if let Some(r) = open {
             return Err(Error::Local(LocalError::SchemaRefused {
                 table: r.table.clone(),
                 change: r.change.clone(),
                 remote: self.config.remote_path.display().to_string(),
             }));
         }
+        tracing::info!(refused = ?schema.refused, "the remote made the same changes; following it");
         Ok(schema)
     }
 
