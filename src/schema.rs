@@ -13,6 +13,7 @@ pub const LOCAL_INTERNAL: &[&str] = &[
     "sync_tables",
     "sync_migrations",
     "sync_repairs",
+    "sync_origins",
 ];
 
 /// Names of sharecache's own tables on the remote; never synced. Exact names: an app table

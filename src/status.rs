@@ -62,6 +62,17 @@ pub struct CaptureRepair {
     pub recovered_rows: i64,
 }
 
+/// This cache found it was a copy and took a new origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OriginChange {
+    /// The origin it had (its changes made before keep it).
+    pub former: String,
+    /// What differed.
+    pub reason: String,
+    /// When (stamp).
+    pub at: String,
+}
+
 /// A snapshot of a cache's status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -98,6 +109,9 @@ pub struct Status {
     /// This cache's origin id: the tie-breaker between equal stamps, and the name this client
     /// has in the conflict log (`winner_origin`, `loser_origin`) and the remote's registry.
     pub origin: Option<String>,
+    /// The last time this cache found it was a copy (another machine, path or file) and became a
+    /// new client, if it ever did.
+    pub origin_change: Option<OriginChange>,
     /// Anything else worth saying.
     pub note: Option<String>,
     /// The last time the cache was reconciled with the remote by key (the remote's history broke:
@@ -129,6 +143,7 @@ impl Status {
             cache_bytes: None,
             worker: None,
             origin: None,
+            origin_change: None,
             note: Some(
                 "reads and writes go directly to the remote database; nothing to sync".into(),
             ),
@@ -156,6 +171,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         cache_bytes: None,
         worker: crate::sync::worker::worker_running(paths),
         origin: None,
+        origin_change: None,
         note: None,
         last_reconcile: None,
     };
@@ -187,6 +203,9 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
             r.get(0)
         })
         .map_err(sql)?;
+    s.origin_change = crate::cache::instance::last_rebound(&c)
+        .map_err(sql)?
+        .map(|(former, reason, at)| OriginChange { former, reason, at });
     s.conflicts = c
         .query_row("SELECT count(*) FROM sync_conflicts", [], |r| r.get(0))
         .map_err(sql)?;

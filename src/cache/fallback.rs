@@ -26,6 +26,7 @@ impl Inner {
             rule,
             app: Mutex::new(conn),
             engine: None,
+            host: None,
         })
     }
 

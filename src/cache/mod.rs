@@ -10,9 +10,11 @@ mod create;
 pub mod detect;
 mod error;
 mod fallback;
+pub mod instance;
 pub mod lock;
 pub(crate) mod mirror;
 mod open;
+mod rebind;
 pub mod salvage;
 pub(crate) mod snapshot;
 pub mod watch;
@@ -72,6 +74,10 @@ pub struct OpenOptions {
     pub background: Option<bool>,
     /// Watch the config file and apply edits while running (default: with the background thread).
     pub watch_config: Option<bool>,
+    /// Test hook: the host identity the cache's origin is bound to, instead of this machine's
+    /// (a test fakes a second machine with it; see [`instance`]).
+    #[doc(hidden)]
+    pub host_identity: Option<String>,
 }
 
 impl OpenOptions {
@@ -92,6 +98,13 @@ impl OpenOptions {
         self.watch_config = Some(on);
         self
     }
+
+    /// Test hook: binds the cache's origin to `host` instead of this machine's identity.
+    #[doc(hidden)]
+    pub fn host_identity(mut self, host: &str) -> Self {
+        self.host_identity = Some(host.to_string());
+        self
+    }
 }
 
 /// What the handle and its sync thread share.
@@ -105,6 +118,8 @@ struct Inner {
     rule: String,
     app: Mutex<Connection>,
     engine: Option<Arc<Mutex<Engine>>>,
+    /// The host identity the origin is bound to, when a test fakes it.
+    host: Option<String>,
 }
 
 /// A cache of one remote database: the app's connection, background sync, status and the
@@ -167,7 +182,8 @@ impl Cache {
             });
         }
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
-        let inner = match Cache::open_cached(&config, clock, &()) {
+        let host = opts.host_identity;
+        let inner = match Cache::open_cached(&config, clock, host.as_deref(), &()) {
             Ok((paths, app, engine)) => Inner {
                 config: RwLock::new(config),
                 clock,
@@ -176,6 +192,7 @@ impl Cache {
                 rule: decision.rule,
                 app: Mutex::new(app),
                 engine: Some(Arc::new(Mutex::new(engine))),
+                host,
             },
             Err(Error::Local(e)) if e.is_fatal() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
@@ -263,6 +280,7 @@ impl Cache {
     pub(crate) fn open_cached(
         config: &Config,
         clock: Clock,
+        host: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<(CachePaths, Connection, Engine)> {
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
@@ -282,7 +300,12 @@ impl Cache {
         }
         let app = open_local(&paths.db, &clock, config.busy_timeout)?;
         create::check_cache(&app, &paths.db, config)?;
-        let engine = Engine::open(paths.clone(), config.clone(), clock)?;
+        let rebound = Cache::check_binding(&app, &paths, &clock, host)?;
+        let mut engine = Engine::open(paths.clone(), config.clone(), clock)?;
+        if let Some(r) = rebound {
+            tracing::warn!(former = %r.former, origin = %r.origin, reason = %r.reason, "this cache is a copy: it became a new client");
+            engine.took_new_origin(r.original_gone.then_some(r.former));
+        }
         Ok((paths, app, engine))
     }
 
@@ -441,7 +464,12 @@ impl Cache {
             }
             (Some(_), Mode::Direct { .. }) => {
                 let config = self.config();
-                Cache::open_cached(&config, self.inner.clock, progress)?;
+                Cache::open_cached(
+                    &config,
+                    self.inner.clock,
+                    self.inner.host.as_deref(),
+                    progress,
+                )?;
                 Ok(ClearReport::default())
             }
             (None, _) => Err(Error::Unsupported(

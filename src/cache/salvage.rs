@@ -211,8 +211,12 @@ fn push_pending(
     let (changes, unreadable) = read_salvageable(c, &shapes).map_err(local_err)?;
     s.found = changes.len();
     s.lost += unreadable;
+    // A damaged cache may not hold its former origins readably: its changes then go out under
+    // its current one (any clash with the original's versions is decided and logged).
+    let lineage = crate::sync::Lineage::read(c).unwrap_or_default();
     let ctx = PushCtx {
         origin: &origin,
+        lineage: &lineage,
         now: clock.now_stamp(),
         // The damaged cache is set aside for good: this client needs no tombstone any more and
         // must not hold back pruning.

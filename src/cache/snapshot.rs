@@ -77,6 +77,7 @@ pub(crate) fn build(
             c,
             &crate::sync::PushCtx {
                 origin,
+                lineage: &crate::sync::NO_LINEAGE,
                 now: clock.now_stamp(),
                 pulled_rev: info.rev,
                 host: crate::remote::lease::hostname(),

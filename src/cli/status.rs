@@ -200,6 +200,12 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
         if let Some(n) = &s.note {
             println!("  note:           {n}");
         }
+        if let Some(o) = &s.origin_change {
+            println!(
+                "  new client:     since {}: {} (former origin {})",
+                o.at, o.reason, o.former
+            );
+        }
     }
     println!("  sync interval:  {} s", s.sync_interval_secs);
     println!("debug:");

@@ -237,15 +237,14 @@ pub struct Found {
     pub mine_logged: bool,
 }
 
-/// For every `(table, key)` in `keys` (with the stamp of the change about to be pushed by
-/// `origin`), what the entries with `after < rev <= upto` hold (no upper bound when `upto` is
+/// For every `(table, key)` in `keys` (with the stamp and origin of the change about to be
+/// pushed), what the entries with `after < rev <= upto` hold (no upper bound when `upto` is
 /// `None`), merged into `found` (a later entry replaces an earlier one as the newest).
 pub fn newest_in(
     conn: &Connection,
     after: i64,
     upto: Option<i64>,
-    keys: &HashMap<(String, String), String>,
-    origin: &str,
+    keys: &HashMap<(String, String), (String, String)>,
     found: &mut HashMap<(String, String), Found>,
 ) -> rusqlite::Result<()> {
     let mut s = conn.prepare_cached(&format!(
@@ -254,11 +253,11 @@ pub fn newest_in(
     let mut rows = s.query(params![after, upto.unwrap_or(i64::MAX)])?;
     while let Some(r) = rows.next()? {
         let key: (String, String) = (r.get(0)?, r.get(1)?);
-        let Some(my_stamp) = keys.get(&key) else {
+        let Some((my_stamp, my_origin)) = keys.get(&key) else {
             continue;
         };
         let v = Version::from_row(r)?;
-        let mine = v.origin == origin && v.stamp == *my_stamp;
+        let mine = v.origin == *my_origin && v.stamp == *my_stamp;
         match found.entry(key) {
             Entry::Occupied(mut e) => {
                 let f = e.get_mut();

@@ -14,7 +14,9 @@ const KEEP: i64 = 1000;
 pub struct Run {
     /// Row id.
     pub id: i64,
-    /// `sync`, `snapshot` or `rebuild`.
+    /// `sync`, `snapshot`, `rebuild`, `reconcile`, or an event: `new-origin` (this cache found it
+    /// is a copy and became a new client), `handover` (a cache's pending writes pushed before
+    /// direct mode or another cache took over).
     pub kind: String,
     /// When it started (stamp).
     pub started_at: String,
@@ -119,6 +121,30 @@ fn columns(c: &Connection) -> rusqlite::Result<&'static str> {
     })
 }
 
+/// Event runs say what happened, not how the last sync went: status and offline streaks skip them.
+const NOT_EVENT: &str = "kind NOT IN ('new-origin', 'handover')";
+
+/// Records an event that is a run of its own kind (finished at once): `new-origin`, `handover`.
+pub(crate) fn record_event(
+    c: &Connection,
+    kind: &str,
+    at: &str,
+    pushed: i64,
+    note: &str,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO sync_metadata (kind, started_at, finished_at, status, pushed, duration_ms, note) \
+         VALUES (?1, ?2, ?2, 'success', ?3, 0, ?4)",
+        params![kind, at, pushed, note],
+    )?;
+    Ok(())
+}
+
+/// The note of the most recent run of `kind`, if any.
+pub fn last_note(c: &Connection, kind: &str) -> rusqlite::Result<Option<String>> {
+    Ok(last_of_kind(c, kind)?.and_then(|r| r.note))
+}
+
 /// The most recent runs, newest first.
 pub fn history(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Run>> {
     c.prepare(&format!(
@@ -133,7 +159,8 @@ pub fn history(c: &Connection, limit: usize) -> rusqlite::Result<Vec<Run>> {
 pub fn last_finished(c: &Connection) -> rusqlite::Result<Option<Run>> {
     c.query_row(
         &format!(
-            "SELECT {} FROM sync_metadata WHERE status != 'running' ORDER BY id DESC LIMIT 1",
+            "SELECT {} FROM sync_metadata WHERE status != 'running' AND {NOT_EVENT} \
+             ORDER BY id DESC LIMIT 1",
             columns(c)?
         ),
         [],
@@ -169,7 +196,8 @@ pub(crate) fn note(c: &Connection, id: i64, note: &str) -> rusqlite::Result<()> 
 pub fn last_success(c: &Connection) -> rusqlite::Result<Option<Run>> {
     c.query_row(
         &format!(
-            "SELECT {} FROM sync_metadata WHERE status = 'success' ORDER BY id DESC LIMIT 1",
+            "SELECT {} FROM sync_metadata WHERE status = 'success' AND {NOT_EVENT} \
+             ORDER BY id DESC LIMIT 1",
             columns(c)?
         ),
         [],
@@ -181,8 +209,11 @@ pub fn last_success(c: &Connection) -> rusqlite::Result<Option<Run>> {
 /// When the current offline streak began: the start of the first of the trailing `offline` runs.
 pub fn offline_since(c: &Connection) -> rusqlite::Result<Option<String>> {
     c.query_row(
-        "SELECT min(started_at) FROM sync_metadata WHERE status = 'offline' AND id > \
-         coalesce((SELECT max(id) FROM sync_metadata WHERE status IN ('success', 'failed')), 0)",
+        &format!(
+            "SELECT min(started_at) FROM sync_metadata WHERE status = 'offline' AND id > \
+             coalesce((SELECT max(id) FROM sync_metadata WHERE status IN ('success', 'failed') \
+             AND {NOT_EVENT}), 0)"
+        ),
         [],
         |r| r.get(0),
     )

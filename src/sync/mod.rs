@@ -7,6 +7,7 @@
 
 pub mod conflict;
 pub mod failpoint;
+mod lineage;
 mod local_schema;
 mod memory;
 pub mod metadata;
@@ -36,6 +37,7 @@ use crate::error::{Error, ErrorKind};
 use crate::remote::{Remote, RemoteError, RemoteOptions, Trail};
 use crate::schema::{self, Sync};
 
+pub(crate) use lineage::{Lineage, NO_LINEAGE};
 pub(crate) use outbox::{pending, read_salvageable};
 pub(crate) use push::{PushCtx, push_unacknowledged, register_client};
 use registry::REGISTER_EVERY;
@@ -100,6 +102,11 @@ pub(crate) struct Engine {
     config: Config,
     clock: Clock,
     origin: String,
+    /// The origins this cache had before it found it was a copy.
+    lineage: Lineage,
+    /// This cache just took a new origin: register it at the next sync (and retire the former
+    /// one when the instance it was copied from cannot be live any more).
+    new_origin: Option<NewOrigin>,
     remote_id: String,
     /// Remote schema version the cache last followed (in memory: re-checked after a restart).
     followed_schema: Option<i64>,
@@ -112,6 +119,13 @@ pub(crate) struct Engine {
     registered: Option<Instant>,
     /// When this engine last pruned the remote change log (or was opened).
     pruned: Instant,
+}
+
+/// A new origin to register at the next sync.
+#[derive(Debug)]
+struct NewOrigin {
+    /// The former origin, when the instance that had it is gone (its registry entry goes).
+    retire: Option<String>,
 }
 
 /// Syncs in a row failing on damaged reads after which the remote is reported corrupt.
@@ -158,6 +172,7 @@ impl Engine {
         watch::check(&local, &clock.now_stamp())
             .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
         let file_id = file_id(&paths.db);
+        let lineage = Lineage::read(&local).map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
         Ok(Engine {
             local,
             paths,
@@ -165,6 +180,8 @@ impl Engine {
             config,
             clock,
             origin,
+            lineage,
+            new_origin: None,
             remote_id,
             followed_schema: None,
             file_id,
@@ -172,6 +189,11 @@ impl Engine {
             registered: None,
             pruned: Instant::now(),
         })
+    }
+
+    /// The cache took a new origin (it is a copy): the next sync registers it on the remote.
+    pub fn took_new_origin(&mut self, retire: Option<String>) {
+        self.new_origin = Some(NewOrigin { retire });
     }
 
     /// Replaces the configuration (hot reload).
@@ -310,6 +332,13 @@ impl Engine {
             other => other?,
         };
         let schema_version = fp.schema_version;
+        if let Some(new) = self.new_origin.take() {
+            // Before anything else: until it is registered, pruning may pass this client by.
+            if let Err(e) = self.register_new_origin(new.retire.as_deref()) {
+                self.new_origin = Some(new);
+                return Err(e);
+            }
+        }
         let conflicts_copied: i64 = self
             .local
             .query_row("SELECT coalesce(max(id), 0) FROM sync_conflicts", [], |r| {
@@ -351,6 +380,7 @@ impl Engine {
         self.recover_outstanding(&shapes, &mut report)?;
         let ctx = push::PushCtx {
             origin: &self.origin,
+            lineage: &self.lineage,
             now: self.clock.now_stamp(),
             pulled_rev: outbox::horizon(&self.local, pull_rev).map_err(self.lerr())?,
             host: crate::remote::lease::hostname(),

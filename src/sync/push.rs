@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
 
 use super::conflict::{Current, Decision, Stamp, decide};
+use super::lineage::Lineage;
 use super::memory::PageCaches;
 use super::outbox::{self, Change, Outcome};
 use super::rows::Shape;
@@ -40,6 +41,8 @@ pub(crate) struct Pushed {
 /// Context of one push.
 pub(crate) struct PushCtx<'a> {
     pub origin: &'a str,
+    /// The origins this cache had before it found it was a copy ([`Lineage`]).
+    pub lineage: &'a Lineage,
     pub now: String,
     /// What the registry records: the pull cursor, or the oldest revision a pending change was
     /// made against if lower ([`outbox::horizon`]). Tombstones above it must be kept for this
@@ -147,17 +150,23 @@ impl OwnRevs {
 fn concurrent_versions(
     c: &Connection,
     changes: &[Change],
-    origin: &str,
+    ctx: &PushCtx<'_>,
     own: &OwnRevs,
 ) -> rusqlite::Result<HashMap<(String, String), Found>> {
-    let keys: HashMap<(String, String), String> = changes
+    let keys: HashMap<(String, String), (String, String)> = changes
         .iter()
-        .map(|ch| ((ch.tbl.clone(), ch.pk.clone()), ch.stamp.clone()))
+        .map(|ch| {
+            let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
+            (
+                (ch.tbl.clone(), ch.pk.clone()),
+                (ch.stamp.clone(), born.to_string()),
+            )
+        })
         .collect();
     let floor = changes.iter().map(|ch| ch.seen_rev).min().unwrap_or(0);
     let mut found = HashMap::new();
     for (after, upto) in own.others_after(floor) {
-        changelog::newest_in(c, after, upto, &keys, origin, &mut found)?;
+        changelog::newest_in(c, after, upto, &keys, &mut found)?;
     }
     Ok(found)
 }
@@ -192,7 +201,7 @@ fn apply_batch(
         r.get(0)
     })?;
     let first_rev = rev;
-    let current = concurrent_versions(c, changes, ctx.origin, own)?;
+    let current = concurrent_versions(c, changes, ctx, own)?;
     let pruned = changelog::pruned(c)?;
     let mut newest_stamp = String::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
@@ -293,14 +302,17 @@ fn apply_one(
     rev: &mut i64,
     reject_refused: bool,
 ) -> rusqlite::Result<Step> {
+    // The origin the change was made under: this cache's, or the one it had before it found it
+    // was a copy (then the original may push the same change: one version, one name).
+    let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
     let mine = Stamp {
         stamp: &ch.stamp,
-        origin: ctx.origin,
+        origin: born,
     };
     let current = cur.map(|v| Current {
         version: Stamp {
             stamp: &v.stamp,
-            origin: &v.origin,
+            origin: ctx.lineage.seen_as(&v.stamp, &v.origin, born, ctx.origin),
         },
         rev: v.rev,
     });
@@ -336,7 +348,7 @@ fn apply_one(
                             origin: &v.origin,
                             row: loser_row.as_deref(),
                         };
-                        log_conflict(c, shape, ch, (&ch.stamp, ctx.origin), &loser, "newer", ctx)?;
+                        log_conflict(c, shape, ch, (&ch.stamp, born), &loser, "newer", ctx)?;
                     }
                     *rev += 1;
                     let image = ch.row.as_ref().map(|r| image::encode(&shape.columns, r));
@@ -347,7 +359,7 @@ fn apply_one(
                             pk: ch.pk.clone(),
                             rev: *rev,
                             stamp: ch.stamp.clone(),
-                            origin: ctx.origin.to_string(),
+                            origin: born.to_string(),
                             deleted: ch.row.is_none(),
                         },
                         image.as_deref(),
@@ -423,7 +435,7 @@ fn lose(
     let row_json = ch.row.as_ref().map(|r| row_to_json(&shape.columns, r));
     let loser = Loser {
         stamp: &ch.stamp,
-        origin: ctx.origin,
+        origin: ctx.lineage.origin_at(&ch.stamp, ctx.origin),
         row: row_json.as_deref(),
     };
     let (ws, wo) = cur.map_or(("", ""), |v| (v.stamp.as_str(), v.origin.as_str()));

@@ -27,6 +27,7 @@ impl Engine {
     pub(super) fn register(&mut self, host: &str) -> Result<(), Error> {
         let ctx = push::PushCtx {
             origin: &self.origin,
+            lineage: &self.lineage,
             now: self.clock.now_stamp(),
             pulled_rev: outbox::horizon(&self.local, self.pull_rev()?).map_err(self.lerr())?,
             host: host.to_string(),
@@ -52,6 +53,32 @@ impl Engine {
                 .unwrap_or_else(Instant::now),
             false => Instant::now(),
         };
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Registers the origin this cache just took (it found it is a copy) with its horizon, and
+    /// removes `retire`, the origin it had, when the instance that had it cannot be live any more
+    /// (so its horizon stops holding back pruning). One remote transaction.
+    pub(super) fn register_new_origin(&mut self, retire: Option<&str>) -> Result<(), Error> {
+        let ctx = push::PushCtx {
+            origin: &self.origin,
+            lineage: &self.lineage,
+            now: self.clock.now_stamp(),
+            pulled_rev: outbox::horizon(&self.local, self.pull_rev()?).map_err(self.lerr())?,
+            host: crate::remote::lease::hostname(),
+            batch_size: 0,
+        };
+        self.remote.as_mut().expect("connected").write(|c| {
+            push::register_client(c, &ctx)?;
+            if let Some(former) = retire {
+                c.execute("DELETE FROM sharecache_clients WHERE origin = ?1", [former])?;
+            }
+            Ok(())
+        })?;
+        tracing::info!(origin = %self.origin, retired = ?retire, "registered this cache's new origin");
+        self.registered = Some(Instant::now());
         Ok(())
     }
 }

@@ -327,13 +327,16 @@ fn decide(
     } else {
         HashSet::new()
     };
-    let keys: HashMap<(String, String), String> = diffs
+    let keys: HashMap<(String, String), (String, String)> = diffs
         .iter()
-        .map(|d| ((shape.table.clone(), d.pk.clone()), String::new()))
+        .map(|d| {
+            let key = (shape.table.clone(), d.pk.clone());
+            (key, (String::new(), ctx.origin.to_string()))
+        })
         .collect();
     let found: HashMap<(String, String), Found> = remote.read(|c| {
         let mut found = HashMap::new();
-        changelog::newest_in(c, start.pruned_rev, None, &keys, ctx.origin, &mut found)?;
+        changelog::newest_in(c, start.pruned_rev, None, &keys, &mut found)?;
         Ok(found)
     })?;
     let mut out = Decided {

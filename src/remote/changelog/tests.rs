@@ -118,20 +118,25 @@ fn newest_in_keeps_the_last_entry_of_the_asked_keys_and_finds_the_pushed_version
         .unwrap();
     let second = latest(&c, "t", "[2]").unwrap().unwrap();
     let key1 = ("t".to_string(), "[1]".to_string());
-    let keys: HashMap<(String, String), String> = [(key1.clone(), "not logged".to_string())].into();
+    let keys: HashMap<(String, String), (String, String)> = [(
+        key1.clone(),
+        ("not logged".to_string(), DIRECT_ORIGIN.to_string()),
+    )]
+    .into();
     let mut found = HashMap::new();
-    newest_in(&c, 0, Some(3), &keys, DIRECT_ORIGIN, &mut found).unwrap();
+    newest_in(&c, 0, Some(3), &keys, &mut found).unwrap();
     assert_eq!(found.len(), 1, "key [2] was not asked for");
     assert_eq!(found[&key1].newest.rev, 3);
-    newest_in(&c, 3, None, &keys, DIRECT_ORIGIN, &mut found).unwrap();
+    newest_in(&c, 3, None, &keys, &mut found).unwrap();
     assert_eq!(found[&key1].newest.rev, 4);
     assert!(!found[&key1].mine_logged);
     // A version of key 2 pushed once already (same origin and stamp), then superseded.
     c.execute("UPDATE t SET v = 'e' WHERE id = 2", []).unwrap();
     let key2 = ("t".to_string(), "[2]".to_string());
-    let keys: HashMap<(String, String), String> = [(key2.clone(), second.stamp)].into();
+    let keys: HashMap<(String, String), (String, String)> =
+        [(key2.clone(), (second.stamp, DIRECT_ORIGIN.to_string()))].into();
     let mut found = HashMap::new();
-    newest_in(&c, 0, None, &keys, DIRECT_ORIGIN, &mut found).unwrap();
+    newest_in(&c, 0, None, &keys, &mut found).unwrap();
     assert!(found[&key2].mine_logged);
     assert_eq!(found[&key2].newest.rev, 5);
 }

@@ -1,0 +1,271 @@
+//! One origin per client instance: a cache copied to another path or machine, cloned with its
+//! VM, or restored from its own backup becomes a new client, and nothing it or its original
+//! acknowledged is lost or written twice.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sharecache::Cache;
+use sharecache::cache::OpenOptions;
+
+use crate::reliability::assert_same_content;
+use crate::support::{Share, one, rows};
+
+/// Opens client `name` bound to the host identity `host` (a fake machine).
+fn open_on(share: &Share, name: &str, host: &str) -> Cache {
+    Cache::open_with(
+        share.config(name),
+        OpenOptions::default().host_identity(host),
+    )
+    .unwrap()
+}
+
+/// Copies a closed cache file to client `to`'s cache directory, as a cloned disk would carry it.
+fn copy_cache(from: &Path, share: &Share, to: &str) -> PathBuf {
+    assert!(
+        !PathBuf::from(format!("{}-wal", from.display())).exists(),
+        "copy a closed cache (its WAL checkpointed)"
+    );
+    let dir = share.config(to).cache_directory;
+    std::fs::create_dir_all(&dir).unwrap();
+    let dest = dir.join(from.file_name().unwrap());
+    std::fs::copy(from, &dest).unwrap();
+    dest
+}
+
+fn origin(c: &Cache) -> String {
+    c.status().unwrap().origin.unwrap()
+}
+
+fn title(c: &Connection, id: &str) -> String {
+    one(c, &format!("SELECT title FROM tasks WHERE id = '{id}'"))
+}
+
+fn set_title(c: &Cache, id: &str, title: &str) {
+    c.conn()
+        .execute(
+            "UPDATE tasks SET title = ?2 WHERE id = ?1",
+            rusqlite::params![id, title],
+        )
+        .unwrap();
+}
+
+fn registered(share: &Share) -> Vec<String> {
+    rows(
+        &share.remote(),
+        "SELECT origin FROM sharecache_clients ORDER BY origin",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+/// Change-log entries of one row, oldest first: `(stamp, origin)`.
+fn log_of(share: &Share, id: &str) -> Vec<(String, String)> {
+    rows(
+        &share.remote(),
+        &format!("SELECT stamp, origin FROM sharecache_log WHERE tbl = 'tasks' AND pk = '[\"{id}\"]' ORDER BY rev"),
+    )
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone()))
+    .collect()
+}
+
+fn conflicts(share: &Share) -> Vec<Vec<String>> {
+    rows(
+        &share.remote(),
+        "SELECT pk, loser_row, loser_origin, winner_origin FROM sharecache_conflicts ORDER BY id",
+    )
+}
+
+/// The oracle: every cache holds what the remote holds.
+fn converged(share: &Share, clients: &[&Cache]) {
+    for round in 0..2 {
+        for (i, c) in clients.iter().enumerate() {
+            c.sync_now().unwrap();
+            assert_eq!(
+                c.status().unwrap().pending_writes,
+                0,
+                "round {round}, client {i}"
+            );
+        }
+    }
+    let remote = share.remote();
+    for (i, c) in clients.iter().enumerate() {
+        assert_same_content(&format!("client {i}"), &c.conn(), &remote);
+    }
+}
+
+#[test]
+fn a_cache_copied_to_a_second_path_becomes_a_new_client_and_its_pending_edit_is_pushed_once() {
+    let share = Share::new();
+    let a = share.client("a");
+    let a_origin = origin(&a);
+    set_title(&a, "t1", "pending when copied");
+    let file = a.cache_path().unwrap().to_path_buf();
+    drop(a);
+    copy_cache(&file, &share, "b");
+
+    let a = share.client("a");
+    assert_eq!(origin(&a), a_origin, "the original keeps its origin");
+    let b = share.client("b");
+    let b_origin = origin(&b);
+    assert_ne!(b_origin, a_origin, "the copy takes a new origin");
+    assert_eq!(
+        b.status().unwrap().pending_writes,
+        1,
+        "the copy keeps the pending edit"
+    );
+    let runs = b.history(5).unwrap();
+    let event = runs
+        .iter()
+        .find(|r| r.kind == "new-origin")
+        .expect("history says so");
+    assert!(
+        event.note.as_deref().unwrap().contains("another path"),
+        "{event:?}"
+    );
+
+    // Both push the same change, in either order: one version of it, no conflict.
+    b.sync_now().unwrap();
+    a.sync_now().unwrap();
+    assert_eq!(log_of(&share, "t1").len(), 1, "{:?}", log_of(&share, "t1"));
+    assert_eq!(
+        log_of(&share, "t1")[0].1,
+        a_origin,
+        "made before the copy: the original's version"
+    );
+    assert!(conflicts(&share).is_empty(), "{:?}", conflicts(&share));
+    let mut both = vec![a_origin, b_origin];
+    both.sort();
+    assert_eq!(registered(&share), both, "both clients are registered");
+    assert_eq!(title(&share.remote(), "t1"), "pending when copied");
+    converged(&share, &[&a, &b]);
+}
+
+#[test]
+fn a_clone_and_its_original_editing_the_same_row_end_with_the_newer_and_the_older_in_the_conflict_log()
+ {
+    let share = Share::new();
+    let a = share.client("a");
+    a.sync_now().unwrap();
+    let file = a.cache_path().unwrap().to_path_buf();
+    drop(a);
+    copy_cache(&file, &share, "clone");
+    let a = share.client("a");
+    let clone = share.client("clone");
+    let c = share.client("c");
+
+    set_title(&clone, "t1", "older (clone)");
+    std::thread::sleep(Duration::from_millis(5));
+    set_title(&a, "t1", "newer (original)");
+    set_title(&clone, "t2", "only the clone");
+    // The newer edit reaches the remote first; the clone's older one must lose, not overwrite it.
+    a.sync_now().unwrap();
+    let r = clone.sync_now().unwrap();
+    assert_eq!(r.conflicts, 1, "the clone's older edit is a conflict");
+    assert_eq!(title(&share.remote(), "t1"), "newer (original)");
+    assert_eq!(title(&share.remote(), "t2"), "only the clone");
+    let log = conflicts(&share);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(
+        log[0][1].contains("older (clone)"),
+        "the loser is kept: {log:?}"
+    );
+    assert_eq!(log[0][2], origin(&clone));
+    assert_eq!(log[0][3], origin(&a));
+    converged(&share, &[&a, &clone, &c]);
+    assert_eq!(title(&c.conn(), "t1"), "newer (original)");
+}
+
+#[test]
+fn a_cache_carried_to_another_machine_becomes_a_new_client_and_keeps_its_pending_edit() {
+    let share = Share::new();
+    let b = share.client("b");
+    let a = open_on(&share, "a", "laptop/1111");
+    let old = origin(&a);
+    set_title(&a, "t1", "edited on the old machine");
+    drop(a);
+    // Same file, same path: only the machine differs (a disk moved, a VM cloned).
+    let a = open_on(&share, "a", "desktop/2222");
+    let new = origin(&a);
+    assert_ne!(new, old);
+    let change = a.status().unwrap().origin_change.expect("status says so");
+    assert_eq!(change.former, old);
+    assert!(change.reason.contains("another machine"), "{change:?}");
+    a.sync_now().unwrap();
+    assert_eq!(title(&share.remote(), "t1"), "edited on the old machine");
+    assert!(
+        registered(&share).contains(&new),
+        "{:?}",
+        registered(&share)
+    );
+    assert!(
+        registered(&share).contains(&old),
+        "the old machine may still run its copy: its entry stays"
+    );
+    set_title(&b, "t2", "from b");
+    converged(&share, &[&a, &b]);
+    assert_eq!(
+        origin(&open_on(&share, "a", "desktop/2222")),
+        new,
+        "stays bound"
+    );
+}
+
+#[test]
+fn a_cache_restored_from_its_own_backup_pushes_nothing_twice_and_loses_nothing() {
+    let share = Share::new();
+    // A client away for now holds the change log's history (pruning waits for it), so the
+    // restored cache can find its own pushed change there. (Once that history is pruned, the
+    // change is decided against the newest pruned stamp instead: kept in the conflict log if
+    // something newer came since; see README, "Change log".)
+    let away = share.client("away");
+    let b = share.client("b");
+    let a = share.client("a");
+    let old = origin(&a);
+    set_title(&a, "t1", "pending at backup time");
+    let file = a.cache_path().unwrap().to_path_buf();
+    drop(a);
+    let backup = share.tmp.path().join("backup.db");
+    std::fs::copy(&file, &backup).unwrap();
+
+    // Life goes on after the backup: the pending edit is pushed, then edited again, and another
+    // client edits the row after that.
+    let a = share.client("a");
+    a.sync_now().unwrap();
+    set_title(&a, "t2", "after the backup");
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    set_title(&b, "t1", "b after the backup");
+    b.sync_now().unwrap();
+    drop(a);
+
+    // The disk dies; the backup comes back at the same path (a new file).
+    std::fs::remove_file(&file).unwrap();
+    std::fs::copy(&backup, &file).unwrap();
+    let a = share.client("a");
+    let new = origin(&a);
+    assert_ne!(new, old);
+    assert_eq!(a.status().unwrap().pending_writes, 1);
+    let log_before = log_of(&share, "t1").len();
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.conflicts, 0, "its own pushed edit is not a conflict");
+    assert_eq!(
+        log_of(&share, "t1").len(),
+        log_before,
+        "nothing pushed twice"
+    );
+    assert!(conflicts(&share).is_empty(), "{:?}", conflicts(&share));
+    assert_eq!(title(&a.conn(), "t1"), "b after the backup");
+    assert_eq!(title(&a.conn(), "t2"), "after the backup");
+    let clients = registered(&share);
+    assert!(clients.contains(&new));
+    assert!(
+        !clients.contains(&old),
+        "the replaced instance is gone: its registry entry no longer holds back pruning ({clients:?})"
+    );
+    converged(&share, &[&a, &b, &away]);
+}
