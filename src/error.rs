@@ -43,6 +43,22 @@ pub enum Error {
         /// The class of the push failure, if it failed.
         kind: Option<ErrorKind>,
     },
+    /// Another cache of the same remote database (made for another path of it) holds pending
+    /// writes that could not be pushed first, so the open (or the switch to direct mode) refused
+    /// rather than leave them behind.
+    #[error("the cache {} (made for {}) holds {pending} pending writes for this database; {what}", cache.display(), made_for.display())]
+    OtherCache {
+        /// The other cache file.
+        cache: std::path::PathBuf,
+        /// The remote path it was made for.
+        made_for: std::path::PathBuf,
+        /// Its pending writes.
+        pending: i64,
+        /// Why they were not pushed, and what to do.
+        what: String,
+        /// The class of the failure.
+        kind: ErrorKind,
+    },
     /// The operation does not apply to this handle (e.g. restoring a conflict in direct mode).
     #[error("{0}")]
     Unsupported(String),
@@ -86,6 +102,7 @@ impl Error {
             Error::Remote(e) => e.kind(),
             Error::SyncRunning { .. } => ErrorKind::Locked,
             Error::PendingWrites { kind, .. } => kind.unwrap_or(ErrorKind::Other),
+            Error::OtherCache { kind, .. } => *kind,
             Error::Sqlite(_) | Error::Unsupported(_) | Error::Restore(_) => ErrorKind::Other,
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
+use crate::cache::others::{self, OtherCache};
 use crate::cache::{CachePaths, LocalError, Mode};
 use crate::config::Config;
 use crate::error::Result;
@@ -112,6 +113,13 @@ pub struct Status {
     /// The last time this cache found it was a copy (another machine, path or file) and became a
     /// new client, if it ever did.
     pub origin_change: Option<OriginChange>,
+    /// Other caches in the cache directory still holding pending writes for this database,
+    /// whatever path they were made for. Without this path's cache (none yet, or direct mode)
+    /// the database cannot be told from local files: every other cache with pending writes.
+    pub other_caches: Vec<OtherCache>,
+    /// The last time pending writes of a cache left behind were pushed before this cache or
+    /// direct mode took over (or this cache's own, before it was left behind), in words.
+    pub handover: Option<String>,
     /// Anything else worth saying.
     pub note: Option<String>,
     /// The last time the cache was reconciled with the remote by key (the remote's history broke:
@@ -126,10 +134,20 @@ impl Status {
             Mode::Direct { reason } => reason.clone(),
             Mode::Cached => rule.to_string(),
         };
+        let other_caches: Vec<OtherCache> =
+            others::scan(&config.cache_directory, std::path::Path::new(""))
+                .into_iter()
+                .filter(|o| o.pending_writes > 0)
+                .collect();
         Status {
             mode: "direct".into(),
             mode_reason: reason,
-            state: State::Success,
+            // Writes left in a cache are not synced by anyone in direct mode.
+            state: if other_caches.is_empty() {
+                State::Success
+            } else {
+                State::Pending
+            },
             pending_writes: 0,
             conflicts: 0,
             cache_path: None,
@@ -144,6 +162,8 @@ impl Status {
             worker: None,
             origin: None,
             origin_change: None,
+            other_caches,
+            handover: None,
             note: Some(
                 "reads and writes go directly to the remote database; nothing to sync".into(),
             ),
@@ -172,6 +192,8 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         worker: crate::sync::worker::worker_running(paths),
         origin: None,
         origin_change: None,
+        other_caches: vec![],
+        handover: None,
         note: None,
         last_reconcile: None,
     };
@@ -184,6 +206,10 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
             );
             return Ok(Status::direct(config, &Mode::Direct { reason }, rule));
         }
+        s.other_caches = others::scan(&paths.dir, &paths.db)
+            .into_iter()
+            .filter(|o| o.pending_writes > 0)
+            .collect();
         s.note = Some("the cache has not been created yet: it is made from the remote at the first open or sync".into());
         return Ok(s);
     }
@@ -203,6 +229,13 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
             r.get(0)
         })
         .map_err(sql)?;
+    let remote_id: String = c
+        .query_row("SELECT remote_id FROM sync_state WHERE id = 1", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql)?;
+    s.other_caches = others::pending_for(&paths.dir, &paths.db, &remote_id);
+    s.handover = metadata::last_note(&c, "handover").map_err(sql)?;
     s.origin_change = crate::cache::instance::last_rebound(&c)
         .map_err(sql)?
         .map(|(former, reason, at)| OriginChange { former, reason, at });
@@ -224,7 +257,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
     s.state = match s.last_run.as_ref().map(|r| r.status.as_str()) {
         Some("offline") => State::Offline,
         Some("failed") => State::Failed,
-        _ if s.pending_writes > 0 || running => State::Pending,
+        _ if s.pending_writes > 0 || running || !s.other_caches.is_empty() => State::Pending,
         _ => State::Success,
     };
     Ok(s)

@@ -12,6 +12,7 @@ mod cli_ops;
 mod conflicts;
 mod crash;
 mod fallback;
+mod handover;
 mod instances;
 mod local_schema;
 mod local_schema_carry;

@@ -27,6 +27,7 @@ impl Inner {
             app: Mutex::new(conn),
             engine: None,
             host: None,
+            handovers: Vec::new(),
         })
     }
 

@@ -10,10 +10,12 @@ mod create;
 pub mod detect;
 mod error;
 mod fallback;
+pub mod handover;
 pub mod instance;
 pub mod lock;
 pub(crate) mod mirror;
 mod open;
+pub mod others;
 mod rebind;
 pub mod salvage;
 pub(crate) mod snapshot;
@@ -120,6 +122,8 @@ struct Inner {
     engine: Option<Arc<Mutex<Engine>>>,
     /// The host identity the origin is bound to, when a test fakes it.
     host: Option<String>,
+    /// Pending writes of caches left behind, pushed when this handle opened (direct mode).
+    handovers: Vec<handover::Handover>,
 }
 
 /// A cache of one remote database: the app's connection, background sync, status and the
@@ -174,7 +178,10 @@ impl Cache {
         let background = opts.background.unwrap_or(config.background);
         let watch = opts.watch_config.unwrap_or(background) && config.source.is_some();
         if !decision.cached {
-            let inner = Inner::direct(config, clock, None, decision.rule.clone(), decision.rule)?;
+            let handovers = handover::before_direct(&config, clock)?;
+            let mut inner =
+                Inner::direct(config, clock, None, decision.rule.clone(), decision.rule)?;
+            inner.handovers = handovers;
             return Ok(Cache {
                 inner: Arc::new(inner),
                 worker: None,
@@ -193,6 +200,7 @@ impl Cache {
                 app: Mutex::new(app),
                 engine: Some(Arc::new(Mutex::new(engine))),
                 host,
+                handovers: Vec::new(),
             },
             Err(Error::Local(e)) if e.is_fatal() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
@@ -285,6 +293,7 @@ impl Cache {
     ) -> Result<(CachePaths, Connection, Engine)> {
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         ensure_dir(&paths.dir)?;
+        let mut handed = Vec::new();
         if !paths.db.exists() {
             let _guard = lock::acquire(&paths.lock, SYNC_LOCK_WAIT)
                 .map_err(|e| LocalError::Directory {
@@ -295,10 +304,12 @@ impl Cache {
                     holder: lock::holder(&paths.lock),
                 })?;
             if !paths.db.exists() {
+                handed = handover::before_new_cache(config, clock, &paths)?;
                 create::create(config, &paths, clock, progress)?;
             }
         }
         let app = open_local(&paths.db, &clock, config.busy_timeout)?;
+        handover::record_taken_over(&app, &paths.db, &clock, &handed)?;
         create::check_cache(&app, &paths.db, config)?;
         let rebound = Cache::check_binding(&app, &paths, &clock, host)?;
         let mut engine = Engine::open(paths.clone(), config.clone(), clock)?;
@@ -417,6 +428,10 @@ impl Cache {
             (Some(paths), Mode::Cached) => crate::status::read(&config, paths, &self.inner.rule)?,
             (_, mode) => Status::direct(&config, &mode, &self.inner.rule),
         };
+        if !self.inner.handovers.is_empty() {
+            let said: Vec<String> = self.inner.handovers.iter().map(|h| h.summary()).collect();
+            status.handover = Some(said.join("; "));
+        }
         if let Some(w) = &self.worker {
             let paused = if w.paused() { ", paused" } else { "" };
             status.worker = Some(format!(

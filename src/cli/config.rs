@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::Subcommand;
 use serde_json::{Value, json};
 use sharecache::Config;
-use sharecache::config::{SETTABLE_KEYS, set_key};
+use sharecache::config::{SETTABLE_KEYS, applies_at_next_start, set_key};
 
 /// What to do with the config.
 #[derive(Debug, Subcommand)]
@@ -19,7 +19,8 @@ pub enum Action {
     },
     /// Change one setting in the config file, keeping its comments and other lines; the value
     /// is validated first (an invalid one leaves the file unchanged). A running daemon or app
-    /// applies the change within 2 seconds.
+    /// applies the change within 2 seconds, except path, cache_directory, enable_cache and
+    /// background, which apply at its next start.
     #[command(after_help = settable_keys())]
     Set {
         /// The setting, e.g. `sync_interval` or `sync.batch_size` (see below)
@@ -48,7 +49,15 @@ pub fn run(path: &Path, action: &Action) -> anyhow::Result<()> {
             } else {
                 println!("{key} set to {value} in {}", file.display());
             }
-            println!("a running `sharecache daemon` or app sync thread applies it within 2 s");
+            if applies_at_next_start(key) {
+                println!(
+                    "it applies at the next start of the app or `sharecache daemon`; a running one \
+                     keeps the value it started with (pending writes are pushed before a cache \
+                     stops being used: see `sharecache status`)"
+                );
+            } else {
+                println!("a running `sharecache daemon` or app sync thread applies it within 2 s");
+            }
             Ok(())
         }
     }

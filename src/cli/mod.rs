@@ -2,6 +2,7 @@
 //! module and only calls the library; this module decides which one runs and how its failure
 //! maps to an exit code.
 
+mod adopt;
 mod config;
 mod conflicts;
 mod daemon;
@@ -130,6 +131,20 @@ enum Command {
     /// Ctrl-C or SIGTERM pushes pending writes (within sync.shutdown_timeout) and exits 0.
     #[command(after_help = EXIT_CODES)]
     Daemon,
+    /// Push the pending writes of caches made for another path of this database to this path
+    ///
+    /// For a database that moved while its old path still holds a copy of it: the first open
+    /// under the new path refuses to guess whether the new path is the same database or a copy
+    /// (a test environment), and says so. `adopt` is the admin's answer "it moved": every cache
+    /// in the cache directory made from the same database (its identity) under another path
+    /// pushes its pending writes to the configured path. If the new path is a copy, do not adopt:
+    /// sync the old cache to its own path instead.
+    #[command(after_help = EXIT_CODES)]
+    Adopt {
+        /// Print what was pushed as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the whole flow on a demo share in ./sharecache-demo and print what happens
     Demo {
         /// Where to create the demo files
@@ -260,6 +275,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             sync::accept_restore(&load_config(cli)?, database.as_deref())
         }
         Command::Daemon => daemon::run(load_config(cli)?),
+        Command::Adopt { json } => adopt::run(&load_config(cli)?, *json),
         Command::Demo { dir } => demo::run(dir),
     }
 }

@@ -207,6 +207,18 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
             );
         }
     }
+    for o in &s.other_caches {
+        println!(
+            "  left behind:    {} pending writes in {} (made for {}): run the app or \
+             `sharecache sync` with that path, or `sharecache adopt` if the database moved here",
+            o.pending_writes,
+            o.cache_path.display(),
+            o.made_for.display()
+        );
+    }
+    if let Some(h) = &s.handover {
+        println!("  handed over:    {h}");
+    }
     println!("  sync interval:  {} s", s.sync_interval_secs);
     println!("debug:");
     if let Some(p) = &s.cache_path {

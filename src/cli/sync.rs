@@ -44,7 +44,11 @@ pub fn run_sync(cache: &Cache, bars: Bars) -> anyhow::Result<SyncReport> {
 
 /// Prints a sync report for people.
 pub fn print_report(cache: &Cache, r: &SyncReport) {
+    let handover = cache.status().ok().and_then(|s| s.handover);
     if let Mode::Direct { reason } = cache.mode() {
+        if let Some(h) = handover {
+            println!("before switching to direct mode: {h}");
+        }
         println!("direct mode ({reason}): nothing to sync");
         return;
     }

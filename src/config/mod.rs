@@ -45,7 +45,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use edit::set_key;
 pub use error::ConfigError;
-pub use watch::{Watch, watch};
+pub use watch::{Watch, applies_at_next_start, watch};
 
 /// The environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "SHARECACHE_CONFIG";

@@ -67,6 +67,21 @@ pub fn watch(
 const RESTART_KEYS: &str =
     "database.path, database.cache_directory, database.enable_cache, sync.background";
 
+/// Whether a change to `key` (a settable key, whole or the part after its dot) waits for the
+/// next start of the app or daemon instead of being applied by a running one.
+///
+/// ```
+/// use sharecache::config::applies_at_next_start;
+/// assert!(applies_at_next_start("enable_cache") && applies_at_next_start("database.path"));
+/// assert!(!applies_at_next_start("sync_interval"));
+/// ```
+pub fn applies_at_next_start(key: &str) -> bool {
+    let key = key.replace('-', "_");
+    RESTART_KEYS
+        .split(", ")
+        .any(|full| full == key || full.rsplit('.').next() == Some(key.as_str()))
+}
+
 impl Config {
     /// The configuration to run with after the file changed to `new`: everything from `new`
     /// except the keys that choose files and threads, which keep their running values (a change
