@@ -4,7 +4,8 @@
 //! deletes on a few shared keys (so conflicts are frequent), syncs, share drops (offline
 //! windows), single failed share operations in the middle of a sync, clocks skewed by ±1 h, and
 //! client 0's clock stepping back 10 minutes mid-run (the client is closed and reopened with the
-//! new offset). Then the share comes back, every client syncs twice, and the oracle checks:
+//! new offset), and clones: a client's cache replaced by a copy of another's, pending writes and
+//! all (a cloned desktop image), which must become a client of its own. Then the share comes back, every client syncs twice, and the oracle checks:
 //!
 //! - every cache holds exactly what the remote holds (content hash of the app tables);
 //! - every key holds the winner: the newest stamp among the acknowledged writes of that key,
@@ -98,6 +99,12 @@ enum Step {
     },
     /// Client 0's clock steps back 10 minutes (first occurrence only).
     ClockBack,
+    /// Client `into` (synced empty first; skipped if it cannot be) is replaced by a copy of
+    /// client `from`'s cache file, pending writes included: a clone, on another path.
+    Clone {
+        from: usize,
+        into: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +128,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::ShareUp),
         1 => (0..5usize, 1..150u64).prop_map(|(client, nth)| Step::FlakySync { client, nth }),
         1 => Just(Step::ClockBack),
+        1 => (0..5usize, 0..5usize).prop_map(|(from, into)| Step::Clone { from, into }),
     ]
 }
 
@@ -251,6 +259,7 @@ struct Totals {
     share_drops: u64,
     failed_ops: u64,
     clock_steps: u64,
+    clones: u64,
     writes: u64,
     ties: u64,
     void: u64,
@@ -454,6 +463,45 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Replaces client `into`'s cache with a copy of client `from`'s (both closed), when `into`
+    /// holds no pending write (its writes would be destroyed with its file, not lost by sync).
+    fn clone_cache(&mut self, from: usize, into: usize) -> Result<(), TestCaseError> {
+        if self.down || !self.sync(into, None)? || !self.model.open[into].is_empty() {
+            return Ok(());
+        }
+        self.totals.borrow_mut().clones += 1;
+        let source = self.cache(from).cache_path().unwrap().to_path_buf();
+        let target = self.cache(into).cache_path().unwrap().to_path_buf();
+        self.clients[from] = None;
+        self.clients[into] = None;
+        let wal = |p: &std::path::Path, ext: &str| {
+            std::path::PathBuf::from(format!("{}-{ext}", p.display()))
+        };
+        prop_assert!(!wal(&source, "wal").exists(), "a closed cache has no WAL");
+        for ext in ["wal", "shm"] {
+            let _ = std::fs::remove_file(wal(&target, ext));
+        }
+        std::fs::copy(&source, &target).unwrap();
+        self.clients[from] = Some(self.open(from));
+        let clone = self.open(into);
+        let origin: String = clone
+            .conn()
+            .query_row("SELECT origin FROM sync_state", [], |r| r.get(0))
+            .unwrap();
+        prop_assert!(
+            !self.origins.contains(&origin),
+            "the clone took a new origin, not one of a live client"
+        );
+        prop_assert_eq!(&self.origins[from], &origin_of(self.cache(from)));
+        self.origins[into] = origin;
+        self.clients[into] = Some(clone);
+        // The clone knows what its original knew and holds its pending writes (the same
+        // versions: pushed by either, they are one version).
+        self.model.seen[into] = self.model.seen[from].clone();
+        self.model.open[into] = self.model.open[from].clone();
+        Ok(())
+    }
+
     fn run(&mut self) -> Result<(), TestCaseError> {
         let n = self.sc.clients;
         for step in &self.sc.steps {
@@ -502,6 +550,10 @@ impl Run<'_> {
                     self.clients[0] = Some(self.open(0));
                 }
                 Step::ClockBack => {}
+                Step::Clone { from, into } if from % n != into % n => {
+                    self.clone_cache(from % n, into % n)?;
+                }
+                Step::Clone { .. } => {}
             }
         }
         // Quiesce: the share is back, every client syncs twice.
@@ -638,6 +690,12 @@ impl Run<'_> {
     }
 }
 
+fn origin_of(c: &Cache) -> String {
+    c.conn()
+        .query_row("SELECT origin FROM sync_state", [], |r| r.get(0))
+        .unwrap()
+}
+
 fn seed(k: Key) -> Option<String> {
     match k {
         (0, 0) | (0, 1) | (1, 0) => Some(format!("seed:{}:{}", TABLES[k.0], k.1)),
@@ -758,6 +816,7 @@ fn clients_on_a_flaky_share_with_skewed_clocks_converge_to_the_newest_write_and_
             ("share_drops", t.share_drops),
             ("failed_ops", t.failed_ops),
             ("clock_steps", t.clock_steps),
+            ("clones", t.clones),
             ("writes_checked", t.writes),
             ("stamp_ties", t.ties),
             ("void", t.void),
