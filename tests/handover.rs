@@ -127,6 +127,11 @@ fn a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admi
     assert_eq!(pending_in(&old_cache), 0);
     assert_eq!(title(&copy_db), "pending in a");
     ok(&cfg, &["sync"]);
+    let history = ok(&cfg, &["history"]);
+    assert!(
+        history.contains("handover") && history.contains("adopted by `sharecache adopt`"),
+        "{history}"
+    );
     assert!(ok(&cfg, &["adopt"]).contains("nothing to adopt"));
 }
 

@@ -277,7 +277,8 @@ pub(super) fn before_new_cache(
 
 /// `sharecache adopt`: the admin says the database at `config.remote_path` is the one the other
 /// caches of the same identity were made for (moved, whatever its old path still holds): their
-/// pending writes are pushed to it. Returns what was pushed (empty: nothing was pending).
+/// pending writes are pushed to it, then this path's cache is opened (made if needed) and its
+/// history records what it took over. Returns what was pushed (empty: nothing was pending).
 pub fn adopt(config: &Config, clock: Clock) -> Result<Vec<Handover>> {
     let own = CachePaths::new(&config.cache_directory, &config.remote_path);
     let Some(id) = remote_id(config)? else {
@@ -287,8 +288,14 @@ pub fn adopt(config: &Config, clock: Clock) -> Result<Vec<Handover>> {
         "adopted by `sharecache adopt` for {}",
         config.remote_path.display()
     );
-    others::pending_for(&own.dir, &own.db, &id)
+    let handed = others::pending_for(&own.dir, &own.db, &id)
         .iter()
         .map(|o| push_other(config, clock, o, &why))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if !handed.is_empty() && super::detect::decide(config.enable_cache, &config.remote_path).cached
+    {
+        let (paths, app, _engine) = super::Cache::open_cached(config, clock, None, &())?;
+        record_taken_over(&app, &paths.db, &clock, &handed)?;
+    }
+    Ok(handed)
 }

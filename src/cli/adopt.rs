@@ -1,7 +1,7 @@
 //! `sharecache adopt`: the admin's word that the database at the configured path is the one
 //! other caches here were made for under another path (it moved, whatever the old path still
-//! holds). Their pending writes are pushed to it; the open that follows then makes this path's
-//! cache without refusing (see `sharecache::cache::handover`).
+//! holds). Their pending writes are pushed to it, and this path's cache is made (its history says
+//! what it took over); see `sharecache::cache::handover`.
 
 use sharecache::Config;
 use sharecache::cache::handover;
@@ -26,7 +26,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {
         println!("adopted: {}", h.summary());
     }
     println!(
-        "the cache for {} is made at the next open or `sharecache sync`",
+        "the database at {} has them; its cache records it in `sharecache history`",
         config.remote_path.display()
     );
     Ok(())
