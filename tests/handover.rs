@@ -224,3 +224,16 @@ fn config_set_says_when_each_setting_applies() {
     let said = ok(&cfg, &["config", "set", "sync_interval", "5"]);
     assert!(said.contains("within 2 s"), "{said}");
 }
+
+#[test]
+fn the_same_database_spelled_another_way_takes_over_the_pending_writes_without_refusing() {
+    let share = Share::new();
+    let old_cache = pending_in_a(&share);
+    let respelled = share.mount.path().join(".").join("app.db");
+    let a = Cache::open(config_at(&share, "a", &respelled)).unwrap();
+    assert_ne!(a.cache_path().unwrap(), old_cache);
+    assert_eq!(pending_in(&old_cache), 0);
+    assert_eq!(title(&share.remote()), "pending in a");
+    let said = a.status().unwrap().handover.unwrap();
+    assert!(said.contains("same file"), "{said}");
+}

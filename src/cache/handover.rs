@@ -65,11 +65,23 @@ enum OldPath {
     Moved(String),
     /// Still to the same database: the configured path may be a copy of it.
     Same,
+    /// To the very file the configured path leads to (another spelling of it).
+    SameFile,
     /// Cannot be told (unreachable).
     Unknown(String),
 }
 
 fn probe_old(config: &Config, old: &Path, id: &str) -> OldPath {
+    // The same file spelled another way (`//server/share` and `\\server\share`, a symlink):
+    // no copy there.
+    if let (Ok(a), Ok(b)) = (
+        std::fs::canonicalize(old),
+        std::fs::canonicalize(&config.remote_path),
+    ) {
+        if a == b {
+            return OldPath::SameFile;
+        }
+    }
     match remote::check_exists(old) {
         Err(RemoteError::Missing { .. }) if old.parent().is_some_and(Path::is_dir) => {
             return OldPath::Moved(format!("{} no longer exists", old.display()));
@@ -247,6 +259,10 @@ pub(super) fn before_new_cache(
         match probe_old(config, &o.made_for, &id) {
             OldPath::Moved(why) => {
                 let why = format!("the database moved to {new} ({why})");
+                handed.push(push_other(config, clock, o, &why)?);
+            }
+            OldPath::SameFile => {
+                let why = format!("{old} and {new} are the same file");
                 handed.push(push_other(config, clock, o, &why)?);
             }
             OldPath::Same => {
