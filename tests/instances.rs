@@ -10,6 +10,7 @@ use sharecache::Cache;
 use sharecache::cache::OpenOptions;
 
 use crate::reliability::assert_same_content;
+use crate::support::cli::{json, ok};
 use crate::support::{Share, one, rows};
 
 /// Opens client `name` bound to the host identity `host` (a fake machine).
@@ -125,6 +126,20 @@ fn a_cache_copied_to_a_second_path_becomes_a_new_client_and_its_pending_edit_is_
     assert!(
         event.note.as_deref().unwrap().contains("another path"),
         "{event:?}"
+    );
+    // The command line says it too, for people and for scripts.
+    let cfg = share.config_file("b");
+    let human = ok(&cfg, &["status"]);
+    assert!(
+        human.contains("new client") && human.contains(&a_origin),
+        "{human}"
+    );
+    assert!(ok(&cfg, &["history"]).contains("new-origin"));
+    let status = json(&cfg, &["status", "--json"]);
+    assert_eq!(
+        status["origin_change"]["former"],
+        a_origin.as_str(),
+        "{status}"
     );
 
     // Both push the same change, in either order: one version of it, no conflict.
