@@ -284,3 +284,28 @@ fn a_cache_restored_from_its_own_backup_pushes_nothing_twice_and_loses_nothing()
     );
     converged(&share, &[&a, &b, &away]);
 }
+
+#[test]
+fn a_clone_that_pushed_its_originals_pending_edit_is_not_taken_for_a_restored_remote() {
+    let share = Share::new();
+    let a = share.client("a");
+    let a_origin = origin(&a);
+    set_title(&a, "t1", "pending when copied");
+    let file = a.cache_path().unwrap().to_path_buf();
+    drop(a);
+    copy_cache(&file, &share, "b");
+    let b = share.client("b");
+    b.sync_now().unwrap();
+    // The entry it wrote carries the former origin: its trail mark must say so, or the next sync
+    // finds "its" entry missing and reconciles as if the remote had gone back in time.
+    b.sync_now().unwrap();
+    b.sync_now().unwrap();
+    let kinds: Vec<String> = b.history(20).unwrap().into_iter().map(|r| r.kind).collect();
+    assert!(!kinds.iter().any(|k| k == "reconcile"), "{kinds:?}");
+    let origins: Vec<String> = log_of(&share, "t1").into_iter().map(|e| e.1).collect();
+    assert_eq!(
+        origins,
+        vec![a_origin],
+        "one version, under the origin it was made under"
+    );
+}

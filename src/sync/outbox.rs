@@ -256,9 +256,10 @@ pub(crate) struct Applied {
     /// The change-log revision before the transaction and after it: the revisions in between
     /// are this batch's own versions.
     pub revs: (i64, i64),
-    /// The newest change-log entry the batch wrote (revision and stamp; the origin is this
-    /// cache's): the cache's new trail mark (see [`crate::remote::Mark`]).
-    pub newest: Option<(i64, String)>,
+    /// The newest change-log entry the batch wrote (revision, stamp and origin: this cache's, or
+    /// a former one of its lineage for a change made before it found it was a copy): the cache's
+    /// new trail mark (see [`crate::remote::Mark`]).
+    pub newest: Option<(i64, String, String)>,
 }
 
 /// Acknowledges pushed changes in one local write transaction: entries whose row was not changed
@@ -319,8 +320,8 @@ pub(crate) fn acknowledge(
         if let Some(ms) = newest.and_then(crate::clock::ms_of_stamp) {
             c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [ms])?;
         }
-        if let Some((rev, stamp)) = &applied_newest {
-            super::trail::mark_seen_own(c, *rev, stamp)?;
+        if let Some((rev, stamp, origin)) = &applied_newest {
+            super::trail::mark_seen(c, *rev, stamp, origin)?;
         }
         c.execute("DELETE FROM sync_tracking WHERE op = 'X'", [])?;
         c.execute("UPDATE sync_state SET applying = 0", [])?;

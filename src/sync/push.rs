@@ -259,10 +259,10 @@ fn apply_batch(
     changelog::advance(c, rev, &newest_stamp)?;
     register_client(c, ctx)?;
     let newest = if rev > first_rev {
-        let stamp: String = c
-            .prepare_cached("SELECT stamp FROM sharecache_log WHERE rev = ?1")?
-            .query_row([rev], |r| r.get(0))?;
-        Some((rev, stamp))
+        let (stamp, origin): (String, String) = c
+            .prepare_cached("SELECT stamp, origin FROM sharecache_log WHERE rev = ?1")?
+            .query_row([rev], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Some((rev, stamp, origin))
     } else {
         None
     };

@@ -141,16 +141,6 @@ pub(crate) fn mark_seen(
     Ok(())
 }
 
-/// Moves the mark to an entry this cache wrote. Call in the acknowledging transaction.
-pub(crate) fn mark_seen_own(c: &Connection, rev: i64, stamp: &str) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "UPDATE sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = origin \
-         WHERE id = 1 AND anchor_rev < ?1",
-    )?
-    .execute(params![rev, stamp])?;
-    Ok(())
-}
-
 /// Records the remote's generation when the cache did not know it yet (caches made before
 /// generations existed).
 pub(crate) fn learn_generation(
