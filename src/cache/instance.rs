@@ -11,8 +11,9 @@
 //! one in `sync_origins` with the clock at that moment (the pending changes made before are that
 //! origin's versions, see `crate::sync::Lineage`), and the next sync registers the new origin.
 //!
-//! The two reads that depend on the OS are one small function each ([`host_identity`],
-//! [`file_identity`]); where one cannot be done it says so, and the binding uses what is left.
+//! The reads that depend on the OS are `crate::platform`'s (machine id: `/etc/machine-id`,
+//! Windows' `MachineGuid`; file index: inode, Windows' file index); where one cannot be done the
+//! binding says so in the log and uses what is left.
 
 use std::path::Path;
 
@@ -45,79 +46,29 @@ pub struct Rebound {
 /// apart (a cloned VM keeps the hostname until someone renames it); where it cannot be read,
 /// the error says why and the caller binds to the hostname alone.
 pub fn host_identity() -> Result<String, String> {
-    let host = hostname();
-    machine_id().map(|id| format!("{host}/{id}"))
+    let host = crate::platform::host_name();
+    crate::platform::host_identity()
+        .map(|id| format!("{host}/{id}"))
+        .map_err(|e| format!("the machine id cannot be read ({e})"))
 }
 
-/// The hostname (the same read as the lease's holder name, kept here so the cache layer does not
-/// reach up into the remote's).
-#[cfg(unix)]
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for its length; gethostname NUL-terminates on success.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-#[cfg(not(unix))]
-fn hostname() -> String {
-    std::env::var("COMPUTERNAME").unwrap_or_else(|_| "unknown".into())
-}
-
-#[cfg(target_os = "linux")]
-fn machine_id() -> Result<String, String> {
-    for p in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
-        if let Ok(s) = std::fs::read_to_string(p) {
-            let s = s.trim();
-            if !s.is_empty() {
-                return Ok(s.to_string());
-            }
-        }
-    }
-    Err("neither /etc/machine-id nor /var/lib/dbus/machine-id holds a machine id".into())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn machine_id() -> Result<String, String> {
-    // Windows: the MachineGuid value under HKLM\SOFTWARE\Microsoft\Cryptography (to be read
-    // with windows-sys when the crate builds there).
-    Err("reading the machine id is not implemented on this platform".into())
-}
-
-/// The cache file: its canonical path and inode. On a platform without inodes, the error says
-/// so and the caller binds to the path alone.
+/// The cache file: its canonical path, its file index (inode) and, where the filesystem records
+/// it, its creation time: a file restored after the original was deleted often gets the freed
+/// inode back, never its creation time. Not the device or volume number, which some filesystems
+/// renumber at every mount.
 pub fn file_identity(path: &Path) -> Result<String, String> {
     let canonical = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let shown = canonical.display().to_string();
-    file_id(&canonical)
-        .map(|id| format!("{shown}#{id}"))
-        .map_err(|why| format!("{why}; bound to the path {shown} alone"))
-}
-
-/// The inode and, where the filesystem records it, the creation time: a file restored after the
-/// original was deleted often gets the freed inode back, never its creation time.
-#[cfg(unix)]
-fn file_id(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let born = m
-        .created()
+    let id = crate::platform::file_identity(&canonical)
+        .map_err(|e| format!("{shown}: {e}; bound to the path alone"))?;
+    let born = std::fs::metadata(&canonical)
+        .and_then(|m| m.created())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     Ok(match born {
-        Some(d) => format!("{}.{}", m.ino(), d.as_nanos()),
-        None => m.ino().to_string(),
+        Some(d) => format!("{shown}#{}.{}", id.index, d.as_nanos()),
+        None => format!("{shown}#{}", id.index),
     })
-}
-
-#[cfg(not(unix))]
-fn file_id(_path: &Path) -> Result<String, String> {
-    // Windows: the volume serial number and file index (GetFileInformationByHandle).
-    Err("reading the file id is not implemented on this platform".into())
 }
 
 /// The binding of the cache at `path` on this machine, or on the host named by `host` (tests
@@ -127,7 +78,7 @@ pub fn current(path: &Path, host: Option<&str>) -> Binding {
         Some(h) => h.to_string(),
         None => host_identity().unwrap_or_else(|why| {
             tracing::warn!(%why, "binding the cache's origin to the hostname alone");
-            hostname()
+            crate::platform::host_name()
         }),
     };
     let file = file_identity(path).unwrap_or_else(|why| {
