@@ -99,8 +99,10 @@ enum Step {
     },
     /// Client 0's clock steps back 10 minutes (first occurrence only).
     ClockBack,
-    /// Client `into` (synced empty first; skipped if it cannot be) is replaced by a copy of
-    /// client `from`'s cache file, pending writes included: a clone, on another path.
+    /// Client `into` is replaced by a copy of client `from`'s cache file: a clone, on another
+    /// path. Both are synced empty first (skipped if they cannot be): a pending write shared by
+    /// the two copies is one version for the engine, which this model does not follow (the
+    /// deterministic tests in `instances` cover it).
     Clone {
         from: usize,
         into: usize,
@@ -463,10 +465,15 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Replaces client `into`'s cache with a copy of client `from`'s (both closed), when `into`
-    /// holds no pending write (its writes would be destroyed with its file, not lost by sync).
+    /// Replaces client `into`'s cache with a copy of client `from`'s (both closed), when neither
+    /// holds a pending write.
     fn clone_cache(&mut self, from: usize, into: usize) -> Result<(), TestCaseError> {
-        if self.down || !self.sync(into, None)? || !self.model.open[into].is_empty() {
+        if self.down
+            || !self.sync(into, None)?
+            || !self.model.open[into].is_empty()
+            || !self.sync(from, None)?
+            || !self.model.open[from].is_empty()
+        {
             return Ok(());
         }
         self.totals.borrow_mut().clones += 1;
