@@ -4,8 +4,8 @@
 //! deletes on a few shared keys (so conflicts are frequent), syncs, share drops (offline
 //! windows), single failed share operations in the middle of a sync, clocks skewed by ±1 h, and
 //! client 0's clock stepping back 10 minutes mid-run (the client is closed and reopened with the
-//! new offset), and clones: a client's cache replaced by a copy of another's, pending writes and
-//! all (a cloned desktop image), which must become a client of its own. Then the share comes back, every client syncs twice, and the oracle checks:
+//! new offset), and clones: a client's cache replaced by a copy of another's (a cloned desktop
+//! image; both synced first), which must become a client of its own. Then the share comes back, every client syncs twice, and the oracle checks:
 //!
 //! - every cache holds exactly what the remote holds (content hash of the app tables);
 //! - every key holds the winner: the newest stamp among the acknowledged writes of that key,
