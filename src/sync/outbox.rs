@@ -385,8 +385,8 @@ mod tests {
         let got = batches(&c, &shapes, 5);
         let want: Vec<String> = [1, 2, 3, 4, 7, 9, 10, 11, 12, 20, 25, 30, 50, 100]
             .iter()
-            .map(|id| format!("t [{id}]"))
-            .chain(["u [\"a\"]", "u [\"b\"]", "u [\"c\"]"].map(String::from))
+            .map(|id| format!("t {id}"))
+            .chain(["u 'a'", "u 'b'", "u 'c'"].map(String::from))
             .collect();
         assert_eq!(got.concat(), want, "each entry once, in key order");
         assert_eq!(got[0], want[..5], "the first batch is the lowest keys");
@@ -414,6 +414,6 @@ mod tests {
             .iter()
             .map(|ch| (ch.pk.as_str(), ch.row.is_none()))
             .collect();
-        assert_eq!(keys, [("[40]", true), ("[70]", false)]);
+        assert_eq!(keys, [("40", true), ("70", false)]);
     }
 }

@@ -226,7 +226,7 @@ mod tests {
             entries,
             vec![(
                 "t".to_string(),
-                "[1]".to_string(),
+                "1".to_string(),
                 "I".to_string(),
                 crate::clock::stamp_of_ms(ms)
             )]
