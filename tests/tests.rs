@@ -15,6 +15,7 @@ mod fallback;
 mod local_schema;
 mod local_schema_carry;
 mod offline;
+mod old_sqlite;
 mod operations;
 mod push_pull;
 mod reliability;
