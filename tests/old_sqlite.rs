@@ -229,12 +229,12 @@ fn old_sqlite_writers_on_the_remote_and_the_cache_are_captured_and_reach_every_c
     assert_eq!(contents(&open_cache_file(&a)), remote, "cache a");
     assert_eq!(contents(&open_cache_file(&b)), remote, "cache b");
     let tasks = &remote[0];
-    for i in 0..builds.len() {
+    for (i, build) in builds.iter().enumerate() {
         for tag in [format!("r{i}"), format!("c{i}")] {
             assert!(
                 tasks.contains(&vec![tag.clone(), format!("edited by {tag}")]),
                 "{tag} ({}): {tasks:?}",
-                builds[i].version
+                build.version
             );
         }
     }

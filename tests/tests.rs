@@ -3,6 +3,7 @@
 
 mod support;
 
+mod app_settings;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod capture;

@@ -18,6 +18,7 @@ pub(crate) mod snapshot;
 pub mod watch;
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use serde::Serialize;
 pub use error::LocalError;
 pub use open::CachePaths;
 pub use open::MIN_FREE_BYTES;
-pub(crate) use open::{check_space, ensure_dir, open_local};
+pub(crate) use open::{check_space, ensure_dir, journal_mode, open_local};
 pub use salvage::Salvaged;
 
 use crate::clock::Clock;
@@ -72,6 +73,8 @@ pub struct OpenOptions {
     pub background: Option<bool>,
     /// Watch the config file and apply edits while running (default: with the background thread).
     pub watch_config: Option<bool>,
+    /// Release the cache file between syncs (see [`OpenOptions::hold_cache`]).
+    pub release_cache: bool,
 }
 
 impl OpenOptions {
@@ -92,6 +95,17 @@ impl OpenOptions {
         self.watch_config = Some(on);
         self
     }
+
+    /// Whether the handle keeps connections open on the cache file (the default). With `false`
+    /// (what `sharecache daemon` uses) it holds none between syncs, so that apps opening the
+    /// cache themselves can set their own startup pragmas: while any other connection is open
+    /// on a WAL database, `PRAGMA journal_mode=DELETE` fails "database is locked" and
+    /// `locking_mode=EXCLUSIVE` cannot take the file. [`Cache::conn`] then opens its connection
+    /// at the first call.
+    pub fn hold_cache(mut self, on: bool) -> Self {
+        self.release_cache = !on;
+        self
+    }
 }
 
 /// What the handle and its sync thread share.
@@ -104,6 +118,9 @@ struct Inner {
     /// The `enable_cache` rule that decided to use a cache (or not).
     rule: String,
     app: Mutex<Connection>,
+    /// Whether `app` is a stand-in until [`Cache::conn`] first opens the cache
+    /// ([`OpenOptions::hold_cache`]).
+    app_deferred: std::sync::atomic::AtomicBool,
     engine: Option<Arc<Mutex<Engine>>>,
 }
 
@@ -168,15 +185,22 @@ impl Cache {
         }
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         let inner = match Cache::open_cached(&config, clock, &()) {
-            Ok((paths, app, engine)) => Inner {
-                config: RwLock::new(config),
-                clock,
-                paths: Some(paths),
-                mode: RwLock::new(Mode::Cached),
-                rule: decision.rule,
-                app: Mutex::new(app),
-                engine: Some(Arc::new(Mutex::new(engine))),
-            },
+            Ok((paths, mut app, mut engine)) => {
+                if opts.release_cache {
+                    engine.release_between_syncs(true);
+                    app = Connection::open_in_memory().map_err(Error::Sqlite)?;
+                }
+                Inner {
+                    config: RwLock::new(config),
+                    clock,
+                    paths: Some(paths),
+                    mode: RwLock::new(Mode::Cached),
+                    rule: decision.rule,
+                    app: Mutex::new(app),
+                    app_deferred: opts.release_cache.into(),
+                    engine: Some(Arc::new(Mutex::new(engine))),
+                }
+            }
             Err(Error::Local(e)) if e.is_fatal() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
                 let saved = salvage::salvage(None, &paths, &config, &clock);
@@ -289,7 +313,22 @@ impl Cache {
     /// The app's connection: on the cache, or on the remote in direct mode. Holds a lock while
     /// the guard lives; keep it short, or open more connections on [`Cache::cache_path`].
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.inner.app.lock().unwrap_or_else(|e| e.into_inner())
+        let mut app = self.inner.app.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.app_deferred.load(Ordering::Relaxed) {
+            if let (Some(paths), Mode::Cached) = (&self.inner.paths, self.mode()) {
+                let timeout = self.config().busy_timeout;
+                match open_local(&paths.db, &self.inner.clock, timeout) {
+                    Ok(c) => {
+                        *app = c;
+                        self.inner.app_deferred.store(false, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the app's connection on the cache; retried at the next call")
+                    }
+                }
+            }
+        }
+        app
     }
 
     /// How the handle serves the app now.

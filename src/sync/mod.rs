@@ -94,7 +94,12 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 /// The sync side of a cache.
 pub(crate) struct Engine {
+    /// The sync's connection on the cache; an empty in-memory one while released.
     local: Connection,
+    /// Whether `local` is released: the cache file is reopened at the next sync.
+    released: bool,
+    /// Whether to release the cache between syncs ([`Engine::release_between_syncs`]).
+    release_between: bool,
     paths: CachePaths,
     remote: Option<Remote>,
     config: Config,
@@ -137,15 +142,7 @@ fn file_id(path: &std::path::Path) -> Option<crate::platform::FileIdentity> {
 impl Engine {
     /// Opens the sync side of an existing cache.
     pub fn open(paths: CachePaths, config: Config, clock: Clock) -> Result<Engine, LocalError> {
-        let local = open_local(&paths.db, &clock, config.busy_timeout)?;
-        // The sync writes rows whose side effects come separately (pulled as their own changes,
-        // or copied by a rebuild): the app's triggers must not fire again on this connection.
-        local
-            .set_db_config(
-                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
-                false,
-            )
-            .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        let local = Engine::open_cache(&paths, &config, &clock)?;
         let (origin, remote_id): (String, String) = local
             .query_row(
                 "SELECT origin, remote_id FROM sync_state WHERE id = 1",
@@ -160,6 +157,8 @@ impl Engine {
         let file_id = file_id(&paths.db);
         Ok(Engine {
             local,
+            released: false,
+            release_between: false,
             paths,
             remote: None,
             config,
@@ -174,15 +173,66 @@ impl Engine {
         })
     }
 
+    /// The sync's connection on the cache file.
+    fn open_cache(
+        paths: &CachePaths,
+        config: &Config,
+        clock: &Clock,
+    ) -> Result<Connection, LocalError> {
+        let local = open_local(&paths.db, clock, config.busy_timeout)?;
+        // The sync writes rows whose side effects come separately (pulled as their own changes,
+        // or copied by a rebuild): the app's triggers must not fire again on this connection.
+        local
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+                false,
+            )
+            .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        Ok(local)
+    }
+
+    /// Holds no connection on the cache between syncs (`sharecache daemon`): while any
+    /// connection is open on a WAL database, an app that opens the cache cannot switch it to
+    /// another journal mode (its `PRAGMA journal_mode=DELETE` fails "database is locked") nor
+    /// take it in `locking_mode=EXCLUSIVE`. The cost is one open per sync; a cache file deleted
+    /// while no sync runs can no longer be read through this connection (the app's own
+    /// connections still hold it).
+    pub fn release_between_syncs(&mut self, on: bool) {
+        self.release_between = on;
+        if on {
+            self.release();
+        }
+    }
+
+    /// Closes the connection on the cache file (reopened by [`Engine::acquire`]).
+    fn release(&mut self) {
+        if !self.released {
+            if let Ok(empty) = Connection::open_in_memory() {
+                self.local = empty;
+                self.released = true;
+            }
+        }
+    }
+
+    /// Reopens the connection on the cache file if it was released.
+    fn acquire(&mut self) -> Result<(), Error> {
+        if self.released {
+            self.check_file()?;
+            self.local = Engine::open_cache(&self.paths, &self.config, &self.clock)?;
+            self.released = false;
+        }
+        Ok(())
+    }
+
     /// Replaces the configuration (hot reload).
     pub fn set_config(&mut self, config: Config) {
         self.config = config;
     }
 
     /// The sync's own connection on the cache (salvage reads through it: it still reads a cache
-    /// file that was deleted).
-    pub fn local(&self) -> &Connection {
-        &self.local
+    /// file that was deleted), unless released between syncs.
+    pub fn local(&self) -> Option<&Connection> {
+        (!self.released).then_some(&self.local)
     }
 
     /// Fails if the cache file was deleted or replaced since it was opened.
@@ -202,6 +252,15 @@ impl Engine {
 
     /// Runs one sync and records it in the history.
     pub fn sync(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        self.acquire()?;
+        let result = self.sync_recorded(progress);
+        if self.release_between {
+            self.release();
+        }
+        result
+    }
+
+    fn sync_recorded(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
         let t0 = Instant::now();
         let started = self.clock.now_stamp();
         let run = metadata::begin(&self.local, "sync", &started).map_err(self.lerr())?;

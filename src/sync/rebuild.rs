@@ -22,6 +22,18 @@ impl Engine {
         discard_pending: bool,
         progress: &dyn Progress,
     ) -> Result<ClearReport, Error> {
+        // One connection for the whole clear, even when syncs release theirs.
+        let release = std::mem::replace(&mut self.release_between, false);
+        let result = self.clear_held(discard_pending, progress);
+        self.release_between_syncs(release);
+        result
+    }
+
+    fn clear_held(
+        &mut self,
+        discard_pending: bool,
+        progress: &dyn Progress,
+    ) -> Result<ClearReport, Error> {
         let mut report = ClearReport::default();
         let synced = self.sync(progress);
         if let Ok(r) = &synced {
