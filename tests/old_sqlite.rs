@@ -252,3 +252,95 @@ fn old_sqlite_writers_on_the_remote_and_the_cache_are_captured_and_reach_every_c
     );
     assert_eq!(pending, 0, "every change of cache a was pushed");
 }
+
+#[test]
+fn a_remote_set_up_by_the_previous_sharecache_stops_breaking_old_writers_after_one_sync() {
+    let builds = builds();
+    let Some(floor) = builds.first() else {
+        return;
+    };
+    let share = Share::with_schema(SCHEMA);
+    let a = share.client("a");
+    // Back to the previous format, as the last release left remotes: change-log triggers that
+    // build JSON keys, JSON keys in the log, migration 3 not applied.
+    let remote = share.remote();
+    let col = vec!["id".to_string()];
+    for prefix in ["NEW", "OLD"] {
+        let new_key = sharecache::sql::key_expr(prefix, &col);
+        let old_key = format!(
+            "json_array(CASE WHEN typeof({prefix}.\"id\") = 'blob' THEN json_object('$blob', hex({prefix}.\"id\")) ELSE {prefix}.\"id\" END)"
+        );
+        let triggers: Vec<(String, String)> = remote
+            .prepare(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'notes'",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (name, sql) in triggers.into_iter().filter(|t| t.1.contains(&new_key)) {
+            remote
+                .execute_batch(&format!(
+                    "DROP TRIGGER \"{name}\"; {};",
+                    sql.replace(&new_key, &old_key)
+                ))
+                .unwrap();
+        }
+    }
+    remote
+        .execute_batch(
+            "DROP TRIGGER sharecache_log_key_format;
+             INSERT INTO notes VALUES (2, 'logged by the JSON trigger');
+             DELETE FROM sharecache_migrations WHERE version = 3;",
+        )
+        .unwrap();
+    let json_keys: i64 = crate::support::one(
+        &remote,
+        "SELECT count(*) FROM sharecache_log WHERE pk = '[2]'",
+    );
+    assert_eq!(json_keys, 1, "the previous format is in place");
+    let broken = floor
+        .run(
+            &share.remote_path(),
+            "INSERT INTO notes VALUES (3, 'old app')",
+        )
+        .unwrap_err();
+    assert!(broken.contains("json_array"), "{broken}");
+
+    drop(a);
+    let a = share.client("a"); // the upgraded client starts and syncs once
+    a.sync_now().unwrap();
+    // A client of the previous release cannot append JSON keys any more (its push fails loudly).
+    let refused = remote
+        .execute(
+            "INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin) VALUES (1000, 'notes', '[9]', 's', 'o')",
+            [],
+        )
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("upgrade sharecache"),
+        "{refused}"
+    );
+    floor.write(
+        &share.remote_path(),
+        "INSERT INTO notes VALUES (3, 'old app'); UPDATE notes SET body = 'old app, edited' WHERE id = 2;",
+    );
+    let keys = rows(
+        &remote,
+        "SELECT pk FROM sharecache_log WHERE tbl = 'notes' ORDER BY rev",
+    );
+    assert!(
+        keys.iter().all(|k| !k[0].starts_with('[')),
+        "every key converted: {keys:?}"
+    );
+    a.sync_now().unwrap();
+    assert_eq!(
+        rows(&open_cache_file(&a), "SELECT * FROM notes ORDER BY id"),
+        rows(&remote, "SELECT * FROM notes ORDER BY id"),
+    );
+    assert_eq!(
+        crate::support::one::<String>(&open_cache_file(&a), "SELECT body FROM notes WHERE id = 2"),
+        "old app, edited"
+    );
+}

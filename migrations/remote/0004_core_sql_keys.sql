@@ -7,3 +7,13 @@
 -- in the same transaction (they differ from the installed ones).
 UPDATE sharecache_log SET pk = sharecache_rekey(pk);
 UPDATE sharecache_conflicts SET pk = sharecache_rekey(pk);
+
+-- Clients of the previous release do not check the remote's version when they sync an existing
+-- cache: they would go on appending JSON keys, which no client could match any more. Their push
+-- fails instead, with a message; their writes stay pending in their cache until that computer
+-- runs this sharecache, whose cache migration converts them.
+CREATE TRIGGER sharecache_log_key_format BEFORE INSERT ON sharecache_log
+WHEN substr(NEW.pk, 1, 1) = '['
+BEGIN
+    SELECT RAISE(ABORT, 'sharecache: this remote was upgraded by a newer sharecache (keys are no longer JSON); upgrade sharecache on this computer, its pending writes are kept');
+END;
