@@ -253,3 +253,39 @@ fn an_app_holding_the_cache_in_exclusive_locking_mode_makes_it_locked_and_the_da
     assert_eq!(json(&cfg, &["status", "--json"])["mode"], "cached");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn a_handle_that_holds_no_connection_lets_an_app_switch_journal_mode_and_still_serves_its_own() {
+    let share = Share::new();
+    let cache = sharecache::Cache::open_with(
+        share.config("a"),
+        sharecache::OpenOptions::default()
+            .background(false)
+            .hold_cache(false),
+    )
+    .unwrap();
+    let db = cache.cache_path().unwrap().to_path_buf();
+    let app = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = app
+        .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        mode, "delete",
+        "no connection of the handle blocks the switch"
+    );
+    app.execute("INSERT INTO notes (id, body) VALUES (61, 'app')", [])
+        .unwrap();
+    drop(app);
+    cache
+        .conn()
+        .execute("INSERT INTO notes (id, body) VALUES (62, 'handle')", [])
+        .unwrap();
+    assert_eq!(cache.sync_now().unwrap().pushed, 2);
+    assert_eq!(
+        one::<i64>(
+            &share.remote(),
+            "SELECT count(*) FROM notes WHERE id IN (61, 62)"
+        ),
+        2
+    );
+}

@@ -5,6 +5,7 @@
 //! if needed and copies it (see the `snapshot` module). When the cache itself cannot work (corrupt, disk full,
 //! directory not writable), the same handle serves the remote directly and says why ([`Mode`]).
 
+mod app;
 pub mod capture;
 mod create;
 pub mod detect;
@@ -18,7 +19,6 @@ pub(crate) mod snapshot;
 pub mod watch;
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -313,22 +313,7 @@ impl Cache {
     /// The app's connection: on the cache, or on the remote in direct mode. Holds a lock while
     /// the guard lives; keep it short, or open more connections on [`Cache::cache_path`].
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
-        let mut app = self.inner.app.lock().unwrap_or_else(|e| e.into_inner());
-        if self.inner.app_deferred.load(Ordering::Relaxed) {
-            if let (Some(paths), Mode::Cached) = (&self.inner.paths, self.mode()) {
-                let timeout = self.config().busy_timeout;
-                match open_local(&paths.db, &self.inner.clock, timeout) {
-                    Ok(c) => {
-                        *app = c;
-                        self.inner.app_deferred.store(false, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot open the app's connection on the cache; retried at the next call")
-                    }
-                }
-            }
-        }
-        app
+        self.inner.app()
     }
 
     /// How the handle serves the app now.
