@@ -378,6 +378,28 @@ mod tests {
             })
             .unwrap();
         assert_eq!(conflict, "NULL,7");
+        // One index is the entry's key and the outbox's order: still one entry per row, and a
+        // lookup by key is one index seek.
+        let twice = db.execute(
+            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev, ord) \
+             VALUES ('t', '''it''''s'',1', 'U', 9, 1, 5, 'it''s')",
+            [],
+        );
+        assert!(
+            matches!(&twice, Err(e) if e.to_string().contains("UNIQUE")),
+            "{twice:?}"
+        );
+        let plan: String = db
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT op FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
+                ["t", "x", "y"],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("sync_tracking_order (tbl=? AND ord=? AND pk=?)"),
+            "{plan}"
+        );
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Change capture: the triggers that record every write to a synced table in `sync_tracking`.
 //!
-//! They use only SQLite built-in functions, so writes from any SQLite client (the app, Python's
-//! `sqlite3`, the `sqlite3` shell) are captured. Each change:
+//! They use only core SQL of SQLite 3.7.17 (no JSON functions, no UPSERT: README, Known limits),
+//! so writes from any SQLite client (the app, Python's `sqlite3`, the `sqlite3` shell, an app
+//! bundling an old SQLite) are captured. Each change:
 //! 1. advances the hybrid logical clock in `sync_state.hlc` (integer milliseconds: never below
 //!    the last stamp + 1 ms, nor below an `updated_at` the writer set);
-//! 2. upserts one entry per row into `sync_tracking`, coalescing with a pending one
+//! 2. updates or inserts one entry per row in `sync_tracking`, coalescing with a pending one
 //!    (insert+update = insert, insert+delete = nothing, delete+insert = update, …), bumping `seq`
 //!    so that a push only acknowledges the version it sent, and keeping the `seen_rev` of the
 //!    first unpushed change (remote changes after it are concurrent: conflicts);
@@ -75,7 +76,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     let upsert = |(key, ord): (&str, &str), op: &str, cond: &str, on_conflict_op: &str| {
         format!(
             "UPDATE sync_tracking SET op = {on_conflict_op}, stamp = (SELECT hlc FROM sync_state), \
-             seq = seq + 1 WHERE tbl = {name} AND pk = {key} AND {cond}; \
+             seq = seq + 1 WHERE tbl = {name} AND ord = {ord} AND pk = {key} AND {cond}; \
              INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
              SELECT {name}, {key}, {ord}, {op}, hlc, 1, pull_rev FROM sync_state WHERE {cond} \
              AND changes() = 0;"
@@ -107,7 +108,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     vec![
         format!(
             "CREATE TRIGGER {trig} BEFORE INSERT ON {tq} WHEN {quiet} AND EXISTS (SELECT 1 FROM {tq} WHERE {m}) BEGIN \
-             UPDATE sync_tracking SET op = op WHERE tbl = {name} AND pk = {knew}; \
+             UPDATE sync_tracking SET op = op WHERE tbl = {name} AND ord = {onew} AND pk = {knew}; \
              INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
              SELECT {name}, {knew}, {onew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE changes() = 0; END",
             trig = trigger_name("bi", &t.name),
@@ -121,7 +122,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         ),
         format!(
             "CREATE TRIGGER {trig} AFTER UPDATE ON {tq} WHEN {quiet} BEGIN {tick_new} {old} \
-             DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND pk = {kold} AND op = 'X'; \
+             DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND ord = {oold} AND pk = {kold} AND op = 'X'; \
              {new} {st} END",
             trig = trigger_name("au", &t.name),
             old = upsert((&kold, &oold), "'D'", &changed, drop_or_delete),
@@ -135,7 +136,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         ),
         format!(
             "CREATE TRIGGER {trig} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {tick} {up} \
-             DELETE FROM sync_tracking WHERE tbl = {name} AND pk = {kold} AND op = 'X'; END",
+             DELETE FROM sync_tracking WHERE tbl = {name} AND ord = {oold} AND pk = {kold} AND op = 'X'; END",
             trig = trigger_name("ad", &t.name),
             up = upsert((&kold, &oold), "'D'", "1", drop_or_delete),
         ),

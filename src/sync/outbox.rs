@@ -235,8 +235,8 @@ pub(crate) fn read_batch(
 /// the delete again (stamped now: after the insert), so the remote loses the row too.
 fn requeue_vanished_delete(c: &Connection, shape: &Shape, ch: &Change) -> rusqlite::Result<()> {
     let entry: Option<String> = c
-        .prepare_cached("SELECT op FROM sync_tracking WHERE tbl = ?1 AND pk = ?2")?
-        .query_row(params![ch.tbl, ch.pk], |r| r.get(0))
+        .prepare_cached("SELECT op FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2")?
+        .query_row(params![ch.tbl, ch.pk, order_value(&ch.key)], |r| r.get(0))
         .optional()?;
     if entry.is_none() && shape.select(c, &ch.key)?.is_none() {
         c.prepare_cached(
@@ -286,9 +286,9 @@ pub(crate) fn acknowledge(
         for (ch, outcome) in batch.iter().zip(outcomes) {
             let removed = c
                 .prepare_cached(
-                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND seq = ?3",
+                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?4 AND pk = ?2 AND seq = ?3",
                 )?
-                .execute(params![ch.tbl, ch.pk, ch.seq])?;
+                .execute(params![ch.tbl, ch.pk, ch.seq, order_value(&ch.key)])?;
             if removed == 0 && ch.row.is_some() {
                 requeue_vanished_delete(c, &shapes[&ch.tbl], ch)?;
             }
@@ -300,9 +300,9 @@ pub(crate) fn acknowledge(
                 // change's cursor, the push's search and the registry's horizon would reach
                 // back to it for as long as the app keeps editing the row.)
                 c.prepare_cached(
-                    "UPDATE sync_tracking SET seen_rev = max(seen_rev, ?3) WHERE tbl = ?1 AND pk = ?2",
+                    "UPDATE sync_tracking SET seen_rev = max(seen_rev, ?3) WHERE tbl = ?1 AND ord = ?4 AND pk = ?2",
                 )?
-                .execute(params![ch.tbl, ch.pk, batch_base])?;
+                .execute(params![ch.tbl, ch.pk, batch_base, order_value(&ch.key)])?;
             }
             if let Outcome::Lost { winner, stamp } = outcome {
                 newest = newest.max(Some(stamp.as_str()));

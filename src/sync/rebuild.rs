@@ -149,10 +149,17 @@ impl Engine {
             .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
         write_tx(&self.local, |c| {
             for (tbl, pk, _, _) in &stuck {
-                c.execute(
-                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
-                    params![tbl, pk],
-                )?;
+                // By its whole key (tbl, ord, pk): the index's order value comes from the key.
+                match crate::sql::decode_key(pk) {
+                    Ok(key) => c.execute(
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2",
+                        params![tbl, pk, crate::sql::order_value(&key)],
+                    )?,
+                    Err(_) => c.execute(
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
+                        params![tbl, pk],
+                    )?,
+                };
             }
             Ok(())
         })
