@@ -292,7 +292,7 @@ fn a_remote_set_up_by_the_previous_sharecache_stops_breaking_old_writers_after_o
         .execute_batch(
             "DROP TRIGGER sharecache_log_key_format;
              INSERT INTO notes VALUES (2, 'logged by the JSON trigger');
-             DELETE FROM sharecache_migrations WHERE version = 3;",
+             DELETE FROM sharecache_migrations WHERE version = 4;",
         )
         .unwrap();
     let json_keys: i64 = crate::support::one(
