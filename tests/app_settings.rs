@@ -20,12 +20,20 @@ struct App {
 
 const APP: &str = r#"
 import sqlite3, sys
+import time
 c = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-try:
-    print("ready", *[c.execute(p).fetchone()[0] for p in sys.argv[2:]], flush=True)
-except Exception as e:
-    print("error:", e, flush=True)
-    sys.exit(1)
+# Leaving WAL needs a moment when no other connection is open (it does not wait on the busy
+# handler): while a sync runs, it fails "database is locked", as beside any reader; an app that
+# retries its startup pragma for a few seconds gets through.
+for attempt in range(50):
+    try:
+        print("ready", *[c.execute(p).fetchone()[0] for p in sys.argv[2:]], flush=True)
+        break
+    except sqlite3.OperationalError as e:
+        if attempt == 49 or "locked" not in str(e):
+            print("error:", e, flush=True)
+            sys.exit(1)
+        time.sleep(0.1)
 for line in sys.stdin:
     try:
         c.execute(line)

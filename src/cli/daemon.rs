@@ -70,6 +70,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         interval_secs = interval.as_secs_f64(),
         "daemon running; stop with Ctrl-C (or SIGTERM, Ctrl-Break)"
     );
+    let mut seen = modified(&db);
     let outcome = loop {
         match stop.recv_timeout(POLL) {
             Ok(()) => {
@@ -82,7 +83,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        last = log_runs(&db, last);
+        // Opened only when the cache changed: every open is a moment in which an app's
+        // `PRAGMA journal_mode=DELETE` fails.
+        let now = modified(&db);
+        if now != seen {
+            seen = now;
+            last = log_runs(&db, last);
+        }
         if let Mode::Direct { reason } = cache.mode() {
             break Err(Failure::new(
                 7,
@@ -144,6 +151,16 @@ fn open_waiting(config: Config, stop: &mpsc::Receiver<()>) -> anyhow::Result<Opt
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// When the cache file and its WAL were last modified (a finished sync run changes one of them).
+fn modified(db: &Path) -> [Option<std::time::SystemTime>; 2] {
+    let wal = {
+        let mut p = db.as_os_str().to_owned();
+        p.push("-wal");
+        std::path::PathBuf::from(p)
+    };
+    [db, wal.as_path()].map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
 }
 
 /// Logs the runs finished after `last`, oldest first; returns the id to continue after (a run
