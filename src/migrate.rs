@@ -30,7 +30,10 @@ pub(crate) const CACHE: Migrations = Migrations {
         ),
         (4, include_str!("../migrations/cache/0004_trail_anchor.sql")),
         (5, include_str!("../migrations/cache/0005_schema_watch.sql")),
-        (6, include_str!("../migrations/cache/0005_core_sql_keys.sql")),
+        (
+            6,
+            include_str!("../migrations/cache/0006_core_sql_keys.sql"),
+        ),
     ],
 };
 
