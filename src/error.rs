@@ -75,7 +75,8 @@ pub enum Error {
 pub enum ErrorKind {
     /// The share is unreachable; retry later.
     Offline,
-    /// The remote stayed locked by other writers; retry later.
+    /// The remote stayed locked by other writers, or another program holds the cache; retry
+    /// later.
     Locked,
     /// The configuration is wrong; fix it.
     Config,
@@ -98,6 +99,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config(_) => ErrorKind::Config,
+            Error::Local(e) if e.is_locked() => ErrorKind::Locked,
             Error::Local(_) => ErrorKind::Local,
             Error::Remote(e) => e.kind(),
             Error::SyncRunning { .. } => ErrorKind::Locked,

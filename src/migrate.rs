@@ -32,7 +32,11 @@ pub(crate) const CACHE: Migrations = Migrations {
         (5, include_str!("../migrations/cache/0005_schema_watch.sql")),
         (
             6,
-            include_str!("../migrations/cache/0006_instance_binding.sql"),
+            include_str!("../migrations/cache/0006_core_sql_keys.sql"),
+        ),
+        (
+            7,
+            include_str!("../migrations/cache/0007_instance_binding.sql"),
         ),
     ],
 };
@@ -49,6 +53,10 @@ pub(crate) const REMOTE: Migrations = Migrations {
         (
             3,
             include_str!("../migrations/remote/0003_restore_generation.sql"),
+        ),
+        (
+            4,
+            include_str!("../migrations/remote/0004_core_sql_keys.sql"),
         ),
     ],
 };
@@ -101,6 +109,7 @@ impl Migrations {
         if from == self.latest() {
             return Ok(Outcome::Current);
         }
+        register_rekey(conn)?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS {} (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
             self.table
@@ -120,6 +129,26 @@ impl Migrations {
             to: self.latest(),
         })
     }
+}
+
+/// Registers `sharecache_rekey(pk)` on `conn` for the migrations that convert stored keys: key
+/// text of the first format (a JSON array) becomes key text as the triggers now write it
+/// ([`crate::sql::key_from_json`]); anything else is returned unchanged, so a conversion can run
+/// twice. Only migrations call it; no trigger or schema object ever names it.
+fn register_rekey(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "sharecache_rekey",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let pk = ctx.get::<String>(0)?;
+            if !pk.starts_with('[') {
+                return Ok(pk);
+            }
+            crate::sql::key_from_json(&pk).map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -261,7 +290,7 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(rows.len(), 3, "{rows:?}");
-        assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("[1]", "I"));
+        assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("1", "I"));
         // Stamps and the clock are milliseconds now; the new entry was stamped after the clock.
         let ms = |s| crate::clock::ms_of_stamp(s).unwrap();
         let hlc: i64 = db
@@ -271,8 +300,8 @@ mod tests {
         assert!(hlc > ms("2026-01-01T00:00:00.009Z"));
         let seven = ms("2026-01-01T00:00:00.007Z");
         let eight = ms("2026-01-01T00:00:00.008Z");
-        assert_eq!(rows[1], ("[7]".into(), "D".into(), seven, 3, 5, 7));
-        assert_eq!(rows[2], ("[8]".into(), "X".into(), eight, 0, 5, 8));
+        assert_eq!(rows[1], ("7".into(), "D".into(), seven, 3, 5, 7));
+        assert_eq!(rows[2], ("8".into(), "X".into(), eight, 0, 5, 8));
         let plan: String = db
             .query_row(
                 "EXPLAIN QUERY PLAN SELECT pk FROM sync_tracking WHERE tbl = 't' ORDER BY tbl, ord",
@@ -281,5 +310,140 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("sync_tracking_order"), "{plan}");
+    }
+
+    /// The schema objects of `db` that a SQLite older than 3.8.2 could not read.
+    fn unreadable_by_the_floor(db: &Connection) -> Vec<String> {
+        db.prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|(_, sql)| {
+                let sql = sql.to_uppercase();
+                sql.contains("WITHOUT ROWID")
+                    || (sql.starts_with("CREATE INDEX") && sql.contains(" WHERE "))
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[test]
+    fn a_cache_with_json_keys_gets_key_text_and_a_tracking_table_old_sqlite_can_read() {
+        let db = Connection::open_in_memory().unwrap();
+        let v3 = Migrations {
+            table: CACHE.table,
+            steps: &CACHE.steps[..5],
+        };
+        v3.apply(&db, "t").unwrap();
+        assert_eq!(unreadable_by_the_floor(&db), ["sync_tracking"]);
+        db.execute_batch(
+            r#"INSERT INTO sync_state (id, origin, hlc, remote_id, remote_path, created_at, snapshot_at)
+                 VALUES (1, 'o', 1000, 'r', 'p', 't', 't');
+               CREATE TABLE t(k, n, v, PRIMARY KEY (k, n));
+               INSERT INTO sync_tables (name, synced, signature) VALUES ('t', 1, '');
+               INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev, ord) VALUES
+                 ('t', '["it''s",1]', 'U', 7, 3, 5, 'it''s'),
+                 ('t', '[{"$blob":"00FF"},2.5]', 'D', 8, 1, 5, x'00ff');
+               INSERT INTO sync_conflicts (id, tbl, pk, winner_stamp, winner_origin, loser_stamp,
+                 loser_origin, loser_op, decided_at, decided_by, reason)
+                 VALUES (4, 't', '[null,7]', 'a', 'b', 'c', 'd', 'delete', 'e', 'f', 'newer');"#,
+        )
+        .unwrap();
+        assert_eq!(
+            CACHE.apply(&db, "t").unwrap(),
+            Outcome::Migrated {
+                from: 5,
+                to: CACHE.latest()
+            }
+        );
+        crate::cache::snapshot::reinstall_capture(&db).unwrap();
+        assert_eq!(unreadable_by_the_floor(&db), Vec::<String>::new());
+        // A pending entry of the old format coalesces with a change captured after the migration.
+        db.execute("INSERT INTO t VALUES ('it''s', 1, 'x')", [])
+            .unwrap();
+        db.execute("UPDATE t SET v = 'y' WHERE n = 1", []).unwrap();
+        let rows: Vec<(String, String, i64, i64)> = db
+            .prepare("SELECT pk, op, seq, seen_rev FROM sync_tracking ORDER BY pk")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("'it''s',1".to_string(), "U".to_string(), 5, 5),
+                (
+                    "X'00FF',F2:2305843009213693952".to_string(),
+                    "D".to_string(),
+                    1,
+                    5
+                ),
+            ]
+        );
+        let conflict: String = db
+            .query_row("SELECT pk FROM sync_conflicts WHERE id = 4", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(conflict, "NULL,7");
+        // One index is the entry's key and the outbox's order: still one entry per row, and a
+        // lookup by key is one index seek.
+        let twice = db.execute(
+            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev, ord) \
+             VALUES ('t', '''it''''s'',1', 'U', 9, 1, 5, 'it''s')",
+            [],
+        );
+        assert!(
+            matches!(&twice, Err(e) if e.to_string().contains("UNIQUE")),
+            "{twice:?}"
+        );
+        let plan: String = db
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT op FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
+                ["t", "x", "y"],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(
+            plan.contains("sync_tracking_order (tbl=? AND ord=? AND pk=?)"),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn a_remote_with_json_keys_gets_key_text_in_its_logs() {
+        let db = Connection::open_in_memory().unwrap();
+        let v2 = Migrations {
+            table: REMOTE.table,
+            steps: &REMOTE.steps[..3],
+        };
+        v2.apply(&db, "t").unwrap();
+        db.execute_batch(
+            r#"INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin) VALUES
+                 (1, 'tasks', '["t1"]', 's', 'o'), (2, 'notes', '[1]', 's', 'o');
+               INSERT INTO sharecache_conflicts (tbl, pk, winner_stamp, winner_origin, loser_stamp,
+                 loser_origin, loser_op, decided_at, decided_by, reason)
+                 VALUES ('tags', '["t1","x"]', 'a', 'b', 'c', 'd', 'delete', 'e', 'f', 'newer');"#,
+        )
+        .unwrap();
+        assert_eq!(
+            REMOTE.apply(&db, "t").unwrap(),
+            Outcome::Migrated { from: 3, to: 4 }
+        );
+        let log: Vec<String> = db
+            .prepare("SELECT pk FROM sharecache_log ORDER BY rev")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(log, ["'t1'", "1"]);
+        let conflict: String = db
+            .query_row("SELECT pk FROM sharecache_conflicts", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(conflict, "'t1','x'");
+        assert_eq!(unreadable_by_the_floor(&db), Vec::<String>::new());
     }
 }

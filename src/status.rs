@@ -24,6 +24,9 @@ pub enum State {
     Failed,
     /// The share was unreachable at the last sync.
     Offline,
+    /// Another program holds the cache (e.g. an app in `locking_mode=EXCLUSIVE`): syncs wait
+    /// until it lets go.
+    Locked,
 }
 
 impl State {
@@ -34,6 +37,7 @@ impl State {
             State::Pending => "🟡",
             State::Failed => "🔴",
             State::Offline => "⚫",
+            State::Locked => "🔒",
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Status {
     /// The last time pending writes of a cache left behind were pushed before this cache or
     /// direct mode took over (or this cache's own, before it was left behind), in words.
     pub handover: Option<String>,
+    /// The cache's journal mode (`wal` unless an app that opens the cache chose another).
+    pub journal_mode: Option<String>,
     /// Anything else worth saying.
     pub note: Option<String>,
     /// The last time the cache was reconciled with the remote by key (the remote's history broke:
@@ -164,6 +170,7 @@ impl Status {
             origin_change: None,
             other_caches,
             handover: None,
+            journal_mode: None,
             note: Some(
                 "reads and writes go directly to the remote database; nothing to sync".into(),
             ),
@@ -194,6 +201,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         origin_change: None,
         other_caches: vec![],
         handover: None,
+        journal_mode: None,
         note: None,
         last_reconcile: None,
     };
@@ -214,6 +222,30 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         return Ok(s);
     }
     s.cache_bytes = std::fs::metadata(&paths.db).ok().map(|m| m.len());
+    match read_cache(&mut s, paths) {
+        Err(LocalError::Locked { detail, .. }) => {
+            s.state = State::Locked;
+            s.note = Some(format!(
+                "another program holds the cache ({detail}; an app in PRAGMA locking_mode=EXCLUSIVE \
+                 does until it closes its connection): syncs wait and resume when it lets go"
+            ));
+            Ok(s)
+        }
+        Err(e) => Err(e.into()),
+        Ok(()) => {
+            if let Some(mode) = s.journal_mode.as_deref().filter(|m| *m != "wal") {
+                s.note = Some(format!(
+                    "the cache is in journal mode {mode} (an app that opens it chose it), not WAL: \
+                     syncs work, but the app's reads and the sync's writes wait for each other"
+                ));
+            }
+            Ok(s)
+        }
+    }
+}
+
+/// Fills in what the cache file says (one read transaction).
+fn read_cache(s: &mut Status, paths: &CachePaths) -> Result<(), LocalError> {
     let sql = |e| LocalError::from_sqlite(&paths.db, e);
     let c = Connection::open_with_flags(
         &paths.db,
@@ -222,6 +254,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
     .map_err(sql)?;
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql)?;
+    s.journal_mode = Some(crate::cache::journal_mode(&c).map_err(sql)?);
     c.execute_batch("BEGIN").map_err(sql)?;
     s.pending_writes = crate::sync::pending(&c).map_err(sql)?;
     s.origin = c
@@ -260,7 +293,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         _ if s.pending_writes > 0 || running || !s.other_caches.is_empty() => State::Pending,
         _ => State::Success,
     };
-    Ok(s)
+    Ok(())
 }
 
 /// Why `dir` cannot be created, when one of its existing ancestors is not a directory. Looks

@@ -163,10 +163,10 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
     );
     assert_eq!(
         stamps,
-        vec![vec!["[1]", "integer"], vec!["[2]", "integer"]],
+        vec![vec!["1", "integer"], vec!["2", "integer"]],
         "written by the new triggers"
     );
-    let after: i64 = one(&c, "SELECT stamp FROM sync_tracking WHERE pk = '[1]'");
+    let after: i64 = one(&c, "SELECT stamp FROM sync_tracking WHERE pk = '1'");
     assert!(after > sharecache::clock::ms_of_stamp(&old_stamp).unwrap());
     a.sync_now().unwrap();
     assert_eq!(
@@ -175,7 +175,7 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
     );
     let pushed: String = one(
         &share.remote(),
-        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' ORDER BY rev DESC LIMIT 1",
+        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '1' ORDER BY rev DESC LIMIT 1",
     );
     assert_eq!(pushed, sharecache::clock::stamp_of_ms(after));
 }

@@ -35,7 +35,7 @@ fn concurrent_edits_end_with_the_newer_version_everywhere_and_the_older_in_the_c
         "SELECT pk, loser_row, loser_origin, winner_origin, reason FROM sharecache_conflicts",
     );
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0][0], r#"["t1"]"#);
+    assert_eq!(log[0][0], "'t1'");
     assert!(
         log[0][1].contains("older (a)"),
         "the losing row is kept whole: {}",

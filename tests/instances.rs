@@ -64,9 +64,13 @@ fn registered(share: &Share) -> Vec<String> {
 
 /// Change-log entries of one row, oldest first: `(stamp, origin)`.
 fn log_of(share: &Share, id: &str) -> Vec<(String, String)> {
+    let pk = sharecache::sql::encode_key(&[rusqlite::types::Value::Text(id.into())]);
     rows(
         &share.remote(),
-        &format!("SELECT stamp, origin FROM sharecache_log WHERE tbl = 'tasks' AND pk = '[\"{id}\"]' ORDER BY rev"),
+        &format!(
+            "SELECT stamp, origin FROM sharecache_log WHERE tbl = 'tasks' AND pk = {} ORDER BY rev",
+            sharecache::sql::literal(&pk)
+        ),
     )
     .into_iter()
     .map(|r| (r[0].clone(), r[1].clone()))

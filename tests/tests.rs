@@ -3,6 +3,7 @@
 
 mod support;
 
+mod app_settings;
 #[cfg(feature = "tokio")]
 mod async_cache;
 mod capture;
@@ -17,6 +18,7 @@ mod instances;
 mod local_schema;
 mod local_schema_carry;
 mod offline;
+mod old_sqlite;
 mod operations;
 mod push_pull;
 mod reliability;

@@ -112,7 +112,7 @@ impl Share {
             c.execute_batch(
                 "PRAGMA synchronous = OFF;
                  INSERT INTO sharecache_log (tbl, pk, rev, stamp, origin, deleted)
-                   SELECT 'items', json_array(id), id, '2026-01-01T00:00:00.000Z', 'bench-seed', 0 FROM items;
+                   SELECT 'items', quote(id), id, '2026-01-01T00:00:00.000Z', 'bench-seed', 0 FROM items;
                  UPDATE sharecache_meta SET rev = (SELECT coalesce(max(rev), 0) FROM sharecache_log),
                    hlc = '2026-01-01T00:00:00.000Z';",
             )

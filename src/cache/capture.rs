@@ -1,10 +1,11 @@
 //! Change capture: the triggers that record every write to a synced table in `sync_tracking`.
 //!
-//! They use only SQLite built-in functions, so writes from any SQLite client (the app, Python's
-//! `sqlite3`, the `sqlite3` shell) are captured. Each change:
+//! They use only core SQL of SQLite 3.7.17 (no JSON functions, no UPSERT: README, Known limits),
+//! so writes from any SQLite client (the app, Python's `sqlite3`, the `sqlite3` shell, an app
+//! bundling an old SQLite) are captured. Each change:
 //! 1. advances the hybrid logical clock in `sync_state.hlc` (integer milliseconds: never below
 //!    the last stamp + 1 ms, nor below an `updated_at` the writer set);
-//! 2. upserts one entry per row into `sync_tracking`, coalescing with a pending one
+//! 2. updates or inserts one entry per row in `sync_tracking`, coalescing with a pending one
 //!    (insert+update = insert, insert+delete = nothing, delete+insert = update, …), bumping `seq`
 //!    so that a push only acknowledges the version it sent, and keeping the `seen_rev` of the
 //!    first unpushed change (remote changes after it are concurrent: conflicts);
@@ -67,11 +68,18 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         "UPDATE sync_state SET hlc = {};",
         next_clock_sql("hlc", None)
     );
+    // No UPSERT (SQLite 3.24) and no `INSERT OR …` (an outer `INSERT OR REPLACE` would impose
+    // its REPLACE on it): the pending entry is updated if there is one, else inserted. Inside a
+    // trigger, `changes()` counts the rows of the trigger's previous statement (every SQLite
+    // since 3.6); testing it, not `NOT EXISTS (… sync_tracking …)`, keeps the insert from
+    // reading its own table, which SQLite would do through a temporary copy on every write.
     let upsert = |(key, ord): (&str, &str), op: &str, cond: &str, on_conflict_op: &str| {
         format!(
-            "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+            "UPDATE sync_tracking SET op = {on_conflict_op}, stamp = (SELECT hlc FROM sync_state), \
+             seq = seq + 1 WHERE tbl = {name} AND ord = {ord} AND pk = {key} AND {cond}; \
+             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
              SELECT {name}, {key}, {ord}, {op}, hlc, 1, pull_rev FROM sync_state WHERE {cond} \
-             ON CONFLICT (tbl, pk) DO UPDATE SET op = {on_conflict_op}, stamp = excluded.stamp, seq = seq + 1;"
+             AND changes() = 0;"
         )
     };
     let stamp = |cond: &str| match &t.updated_at {
@@ -100,37 +108,37 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     vec![
         format!(
             "CREATE TRIGGER {trig} BEFORE INSERT ON {tq} WHEN {quiet} AND EXISTS (SELECT 1 FROM {tq} WHERE {m}) BEGIN \
+             UPDATE sync_tracking SET op = op WHERE tbl = {name} AND ord = {onew} AND pk = {knew}; \
              INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
-             SELECT {name}, {knew}, {onew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE true \
-             ON CONFLICT (tbl, pk) DO NOTHING; END",
+             SELECT {name}, {knew}, {onew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE changes() = 0; END",
             trig = trigger_name("bi", &t.name),
             m = key_match("", "NEW", &t.pk),
         ),
         format!(
             "CREATE TRIGGER {trig} AFTER INSERT ON {tq} WHEN {quiet} BEGIN {tick_new} {up} {st} END",
             trig = trigger_name("ai", &t.name),
-            up = upsert((&knew, &onew), "'I'", "true", keep_insert),
+            up = upsert((&knew, &onew), "'I'", "1", keep_insert),
             st = ua_unset_insert.as_deref().map(stamp).unwrap_or_default(),
         ),
         format!(
             "CREATE TRIGGER {trig} AFTER UPDATE ON {tq} WHEN {quiet} BEGIN {tick_new} {old} \
-             DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND pk = {kold} AND op = 'X'; \
+             DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND ord = {oold} AND pk = {kold} AND op = 'X'; \
              {new} {st} END",
             trig = trigger_name("au", &t.name),
             old = upsert((&kold, &oold), "'D'", &changed, drop_or_delete),
             new = upsert(
                 (&knew, &onew),
                 &format!("CASE WHEN {changed} THEN 'I' ELSE 'U' END"),
-                "true",
+                "1",
                 keep_insert
             ),
             st = ua_unset_update.as_deref().map(stamp).unwrap_or_default(),
         ),
         format!(
             "CREATE TRIGGER {trig} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {tick} {up} \
-             DELETE FROM sync_tracking WHERE tbl = {name} AND pk = {kold} AND op = 'X'; END",
+             DELETE FROM sync_tracking WHERE tbl = {name} AND ord = {oold} AND pk = {kold} AND op = 'X'; END",
             trig = trigger_name("ad", &t.name),
-            up = upsert((&kold, &oold), "'D'", "true", drop_or_delete),
+            up = upsert((&kold, &oold), "'D'", "1", drop_or_delete),
         ),
     ]
 }
@@ -205,7 +213,7 @@ mod tests {
         let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
         c.execute_batch("INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b' WHERE id = 1;")
             .unwrap();
-        assert_eq!(pending(&c), vec![("[1]".into(), "I".into())]);
+        assert_eq!(pending(&c), vec![("1".into(), "I".into())]);
         c.execute_batch("DELETE FROM t WHERE id = 1").unwrap();
         assert_eq!(
             pending(&c),
@@ -230,7 +238,7 @@ mod tests {
         );
         c.execute_batch("DELETE FROM t; INSERT INTO t VALUES ('u1', 'b');")
             .unwrap();
-        assert_eq!(pending(&c), vec![(r#"["u1"]"#.into(), "U".into())]);
+        assert_eq!(pending(&c), vec![("'u1'".into(), "U".into())]);
     }
 
     #[test]
@@ -240,9 +248,9 @@ mod tests {
             .unwrap();
         c.execute_batch("INSERT OR REPLACE INTO t VALUES (1, 'b')")
             .unwrap();
-        assert_eq!(pending(&c), vec![("[1]".into(), "U".into())]);
+        assert_eq!(pending(&c), vec![("1".into(), "U".into())]);
         c.execute_batch("DELETE FROM t").unwrap();
-        assert_eq!(pending(&c), vec![("[1]".into(), "D".into())]);
+        assert_eq!(pending(&c), vec![("1".into(), "D".into())]);
     }
 
     #[test]
@@ -253,10 +261,7 @@ mod tests {
         c.execute_batch("UPDATE t SET b = 2").unwrap();
         assert_eq!(
             pending(&c),
-            vec![
-                (r#"["x",1]"#.into(), "D".into()),
-                (r#"["x",2]"#.into(), "I".into())
-            ]
+            vec![("'x',1".into(), "D".into()), ("'x',2".into(), "I".into())]
         );
     }
 
@@ -274,11 +279,9 @@ mod tests {
         assert!(u1.ends_with('Z') && u1.as_str() > "2020");
         assert_eq!(u2, "2001-01-01T00:00:00.000Z", "an explicit value is kept");
         let stamp1: i64 = c
-            .query_row(
-                "SELECT stamp FROM sync_tracking WHERE pk = '[1]'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT stamp FROM sync_tracking WHERE pk = '1'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(
             crate::clock::stamp_of_ms(stamp1),
@@ -299,7 +302,7 @@ mod tests {
         c.execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) INSERT INTO t SELECT i, i FROM n")
             .unwrap();
         let stamps: Vec<i64> = c
-            .prepare("SELECT stamp FROM sync_tracking ORDER BY CAST(json_extract(pk, '$[0]') AS INTEGER)")
+            .prepare("SELECT stamp FROM sync_tracking ORDER BY CAST(pk AS INTEGER)")
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
@@ -314,10 +317,7 @@ mod tests {
         let c = setup("CREATE TABLE t(k BLOB PRIMARY KEY, v)");
         c.execute_batch("INSERT INTO t VALUES (x'0102', 1)")
             .unwrap();
-        assert_eq!(
-            pending(&c),
-            vec![(r#"[{"$blob":"0102"}]"#.into(), "I".into())]
-        );
+        assert_eq!(pending(&c), vec![("X'0102'".into(), "I".into())]);
     }
 
     #[test]
@@ -338,13 +338,7 @@ mod tests {
         let keys: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             keys,
-            [
-                "[2.5]",
-                "[9]",
-                "[null]",
-                r#"["a"]"#,
-                r#"[{"$blob":"0102"}]"#
-            ]
+            ["F2:2305843009213693952", "9", "NULL", "'a'", "X'0102'"]
         );
         for (pk, ord) in &entries {
             let key = crate::sql::decode_key(pk).unwrap();
@@ -384,7 +378,7 @@ mod tests {
     fn tracking_still_refuses_an_unknown_operation() {
         let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY)");
         let bad = c.execute(
-            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) VALUES ('t', '[1]', 'Z', 's', 1, 0)",
+            "INSERT INTO sync_tracking (tbl, pk, op, stamp, seq, seen_rev) VALUES ('t', '1', 'Z', 's', 1, 0)",
             [],
         );
         assert!(

@@ -73,6 +73,17 @@ pub enum LocalError {
         /// The remote database, as configured.
         remote: String,
     },
+    /// Another program holds the cache (a connection in `locking_mode=EXCLUSIVE`, or a write
+    /// transaction longer than the busy timeout). Nothing is wrong with the cache: sharecache
+    /// waits and syncs when the program lets go.
+    #[error("cache {}: held by another program ({detail}); sharecache waits and syncs when it lets go \
+             (an app in PRAGMA locking_mode=EXCLUSIVE holds the cache until it closes its connection)", path.display())]
+    Locked {
+        /// The cache file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
     /// A file operation on the cache failed.
     #[error("cache {}: {source}", path.display())]
     Io {
@@ -97,6 +108,13 @@ impl LocalError {
         let path = path.to_path_buf();
         match e.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => LocalError::DiskFull { path },
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => LocalError::Locked {
+                path,
+                detail: match e {
+                    rusqlite::Error::SqliteFailure(_, Some(m)) => m,
+                    other => other.to_string(),
+                },
+            },
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => LocalError::Corrupt {
                 path,
                 detail: e.to_string(),
@@ -117,6 +135,11 @@ impl LocalError {
                 source: e,
             }
         }
+    }
+
+    /// Whether another program holds the cache (retry later; see [`LocalError::Locked`]).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, LocalError::Locked { .. })
     }
 
     /// Whether the cache cannot work at all (then the handle falls back to direct access).

@@ -25,6 +25,7 @@ impl Inner {
             mode: RwLock::new(Mode::Direct { reason }),
             rule,
             app: Mutex::new(conn),
+            app_deferred: false.into(),
             engine: None,
             host: None,
             handovers: Vec::new(),
@@ -59,10 +60,12 @@ impl Inner {
         };
         let saved = {
             let engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-            salvage::salvage(Some(engine.local()), paths, &config, &self.clock)
+            salvage::salvage(engine.local(), paths, &config, &self.clock)
         };
         let reason = format!("the cache stopped working: {e}; {}", saved.summary());
         *self.app.lock().unwrap_or_else(|e| e.into_inner()) = conn;
+        self.app_deferred
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         *self.mode.write().unwrap_or_else(|e| e.into_inner()) = Mode::Direct {
             reason: reason.clone(),
         };

@@ -138,7 +138,9 @@ fn push_other(config: &Config, clock: Clock, other: &OtherCache, why: &str) -> R
         )
     })?;
     let sql = |e| super::LocalError::from_sqlite(&paths.db, e);
-    let left = crate::sync::pending(engine.local()).map_err(sql)?;
+    // This engine never releases its connection (only `sharecache daemon`'s does).
+    let local = engine.local().expect("the engine holds its connection");
+    let left = crate::sync::pending(local).map_err(sql)?;
     if left > 0 {
         return Err(refuse(
             format!(
@@ -154,7 +156,7 @@ fn push_other(config: &Config, clock: Clock, other: &OtherCache, why: &str) -> R
         why: why.to_string(),
     };
     metadata::record_event(
-        engine.local(),
+        local,
         "handover",
         &clock.now_stamp(),
         report.pushed as i64,

@@ -5,6 +5,7 @@
 //! if needed and copies it (see the `snapshot` module). When the cache itself cannot work (corrupt, disk full,
 //! directory not writable), the same handle serves the remote directly and says why ([`Mode`]).
 
+mod app;
 pub mod capture;
 mod create;
 pub mod detect;
@@ -31,7 +32,7 @@ use serde::Serialize;
 pub use error::LocalError;
 pub use open::CachePaths;
 pub use open::MIN_FREE_BYTES;
-pub(crate) use open::{check_space, ensure_dir, open_local};
+pub(crate) use open::{check_space, ensure_dir, journal_mode, open_local};
 pub use salvage::Salvaged;
 
 use crate::clock::Clock;
@@ -80,6 +81,8 @@ pub struct OpenOptions {
     /// (a test fakes a second machine with it; see [`instance`]).
     #[doc(hidden)]
     pub host_identity: Option<String>,
+    /// Release the cache file between syncs (see [`OpenOptions::hold_cache`]).
+    pub release_cache: bool,
 }
 
 impl OpenOptions {
@@ -107,6 +110,17 @@ impl OpenOptions {
         self.host_identity = Some(host.to_string());
         self
     }
+
+    /// Whether the handle keeps connections open on the cache file (the default). With `false`
+    /// (what `sharecache daemon` uses) it holds none between syncs, so that apps opening the
+    /// cache themselves can set their own startup pragmas: while any other connection is open
+    /// on a WAL database, `PRAGMA journal_mode=DELETE` fails "database is locked" and
+    /// `locking_mode=EXCLUSIVE` cannot take the file. [`Cache::conn`] then opens its connection
+    /// at the first call.
+    pub fn hold_cache(mut self, on: bool) -> Self {
+        self.release_cache = !on;
+        self
+    }
 }
 
 /// What the handle and its sync thread share.
@@ -119,6 +133,9 @@ struct Inner {
     /// The `enable_cache` rule that decided to use a cache (or not).
     rule: String,
     app: Mutex<Connection>,
+    /// Whether `app` is a stand-in until [`Cache::conn`] first opens the cache
+    /// ([`OpenOptions::hold_cache`]).
+    app_deferred: std::sync::atomic::AtomicBool,
     engine: Option<Arc<Mutex<Engine>>>,
     /// The host identity the origin is bound to, when a test fakes it.
     host: Option<String>,
@@ -191,17 +208,24 @@ impl Cache {
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         let host = opts.host_identity;
         let inner = match Cache::open_cached(&config, clock, host.as_deref(), &()) {
-            Ok((paths, app, engine)) => Inner {
-                config: RwLock::new(config),
-                clock,
-                paths: Some(paths),
-                mode: RwLock::new(Mode::Cached),
-                rule: decision.rule,
-                app: Mutex::new(app),
-                engine: Some(Arc::new(Mutex::new(engine))),
-                host,
-                handovers: Vec::new(),
-            },
+            Ok((paths, mut app, mut engine)) => {
+                if opts.release_cache {
+                    engine.release_between_syncs(true);
+                    app = Connection::open_in_memory().map_err(Error::Sqlite)?;
+                }
+                Inner {
+                    config: RwLock::new(config),
+                    clock,
+                    paths: Some(paths),
+                    mode: RwLock::new(Mode::Cached),
+                    rule: decision.rule,
+                    app: Mutex::new(app),
+                    app_deferred: opts.release_cache.into(),
+                    engine: Some(Arc::new(Mutex::new(engine))),
+                    host,
+                    handovers: Vec::new(),
+                }
+            }
             Err(Error::Local(e)) if e.is_fatal() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
                 let saved = salvage::salvage(None, &paths, &config, &clock);
@@ -323,7 +347,7 @@ impl Cache {
     /// The app's connection: on the cache, or on the remote in direct mode. Holds a lock while
     /// the guard lives; keep it short, or open more connections on [`Cache::cache_path`].
     pub fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.inner.app.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.app()
     }
 
     /// How the handle serves the app now.

@@ -2,7 +2,11 @@
 //!
 //! One cache file per remote path, under `cache_directory`, named after the remote file and a
 //! hash of its full path. The directory is created user-only (0700), the files 0600. The cache
-//! runs in WAL mode, so the app's readers and the sync's writer do not block each other.
+//! is made in WAL mode, so the app's readers and the sync's writer do not block each other. An
+//! app that opens the cache itself may switch it to another journal mode (`journal_mode=DELETE`
+//! is the usual advice for databases on shares, and apps keep their startup pragmas): sharecache
+//! then works in that mode rather than switch it back, which would fail while the app has the
+//! cache open, or break the app's assumptions.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -88,9 +92,11 @@ pub fn ensure_dir(dir: &Path) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// Opens a connection on an existing cache file: WAL, `synchronous=NORMAL` (a committed write
-/// survives a crash of the process; see the README on power loss), busy timeout, and the clock's
-/// VFS so that SQL's `'now'` follows the cache's clock.
+/// Opens a connection on an existing cache file: busy timeout, the clock's VFS so that SQL's
+/// `'now'` follows the cache's clock, and `synchronous=NORMAL` in WAL mode (a committed write
+/// survives a crash of the process; see the README on power loss) or `FULL` in any other
+/// journal mode an app chose (where `NORMAL` could corrupt the file on a power cut). The journal
+/// mode is left as it is ([`journal_mode`]).
 pub fn open_local(
     path: &Path,
     clock: &Clock,
@@ -110,18 +116,20 @@ pub fn open_local(
     }
     .map_err(sql)?;
     conn.busy_timeout(busy_timeout).map_err(sql)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(sql)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(LocalError::Corrupt {
-            path: path.into(),
-            detail: format!("cannot switch to WAL (mode {mode})"),
-        });
-    }
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")
-        .map_err(sql)?;
+    let mode = journal_mode(&conn).map_err(sql)?;
+    conn.execute_batch(if mode == "wal" {
+        "PRAGMA synchronous = NORMAL;"
+    } else {
+        "PRAGMA synchronous = FULL;"
+    })
+    .map_err(sql)?;
     Ok(conn)
+}
+
+/// The journal mode of the cache `conn` is open on, lower case (`wal` unless an app changed it).
+pub fn journal_mode(conn: &Connection) -> rusqlite::Result<String> {
+    conn.query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+        .map(|m| m.to_ascii_lowercase())
 }
 
 /// Below this much free space the cache counts as full: the app's writes start failing while

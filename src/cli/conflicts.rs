@@ -46,12 +46,17 @@ pub fn run(
     }
 }
 
-/// A conflict as JSON, with its key and losing row as JSON values rather than JSON text.
+/// A conflict as JSON, with its key (an array of the key's values) and losing row as JSON
+/// values rather than text.
 fn to_json(c: &Conflict) -> Value {
     let parse = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| json!(text));
+    let key = sharecache::sql::decode_key(&c.key).map_or_else(
+        |_| json!(c.key),
+        |values| Value::Array(values.iter().map(sharecache::sql::value_to_json).collect()),
+    );
     let mut v = serde_json::to_value(c).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        o.insert("key".into(), parse(&c.key));
+        o.insert("key".into(), key);
         o.insert(
             "loser_row".into(),
             c.loser_row.as_deref().map_or(Value::Null, parse),

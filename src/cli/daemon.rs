@@ -9,21 +9,28 @@
 //! closing the console window on Windows. Windows ends a process whose console is closed as soon
 //! as the handler has returned: then the pending writes stay in the cache (nothing is lost) and
 //! are pushed by the next sync.
+//!
+//! It holds no connection on the cache between syncs ([`OpenOptions::hold_cache`]): the apps
+//! beside it open the cache with their own startup pragmas (`journal_mode=DELETE`,
+//! `locking_mode=EXCLUSIVE`), which fail or block while another connection is open. A cache
+//! held by such an app is waited for, at start as between syncs, never a reason to stop.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use sharecache::cache::CachePaths;
 use sharecache::sync::metadata::{self, Run};
-use sharecache::{Cache, Config, Mode, OpenOptions};
+use sharecache::{Cache, Config, ErrorKind, Mode, OpenOptions};
 
 use super::Failure;
 use super::local;
 
 /// How often the loop looks for finished runs to log.
 const POLL: Duration = Duration::from_millis(500);
+
+/// How often a daemon waiting for a cache held by another program tries again.
+const LOCKED_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs `sharecache daemon` until a signal.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -46,7 +53,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         0
     };
     let interval = config.sync_interval;
-    let cache = Cache::open_with(config, OpenOptions::default().background(true))?;
+    let Some(cache) = open_waiting(config, &stop)? else {
+        return Ok(()); // stopped while waiting for the cache
+    };
     if let Mode::Direct { reason } = cache.mode() {
         return Err(Failure::new(
             3,
@@ -61,7 +70,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         interval_secs = interval.as_secs_f64(),
         "daemon running; stop with Ctrl-C (or SIGTERM, Ctrl-Break)"
     );
-    let conn = local::read_only(&db)?;
+    let mut seen = modified(&db);
     let outcome = loop {
         match stop.recv_timeout(POLL) {
             Ok(()) => {
@@ -74,7 +83,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        last = log_runs(&conn, last);
+        // Opened only when the cache changed: every open is a moment in which an app's
+        // `PRAGMA journal_mode=DELETE` fails.
+        let now = modified(&db);
+        if now != seen {
+            seen = now;
+            last = log_runs(&db, last);
+        }
         if let Mode::Direct { reason } = cache.mode() {
             break Err(Failure::new(
                 7,
@@ -83,7 +98,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     drop(cache);
-    log_runs(&conn, last);
+    log_runs(&db, last);
     if outcome.is_ok() {
         tracing::info!("daemon stopped");
     }
@@ -115,10 +130,47 @@ fn last_run_id(db: &Path) -> i64 {
         .unwrap_or(0)
 }
 
+/// Opens the cache for the daemon, waiting while another program holds it (and giving up on a
+/// signal: `None`).
+fn open_waiting(config: Config, stop: &mpsc::Receiver<()>) -> anyhow::Result<Option<Cache>> {
+    let mut told = false;
+    loop {
+        let opts = OpenOptions::default().background(true).hold_cache(false);
+        match Cache::open_with(config.clone(), opts) {
+            Ok(cache) => return Ok(Some(cache)),
+            Err(e @ sharecache::Error::Local(_)) if e.kind() == ErrorKind::Locked => {
+                if !told {
+                    tracing::warn!(error = %e, "waiting for the cache");
+                    told = true;
+                }
+                match stop.recv_timeout(LOCKED_RETRY) {
+                    Ok(_) | Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// When the cache file and its WAL were last modified (a finished sync run changes one of them).
+fn modified(db: &Path) -> [Option<std::time::SystemTime>; 2] {
+    let wal = {
+        let mut p = db.as_os_str().to_owned();
+        p.push("-wal");
+        std::path::PathBuf::from(p)
+    };
+    [db, wal.as_path()].map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
 /// Logs the runs finished after `last`, oldest first; returns the id to continue after (a run
-/// still going is waited for).
-fn log_runs(conn: &Connection, last: i64) -> i64 {
-    let runs = match metadata::history(conn, 100) {
+/// still going is waited for). Opens the cache only for the read: the daemon holds no
+/// connection between syncs.
+fn log_runs(db: &Path, last: i64) -> i64 {
+    let Ok(conn) = local::read_only(db) else {
+        return last;
+    };
+    let runs = match metadata::history(&conn, 100) {
         Ok(runs) => runs,
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the sync history");

@@ -128,18 +128,18 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         format!(
             "CREATE TRIGGER {} AFTER INSERT ON {tq} WHEN {quiet} BEGIN {} END",
             quote(&trigger_name("ai", &t.name)),
-            log(&knew, 0, "true")
+            log(&knew, 0, "1")
         ),
         format!(
             "CREATE TRIGGER {} AFTER UPDATE ON {tq} WHEN {quiet} BEGIN {} {} END",
             quote(&trigger_name("au", &t.name)),
             log(&kold, 1, &changed),
-            log(&knew, 0, "true")
+            log(&knew, 0, "1")
         ),
         format!(
             "CREATE TRIGGER {} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {} END",
             quote(&trigger_name("ad", &t.name)),
-            log(&kold, 1, "true")
+            log(&kold, 1, "1")
         ),
     ]
 }

@@ -2,9 +2,28 @@
 //! encoding of primary keys and rows that triggers, the outbox, the change log and the conflict
 //! log all use.
 //!
-//! A primary key is stored as the JSON array SQLite's `json_array()` builds from the key's
-//! columns, with BLOB values wrapped as `{"$blob":"<hex>"}` (JSON cannot hold BLOBs). Triggers
-//! build it with built-in functions only ([`key_expr`]); Rust decodes it with [`decode_key`].
+//! A primary key is stored as *key text*, built by the capture and change-log triggers with core
+//! SQL that every SQLite since 3.7.17 (2013) runs the same way ([`key_expr`]): other programs
+//! write the cache and the remote with whatever SQLite they bundle, often one without JSON
+//! functions (README, Known limits). The key's columns are joined by `,`, each written as:
+//!
+//! | value | key text | built with |
+//! | --- | --- | --- |
+//! | NULL | `NULL` | `quote()` |
+//! | INTEGER | `-42` | `quote()` |
+//! | TEXT | `'it''s'` (quotes doubled) | `quote()` |
+//! | BLOB | `X'00FF'` | `quote()` |
+//! | REAL | `F2:2305843009213693952` | integer arithmetic, see below |
+//!
+//! `quote()` and `CAST(… AS TEXT)` of a REAL are not stable across SQLite versions (3.7–3.31
+//! print 15 significant digits, or 20 after the point when those do not read back; newer ones
+//! print the shortest exact form, with other exponent thresholds), so a REAL is written as its
+//! whole part and its fraction in units of 2⁻⁶², both exact integers in every version:
+//! `trunc(r)` and `(r - trunc(r)) * 2^62`. That is exact for every REAL with a magnitude below
+//! 2⁶³ whose lowest bit is worth at least 2⁻⁶² (every REAL from 2⁻¹⁰ up, and every whole
+//! number); a write of any other REAL into a key column fails in the trigger with a message,
+//! never goes uncaptured. [`encode_key`] writes the same text in Rust and [`decode_key`] reads
+//! it back exactly.
 
 mod raw_text;
 
@@ -31,24 +50,41 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// 2⁶², the unit of a REAL key value's fraction in key text (see the module docs).
+const FRACTION_UNIT: f64 = 4_611_686_018_427_387_904.0;
+
+/// The message a trigger fails with when a key column gets a REAL that key text cannot hold.
+pub const REAL_KEY_REFUSED: &str = "sharecache: this REAL key value cannot be synced exactly \
+     (a key may hold whole numbers, or REAL values from 2^-10 up to 2^63 in magnitude); \
+     use an INTEGER or TEXT key, or round the value";
+
 /// The SQL expression (for use inside a trigger) that encodes the key columns of the `NEW` or
-/// `OLD` row as key text. `prefix` is `NEW` or `OLD`.
+/// `OLD` row as key text (see the module docs). `prefix` is `NEW` or `OLD`. Core SQL only, the
+/// same result in every SQLite since 3.7.17; a REAL that key text cannot hold makes the
+/// trigger fail (`RAISE(ABORT, …)`), so this expression is for trigger bodies only.
 ///
 /// ```
 /// let e = sharecache::sql::key_expr("NEW", &["id".to_string()]);
-/// assert!(e.starts_with("json_array("));
+/// assert!(e.contains(r#"quote(NEW."id")"#));
 /// ```
 pub fn key_expr(prefix: &str, columns: &[String]) -> String {
     let parts: Vec<String> = columns
         .iter()
         .map(|c| {
             let v = format!("{prefix}.{}", quote(c));
+            let whole = format!("CAST({v} AS INTEGER)");
+            let frac = format!("({v} - {whole}) * {FRACTION_UNIT:.1}");
             format!(
-                "CASE WHEN typeof({v}) = 'blob' THEN json_object('$blob', hex({v})) ELSE {v} END"
+                "CASE typeof({v}) WHEN 'real' THEN \
+                 CASE WHEN abs({v}) < 9223372036854775808.0 AND {frac} = CAST({frac} AS INTEGER) \
+                 THEN 'F' || {whole} || ':' || CAST({frac} AS INTEGER) \
+                 ELSE RAISE(ABORT, {msg}) END \
+                 ELSE quote({v}) END",
+                msg = literal(REAL_KEY_REFUSED)
             )
         })
         .collect();
-    format!("json_array({})", parts.join(", "))
+    parts.join(" || ',' || ")
 }
 
 /// The SQL expression (for use inside a trigger) of a row's place in its table's key order, as
@@ -83,25 +119,131 @@ pub fn order_value(key: &[Value]) -> Value {
 
 /// Encodes key values as key text, exactly as [`key_expr`] does in SQL.
 ///
+/// A REAL that the triggers refuse (see the module docs) is written as `R` and the 16 hex
+/// digits of its bits: [`decode_key`] reads it back exactly, and no trigger ever writes it.
+///
 /// ```
 /// use rusqlite::types::Value;
-/// let k = sharecache::sql::encode_key(&[Value::Integer(7), Value::Text("a".into())]);
-/// assert_eq!(k, r#"[7,"a"]"#);
+/// let k = sharecache::sql::encode_key(&[Value::Integer(7), Value::Text("a".into()), Value::Real(2.5)]);
+/// assert_eq!(k, "7,'a',F2:2305843009213693952");
 /// ```
 pub fn encode_key(values: &[Value]) -> String {
-    Json::Array(values.iter().map(value_to_json).collect()).to_string()
+    let mut out = String::new();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match v {
+            Value::Null => out.push_str("NULL"),
+            Value::Integer(n) => out.push_str(&n.to_string()),
+            Value::Text(t) => out.push_str(&literal(t)),
+            Value::Blob(b) => {
+                out.push_str("X'");
+                out.push_str(&hex(b));
+                out.push('\'');
+            }
+            Value::Real(r) => match real_parts(*r) {
+                Some((whole, frac)) => out.push_str(&format!("F{whole}:{frac}")),
+                None => out.push_str(&format!("R{:016X}", r.to_bits())),
+            },
+        }
+    }
+    out
+}
+
+/// A REAL's whole part and its fraction in units of 2⁻⁶², when key text can hold it exactly
+/// (the same test the triggers make).
+fn real_parts(r: f64) -> Option<(i64, i64)> {
+    if r.is_nan() || r.abs() >= 9_223_372_036_854_775_808.0 {
+        return None; // also the infinities
+    }
+    let whole = r.trunc();
+    let frac = (r - whole) * FRACTION_UNIT;
+    (frac == frac.trunc()).then_some((whole as i64, frac as i64))
 }
 
 /// Decodes key text into the key's column values.
 ///
 /// ```
 /// use rusqlite::types::Value;
-/// let v = sharecache::sql::decode_key(r#"[1,"x",{"$blob":"00FF"}]"#).unwrap();
-/// assert_eq!(v, vec![Value::Integer(1), Value::Text("x".into()), Value::Blob(vec![0, 255])]);
+/// let v = sharecache::sql::decode_key("1,'x,''y',X'00FF',NULL,F-2:-2305843009213693952").unwrap();
+/// assert_eq!(
+///     v,
+///     vec![Value::Integer(1), Value::Text("x,'y".into()), Value::Blob(vec![0, 255]), Value::Null, Value::Real(-2.5)]
+/// );
 /// ```
 pub fn decode_key(text: &str) -> Result<Vec<Value>, String> {
+    let bad = |why: &str| format!("key text {text:?} is malformed: {why}");
+    let mut values = Vec::new();
+    let mut rest = text;
+    loop {
+        let (value, tail) = decode_one(rest).map_err(|why| bad(&why))?;
+        values.push(value);
+        match tail.strip_prefix(',') {
+            Some(next) => rest = next,
+            None if tail.is_empty() => return Ok(values),
+            None => return Err(bad(&format!("unexpected {tail:?}"))),
+        }
+    }
+}
+
+/// One value of key text and what follows it.
+fn decode_one(s: &str) -> Result<(Value, &str), String> {
+    if let Some(body) = s.strip_prefix('\'') {
+        // A quoted text: '' stands for ', the first lone ' ends it.
+        let mut text = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c != '\'' {
+                text.push(c);
+            } else if body[i + 1..].starts_with('\'') {
+                text.push('\'');
+                chars.next();
+            } else {
+                return Ok((Value::Text(text), &body[i + 1..]));
+            }
+        }
+        return Err("unterminated text".into());
+    }
+    let end = s.find(',').unwrap_or(s.len());
+    let (token, tail) = s.split_at(end);
+    let value = if token == "NULL" {
+        Value::Null
+    } else if let Some(h) = token.strip_prefix("X'").and_then(|t| t.strip_suffix('\'')) {
+        Value::Blob(unhex(h)?)
+    } else if let Some(parts) = token.strip_prefix('F') {
+        let (whole, frac) = parts
+            .split_once(':')
+            .ok_or_else(|| format!("REAL {token:?} lacks its fraction"))?;
+        let int = |t: &str| {
+            t.parse::<i64>()
+                .map_err(|e| format!("REAL {token:?}: {t:?}: {e}"))
+        };
+        Value::Real(int(whole)? as f64 + int(frac)? as f64 / FRACTION_UNIT)
+    } else if let Some(bits) = token.strip_prefix('R') {
+        Value::Real(f64::from_bits(
+            u64::from_str_radix(bits, 16).map_err(|e| format!("REAL bits {bits:?}: {e}"))?,
+        ))
+    } else {
+        Value::Integer(
+            token
+                .parse()
+                .map_err(|e| format!("{token:?} is no key value: {e}"))?,
+        )
+    };
+    Ok((value, tail))
+}
+
+/// Converts key text of sharecache's first format, the JSON array of the key's values (BLOBs
+/// as `{"$blob": hex}`), into key text: the migrations of older caches and remotes call it.
+pub(crate) fn key_from_json(text: &str) -> Result<String, String> {
     match serde_json::from_str::<Json>(text) {
-        Ok(Json::Array(items)) => items.iter().map(json_to_value).collect(),
+        Ok(Json::Array(items)) => Ok(encode_key(
+            &items
+                .iter()
+                .map(json_to_value)
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
         Ok(other) => Err(format!("key is not a JSON array: {other}")),
         Err(e) => Err(format!("key {text:?} is not valid JSON: {e}")),
     }
@@ -191,26 +333,112 @@ mod tests {
     use super::*;
     use rusqlite::Connection;
 
+    /// Key text as a trigger builds it for each row of `values` (one key column per value).
+    fn keys_from_sql(rows: &[Vec<Value>]) -> Vec<Result<String, String>> {
+        let db = Connection::open_in_memory().unwrap();
+        let n = rows[0].len();
+        let cols: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+        db.execute_batch(&format!(
+            "CREATE TABLE t({}); CREATE TABLE k(id INTEGER PRIMARY KEY, key); \
+             CREATE TRIGGER t_ai AFTER INSERT ON t BEGIN INSERT INTO k(key) VALUES ({}); END;",
+            cols.join(", "),
+            key_expr("NEW", &cols)
+        ))
+        .unwrap();
+        let insert = format!("INSERT INTO t VALUES ({})", vec!["?"; n].join(", "));
+        rows.iter()
+            .map(|row| {
+                db.execute(&insert, rusqlite::params_from_iter(row))
+                    .map_err(|e| e.to_string())?;
+                db.query_row("SELECT key FROM k ORDER BY id DESC LIMIT 1", [], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
     #[test]
     fn sql_key_expression_matches_rust_encoding_for_every_type() {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch("CREATE TABLE t(a, b, c, d, e); INSERT INTO t VALUES (-5, 'x\"y''z', x'00ff10', 2.5, NULL);")
-            .unwrap();
-        let cols: Vec<String> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let sql = format!("SELECT {} FROM t AS NEW", key_expr("NEW", &cols));
-        let from_sql: String = db.query_row(&sql, [], |r| r.get(0)).unwrap();
-        let values = vec![
-            Value::Integer(-5),
-            Value::Text("x\"y'z".into()),
-            Value::Blob(vec![0, 255, 16]),
-            Value::Real(2.5),
-            Value::Null,
+        let reals = [
+            2.5,
+            -2.5,
+            -0.5,
+            0.1,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            1e15,
+            123_456_789.123_456_79,
+            9007199254740993.0,
+            -9.2e18,
+            0.0009765625, // 2^-10
+            3.0,
+            0.0,
         ];
-        assert_eq!(from_sql, encode_key(&values));
-        assert_eq!(decode_key(&from_sql).unwrap(), values);
+        let texts = [
+            "",
+            "x\"y'z",
+            "a,b",
+            "''",
+            "it's, 'quoted'",
+            "line\nbreak",
+            "ünïcødé ✓",
+            "NULL",
+            "X'00'",
+            "F1:2",
+            "-5",
+        ];
+        let mut rows: Vec<Vec<Value>> = vec![
+            vec![Value::Integer(-5), Value::Null],
+            vec![Value::Integer(i64::MIN), Value::Integer(i64::MAX)],
+            vec![Value::Blob(vec![0, 255, 16]), Value::Blob(vec![])],
+        ];
+        rows.extend(
+            reals
+                .iter()
+                .map(|r| vec![Value::Real(*r), Value::Integer(1)]),
+        );
+        rows.extend(
+            texts
+                .iter()
+                .map(|t| vec![Value::Text(t.to_string()), Value::Text(format!("{t},{t}"))]),
+        );
+        for (row, from_sql) in rows.iter().zip(keys_from_sql(&rows)) {
+            let from_sql = from_sql.unwrap();
+            assert_eq!(from_sql, encode_key(row), "{row:?}");
+            assert_eq!(&decode_key(&from_sql).unwrap(), row, "{from_sql}");
+        }
+    }
+
+    #[test]
+    fn a_real_key_text_cannot_hold_fails_the_write_and_still_round_trips_in_rust() {
+        let refused = [1e-5, 1e300, -1e19, f64::INFINITY, 5e-324];
+        let rows: Vec<Vec<Value>> = refused.iter().map(|r| vec![Value::Real(*r)]).collect();
+        for (row, from_sql) in rows.iter().zip(keys_from_sql(&rows)) {
+            let err = from_sql.unwrap_err();
+            assert!(
+                err.contains("REAL key value cannot be synced"),
+                "{row:?}: {err}"
+            );
+            let text = encode_key(row);
+            assert!(text.starts_with('R'), "{text}");
+            assert_eq!(&decode_key(&text).unwrap(), row);
+        }
+    }
+
+    #[test]
+    fn first_format_json_keys_convert_to_key_text() {
+        for (json, text) in [
+            ("[1]", "1"),
+            (r#"["u1"]"#, "'u1'"),
+            (r#"["x",2,null]"#, "'x',2,NULL"),
+            (r#"[{"$blob":"00FF"}]"#, "X'00FF'"),
+            ("[2.5]", "F2:2305843009213693952"),
+            (r#"["it's"]"#, "'it''s'"),
+        ] {
+            assert_eq!(key_from_json(json).unwrap(), text, "{json}");
+        }
+        assert!(key_from_json("1").is_err());
     }
 
     #[test]
@@ -250,8 +478,10 @@ mod tests {
 
     #[test]
     fn malformed_key_text_is_an_error_not_a_panic() {
-        assert!(decode_key("not json").is_err());
-        assert!(decode_key("{}").is_err());
-        assert!(decode_key(r#"[{"$blob":"0"}]"#).is_err());
+        for bad in [
+            "", "'open", "X'0'", "X'zz'", "1,", "abc", "F1", "F1:x", "'a'b", "1 2", "Rzz",
+        ] {
+            assert!(decode_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod conflict;
 pub mod failpoint;
+mod hold;
 mod lineage;
 mod local_schema;
 mod memory;
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::cache::{CachePaths, LocalError, mirror, open_local, snapshot, watch};
+use crate::cache::{CachePaths, LocalError, mirror, snapshot, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
@@ -96,7 +97,12 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 
 /// The sync side of a cache.
 pub(crate) struct Engine {
+    /// The sync's connection on the cache; an empty in-memory one while released.
     local: Connection,
+    /// Whether `local` is released: the cache file is reopened at the next sync.
+    released: bool,
+    /// Whether to release the cache between syncs ([`Engine::release_between_syncs`]).
+    release_between: bool,
     paths: CachePaths,
     remote: Option<Remote>,
     config: Config,
@@ -151,15 +157,7 @@ fn file_id(path: &std::path::Path) -> Option<crate::platform::FileIdentity> {
 impl Engine {
     /// Opens the sync side of an existing cache.
     pub fn open(paths: CachePaths, config: Config, clock: Clock) -> Result<Engine, LocalError> {
-        let local = open_local(&paths.db, &clock, config.busy_timeout)?;
-        // The sync writes rows whose side effects come separately (pulled as their own changes,
-        // or copied by a rebuild): the app's triggers must not fire again on this connection.
-        local
-            .set_db_config(
-                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
-                false,
-            )
-            .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        let local = Engine::open_cache(&paths, &config, &clock)?;
         let (origin, remote_id): (String, String) = local
             .query_row(
                 "SELECT origin, remote_id FROM sync_state WHERE id = 1",
@@ -175,6 +173,8 @@ impl Engine {
         let lineage = Lineage::read(&local).map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
         Ok(Engine {
             local,
+            released: false,
+            release_between: false,
             paths,
             remote: None,
             config,
@@ -202,9 +202,9 @@ impl Engine {
     }
 
     /// The sync's own connection on the cache (salvage reads through it: it still reads a cache
-    /// file that was deleted).
-    pub fn local(&self) -> &Connection {
-        &self.local
+    /// file that was deleted), unless released between syncs.
+    pub fn local(&self) -> Option<&Connection> {
+        (!self.released).then_some(&self.local)
     }
 
     /// Fails if the cache file was deleted or replaced since it was opened.
@@ -224,6 +224,15 @@ impl Engine {
 
     /// Runs one sync and records it in the history.
     pub fn sync(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        self.acquire()?;
+        let result = self.sync_recorded(progress);
+        if self.release_between {
+            self.release();
+        }
+        result
+    }
+
+    fn sync_recorded(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
         let t0 = Instant::now();
         let started = self.clock.now_stamp();
         let run = metadata::begin(&self.local, "sync", &started).map_err(self.lerr())?;

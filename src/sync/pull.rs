@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::remote::Remote;
 use crate::remote::changelog::{self, Version};
 use crate::remote::image;
-use crate::sql::decode_key;
+use crate::sql::{decode_key, order_value};
 
 /// What a pull did.
 #[derive(Debug, Default, Clone)]
@@ -275,11 +275,14 @@ fn apply(
             if !ctx.shapes.contains_key(&v.tbl) {
                 continue;
             }
+            let key = decode_key(&v.pk).map_err(|m| {
+                rusqlite::Error::InvalidColumnName(format!("{} key {}: {m}", v.tbl, v.pk))
+            })?;
             let pending: Option<i64> = c
                 .prepare_cached(
-                    "SELECT 1 FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'",
+                    "SELECT 1 FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
                 )?
-                .query_row(params![v.tbl, v.pk], |r| r.get(0))
+                .query_row(params![v.tbl, v.pk, order_value(&key)], |r| r.get(0))
                 .optional()?;
             if pending.is_some() {
                 deferred += 1; // the next push decides it, by the same rule

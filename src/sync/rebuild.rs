@@ -22,6 +22,18 @@ impl Engine {
         discard_pending: bool,
         progress: &dyn Progress,
     ) -> Result<ClearReport, Error> {
+        // One connection for the whole clear, even when syncs release theirs.
+        let release = std::mem::replace(&mut self.release_between, false);
+        let result = self.clear_held(discard_pending, progress);
+        self.release_between_syncs(release);
+        result
+    }
+
+    fn clear_held(
+        &mut self,
+        discard_pending: bool,
+        progress: &dyn Progress,
+    ) -> Result<ClearReport, Error> {
         let mut report = ClearReport::default();
         let synced = self.sync(progress);
         if let Ok(r) = &synced {
@@ -137,10 +149,17 @@ impl Engine {
             .map_err(|e| Error::Local(LocalError::from_io(&self.paths.dir, e)))?;
         write_tx(&self.local, |c| {
             for (tbl, pk, _, _) in &stuck {
-                c.execute(
-                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
-                    params![tbl, pk],
-                )?;
+                // By its whole key (tbl, ord, pk): the index's order value comes from the key.
+                match crate::sql::decode_key(pk) {
+                    Ok(key) => c.execute(
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2",
+                        params![tbl, pk, crate::sql::order_value(&key)],
+                    )?,
+                    Err(_) => c.execute(
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
+                        params![tbl, pk],
+                    )?,
+                };
             }
             Ok(())
         })
@@ -226,7 +245,7 @@ mod tests {
             entries,
             vec![(
                 "t".to_string(),
-                "[1]".to_string(),
+                "1".to_string(),
                 "I".to_string(),
                 crate::clock::stamp_of_ms(ms)
             )]

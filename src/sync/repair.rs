@@ -91,7 +91,7 @@ pub(crate) fn recover(
                                 .prepare_cached(
                                     "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
                                      SELECT ?1, ?2, ?3, ?4, hlc, 1, 0 FROM sync_state WHERE true \
-                                     ON CONFLICT (tbl, pk) DO UPDATE SET seen_rev = 0",
+                                     ON CONFLICT (tbl, ord, pk) DO UPDATE SET seen_rev = 0",
                                 )?
                                 .execute(params![shape.table, d.pk, order_value(&d.key), op])?
                                 as u64;
@@ -115,7 +115,7 @@ pub(crate) fn recover(
                     .prepare_cached(
                         "INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
                          SELECT ?1, ?2, ?3, ?4, coalesce(?5, hlc), 1, pull_rev FROM sync_state WHERE true \
-                         ON CONFLICT (tbl, pk) DO UPDATE SET op = excluded.op, stamp = excluded.stamp, \
+                         ON CONFLICT (tbl, ord, pk) DO UPDATE SET op = excluded.op, stamp = excluded.stamp, \
                          seq = seq + 1, seen_rev = excluded.seen_rev WHERE op = 'X'",
                     )?
                     .execute(params![
@@ -154,8 +154,8 @@ fn restate_pending(local: &Connection, shape: &Shape) -> rusqlite::Result<u64> {
                     _ => continue,
                 };
                 n += c.execute(
-                    "UPDATE sync_tracking SET op = ?3, seq = seq + 1 WHERE tbl = ?1 AND pk = ?2",
-                    params![shape.table, pk, now],
+                    "UPDATE sync_tracking SET op = ?3, seq = seq + 1 WHERE tbl = ?1 AND ord = ?4 AND pk = ?2",
+                    params![shape.table, pk, now, order_value(&key)],
                 )? as u64;
             }
             Ok(n)

@@ -305,11 +305,16 @@ fn decide(
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
     let pending: HashSet<String> = if policy == Policy::KeepAcknowledged {
         let mut s = local
-            .prepare_cached("SELECT 1 FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'")
+            .prepare_cached(
+                "SELECT 1 FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
+            )
             .map_err(lerr)?;
         let mut set = HashSet::new();
         for d in &diffs {
-            if s.exists(params![shape.table, d.pk]).map_err(lerr)? {
+            let ord = order_value(&d.key);
+            if s.exists(params![shape.table, d.pk, Bind::new(&ord)])
+                .map_err(lerr)?
+            {
                 set.insert(d.pk.clone());
             }
         }
@@ -375,13 +380,14 @@ fn apply_remote_wins(
     let stamps: Vec<String> = {
         let mut s = local
             .prepare_cached(&format!(
-                "SELECT {} FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'",
+                "SELECT {} FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
                 crate::clock::stamp_of_ms_sql("stamp")
             ))
             .map_err(lerr)?;
         wins.iter()
             .map(|(d, _)| {
-                s.query_row(params![shape.table, d.pk], |r| r.get(0))
+                let ord = order_value(&d.key);
+                s.query_row(params![shape.table, d.pk, Bind::new(&ord)], |r| r.get(0))
                     .optional()
                     .map(|s: Option<String>| s.unwrap_or_else(|| known.to_string()))
             })
@@ -420,9 +426,12 @@ fn apply_remote_wins(
         for (d, _) in wins {
             let seq: Option<i64> = c
                 .prepare_cached(
-                    "SELECT seq FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'",
+                    "SELECT seq FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
                 )?
-                .query_row(params![shape.table, d.pk], |r| r.get(0))
+                .query_row(
+                    params![shape.table, d.pk, Bind::new(&order_value(&d.key))],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let at_start = pending_at_start.get(&(shape.table.clone(), d.pk.clone()));
             match (seq, at_start) {
@@ -430,8 +439,8 @@ fn apply_remote_wins(
                 // Declared authoritative: the pending change seen at the start is replaced.
                 (Some(s), Some(&s0)) if s == s0 && policy == Policy::RemoteWins => {
                     c.execute(
-                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2",
-                        params![shape.table, d.pk],
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2",
+                        params![shape.table, d.pk, Bind::new(&order_value(&d.key))],
                     )?;
                 }
                 _ => continue, // changed by the app since: its own change decides
@@ -515,10 +524,17 @@ fn finish(
         )?;
         if policy == Policy::RemoteWins {
             for ((tbl, pk), seq) in pending_at_start {
-                c.execute(
-                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND seq = ?3",
-                    params![tbl, pk, seq],
-                )?;
+                // By the whole key (tbl, ord, pk) when the key text reads; else by (tbl, pk).
+                match crate::sql::decode_key(pk) {
+                    Ok(key) => c.execute(
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?4 AND pk = ?2 AND seq = ?3",
+                        params![tbl, pk, seq, Bind::new(&order_value(&key))],
+                    )?,
+                    Err(_) => c.execute(
+                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND seq = ?3",
+                        params![tbl, pk, seq],
+                    )?,
+                };
             }
         }
         Ok(())

@@ -154,8 +154,8 @@ type Key = (usize, usize);
 
 fn pk_text((table, key): Key) -> String {
     match table {
-        0 => format!("[\"k{key}\"]"),
-        _ => format!("[{key}]"),
+        0 => format!("'k{key}'"),
+        _ => format!("{key}"),
     }
 }
 
@@ -885,7 +885,7 @@ fn a_client_made_from_the_remote_stamps_its_edits_after_every_stamp_it_copied() 
     ahead.sync_now().unwrap();
     let copied: String = crate::support::one(
         &share.remote(),
-        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' ORDER BY rev DESC LIMIT 1",
+        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '1' ORDER BY rev DESC LIMIT 1",
     );
     let late = share.client("late");
     late.conn()
@@ -893,7 +893,7 @@ fn a_client_made_from_the_remote_stamps_its_edits_after_every_stamp_it_copied() 
         .unwrap();
     let stamp = sharecache::clock::stamp_of_ms(crate::support::one(
         &late.conn(),
-        "SELECT stamp FROM sync_tracking WHERE tbl = 'notes' AND pk = '[1]'",
+        "SELECT stamp FROM sync_tracking WHERE tbl = 'notes' AND pk = '1'",
     ));
     assert!(
         stamp > copied,
@@ -965,7 +965,7 @@ fn an_edit_from_a_client_that_never_synced_still_loses_to_a_newer_concurrent_del
     a.sync_now().unwrap(); // a pulls b's insert: a and b have both pulled the delete
     let tombstones: i64 = crate::support::one(
         &share.remote(),
-        "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' AND deleted = 1",
+        "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '1' AND deleted = 1",
     );
     laptop.sync_now().unwrap();
     b.sync_now().unwrap();

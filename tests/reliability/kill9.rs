@@ -67,7 +67,7 @@ fn pending_in_push_order(cache: &Cache) -> Vec<(String, Option<String>)> {
     let mut s = c
         .prepare(
             "SELECT t.pk, n.body FROM sync_tracking t \
-             LEFT JOIN notes n ON n.id = json_extract(t.pk, '$[0]') \
+             LEFT JOIN notes n ON n.id = CAST(t.pk AS INTEGER) \
              WHERE t.op != 'X' AND t.tbl = 'notes' ORDER BY t.tbl, t.pk",
         )
         .unwrap();
@@ -81,7 +81,7 @@ fn remote_body(remote: &rusqlite::Connection, pk: &str) -> Option<String> {
     use rusqlite::OptionalExtension;
     remote
         .query_row(
-            "SELECT body FROM notes WHERE id = json_extract(?1, '$[0]')",
+            "SELECT body FROM notes WHERE id = CAST(?1 AS INTEGER)",
             [pk],
             |r| r.get(0),
         )

@@ -107,7 +107,7 @@ fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to
     assert_eq!(
         one::<i64>(
             &share.remote(),
-            "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '[1]' AND deleted = 1"
+            "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '1' AND deleted = 1"
         ),
         1,
         "the tombstone of note 1 was pruned while a's older edit of it was pending"
@@ -123,7 +123,7 @@ fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to
     assert_eq!(
         one::<i64>(
             &remote,
-            "SELECT count(*) FROM sharecache_conflicts WHERE tbl = 'notes' AND pk = '[1]' AND loser_row LIKE '%edited by a%'"
+            "SELECT count(*) FROM sharecache_conflicts WHERE tbl = 'notes' AND pk = '1' AND loser_row LIKE '%edited by a%'"
         ),
         1,
         "a's losing edit is in the conflict log"
@@ -166,7 +166,7 @@ fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_th
     share.control.set_latency(Duration::from_millis(1));
     let seen: i64 = one(
         &app,
-        "SELECT seen_rev FROM sync_tracking WHERE tbl = 'notes' AND pk = '[1]'",
+        "SELECT seen_rev FROM sync_tracking WHERE tbl = 'notes' AND pk = '1'",
     );
     assert!(
         seen >= base,

@@ -32,10 +32,10 @@ fn direct_writes_are_appended_with_increasing_revs_and_tombstones() {
     assert_eq!(
         summary,
         vec![
-            ("[1]".into(), 1, false, "direct".into()),
-            ("[2]".into(), 2, false, "direct".into()),
-            ("[1]".into(), 3, false, "direct".into()),
-            ("[2]".into(), 4, true, "direct".into())
+            ("1".into(), 1, false, "direct".into()),
+            ("2".into(), 2, false, "direct".into()),
+            ("1".into(), 3, false, "direct".into()),
+            ("2".into(), 4, true, "direct".into())
         ]
     );
     assert!(
@@ -52,7 +52,7 @@ fn direct_writes_are_appended_with_increasing_revs_and_tombstones() {
         1,
         "cost follows changes: only rev > 3"
     );
-    assert_eq!(latest(&c, "t", "[2]").unwrap().unwrap().rev, 4);
+    assert_eq!(latest(&c, "t", "2").unwrap().unwrap().rev, 4);
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn a_direct_write_is_never_stamped_before_a_version_already_logged() {
     let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
     let pushed = Version {
         tbl: "t".into(),
-        pk: "[1]".into(),
+        pk: "1".into(),
         rev: 1,
         stamp: "2999-01-01T00:00:00.000Z".into(),
         origin: "x".into(),
@@ -69,7 +69,7 @@ fn a_direct_write_is_never_stamped_before_a_version_already_logged() {
     append(&c, &pushed, None).unwrap();
     advance(&c, 1, &pushed.stamp).unwrap();
     c.execute_batch("INSERT INTO t VALUES (1, 'a')").unwrap();
-    let v = latest(&c, "t", "[1]").unwrap().unwrap();
+    let v = latest(&c, "t", "1").unwrap().unwrap();
     assert_eq!(v.stamp, "2999-01-01T00:00:00.000Z");
     assert_eq!((v.rev, v.origin.as_str()), (2, DIRECT_ORIGIN));
 }
@@ -86,7 +86,7 @@ fn writes_inside_a_push_are_not_logged_by_triggers() {
 fn tables_with_updated_at_log_inserts_updates_and_deletes() {
     let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v, updated_at TEXT)");
     c.execute_batch("INSERT INTO t VALUES (1, 'a', '2999-01-01T00:00:00.000Z'); UPDATE t SET v = 'b'; DELETE FROM t;").unwrap();
-    let v = latest(&c, "t", "[1]").unwrap().unwrap();
+    let v = latest(&c, "t", "1").unwrap().unwrap();
     assert!(v.deleted);
     assert!(
         v.stamp.as_str() >= "2999-01-01T00:00:00.000Z",
@@ -100,8 +100,8 @@ fn key_changes_tombstone_the_old_key() {
     let c = remote("CREATE TABLE t(k TEXT PRIMARY KEY, v)");
     c.execute_batch("INSERT INTO t VALUES ('a', 1); UPDATE t SET k = 'b';")
         .unwrap();
-    assert!(latest(&c, "t", r#"["a"]"#).unwrap().unwrap().deleted);
-    assert!(!latest(&c, "t", r#"["b"]"#).unwrap().unwrap().deleted);
+    assert!(latest(&c, "t", "'a'").unwrap().unwrap().deleted);
+    assert!(!latest(&c, "t", "'b'").unwrap().unwrap().deleted);
     assert_eq!(
         since(&c, 1, 10).unwrap().len(),
         2,
@@ -116,8 +116,8 @@ fn newest_in_keeps_the_last_entry_of_the_asked_keys_and_finds_the_pushed_version
     let c = remote("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
     c.execute_batch("INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'c' WHERE id = 1; UPDATE t SET v = 'd' WHERE id = 1;")
         .unwrap();
-    let second = latest(&c, "t", "[2]").unwrap().unwrap();
-    let key1 = ("t".to_string(), "[1]".to_string());
+    let second = latest(&c, "t", "2").unwrap().unwrap();
+    let key1 = ("t".to_string(), "1".to_string());
     let keys: HashMap<(String, String), (String, String)> = [(
         key1.clone(),
         ("not logged".to_string(), DIRECT_ORIGIN.to_string()),
@@ -132,7 +132,7 @@ fn newest_in_keeps_the_last_entry_of_the_asked_keys_and_finds_the_pushed_version
     assert!(!found[&key1].mine_logged);
     // A version of key 2 pushed once already (same origin and stamp), then superseded.
     c.execute("UPDATE t SET v = 'e' WHERE id = 2", []).unwrap();
-    let key2 = ("t".to_string(), "[2]".to_string());
+    let key2 = ("t".to_string(), "2".to_string());
     let keys: HashMap<(String, String), (String, String)> =
         [(key2.clone(), (second.stamp, DIRECT_ORIGIN.to_string()))].into();
     let mut found = HashMap::new();
@@ -231,7 +231,7 @@ fn a_remote_of_the_first_format_keeps_its_versions_and_triggers_after_the_upgrad
         .into_iter()
         .map(|l| (l.version.rev, l.version.pk, l.version.deleted))
         .collect();
-    assert_eq!(log, vec![(5, "[2]".into(), true), (7, "[1]".into(), false)]);
+    assert_eq!(log, vec![(5, "2".into(), true), (7, "1".into(), false)]);
     let hlc: String = c
         .query_row("SELECT hlc FROM sharecache_meta", [], |r| r.get(0))
         .unwrap();
@@ -240,7 +240,7 @@ fn a_remote_of_the_first_format_keeps_its_versions_and_triggers_after_the_upgrad
         "the clock starts at the newest stamp"
     );
     c.execute("INSERT INTO t VALUES (3, 'x')", []).unwrap();
-    let v = latest(&c, "t", "[3]").unwrap().unwrap();
+    let v = latest(&c, "t", "3").unwrap().unwrap();
     assert_eq!(
         v.rev, 8,
         "the reinstalled trigger appends after the copied entries"

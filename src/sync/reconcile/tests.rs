@@ -80,7 +80,7 @@ fn local_only_remote_only_and_changed_rows_come_out_in_key_order_across_batches(
     let s = shape("t", &["id", "v"], &["id"]);
     let (d, sizes, seen) = run(&p, &s, 3);
     let keys: Vec<&str> = d.iter().map(|d| d.pk.as_str()).collect();
-    assert_eq!(keys, ["[3]", "[7]", "[11]", "[22]", "[25]"]);
+    assert_eq!(keys, ["3", "7", "11", "22", "25"]);
     assert_eq!(d[0].local, None);
     assert_eq!(
         d[0].remote,
@@ -134,11 +134,7 @@ fn composite_keys_with_nulls_and_mixed_types_are_paged_without_skipping_a_row() 
     for batch in [1, 2, 4, 100] {
         let (d, _, seen) = run(&p, &shape("t", &["a", "b", "v"], &["a", "b"]), batch);
         let keys: Vec<&str> = d.iter().map(|d| d.pk.as_str()).collect();
-        assert_eq!(
-            keys,
-            [r#"[null,null]"#, r#"["a",{"$blob":"01"}]"#],
-            "batch {batch}"
-        );
+        assert_eq!(keys, ["NULL,NULL", "'a',X'01'"], "batch {batch}");
         assert_eq!((seen.local_rows, seen.remote_rows), (9, 9), "batch {batch}");
     }
 }
@@ -160,7 +156,7 @@ fn a_key_collated_nocase_on_one_side_is_still_merged_in_the_same_order() {
         .unwrap();
     let (d, _, _) = run(&p, &shape("t", &["id", "v"], &["id"]), 2);
     let keys: Vec<&str> = d.iter().map(|d| d.pk.as_str()).collect();
-    assert_eq!(keys, [r#"["D"]"#]);
+    assert_eq!(keys, ["'D'"]);
 }
 
 #[test]
