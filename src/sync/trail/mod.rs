@@ -8,8 +8,9 @@
 //! fingerprint checks that the remote still holds that entry — one lookup in the read
 //! transaction the fingerprint runs anyway ([`crate::remote::Trail`]). A file restored from a
 //! backup, or any older copy put at the path, lacks it or holds another entry at that revision,
-//! even after other clients pushed past the old revision. An idle sync costs nothing more: an
-//! unchanged database header means an unchanged file.
+//! even after other clients pushed past the old revision. An idle sync compares the database
+//! header and the page of `sharecache_meta` with the last full fingerprint (one small read more
+//! than the header alone: the change counter comes back with a restored file).
 //!
 //! **Deciding, by default** ([`Policy::KeepAcknowledged`]: a restore to undo damage must not
 //! lose what the app was told was saved). For each key whose row differs, without a pending local
@@ -31,23 +32,30 @@
 //! **Declared authoritative** ([`Policy::RemoteWins`], `sharecache accept-restore`): the remote's
 //! row wins every difference, pending changes included; every local version it replaces goes to
 //! the conflict log first, restorable with `sharecache conflicts restore`.
+//!
+//! Files: this one runs a reconcile; `mark` keeps the cache's mark; `decide` decides and applies
+//! the differences of one batch.
 
-use std::collections::{HashMap, HashSet};
+mod decide;
+mod mark;
+
+use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::push::{Loser, insert_conflict};
+pub(crate) use mark::{learn_generation, mark_seen, read_mark};
+
 use super::reconcile::{self, Diff};
 use super::rows::Shape;
 use super::{Progress, write_tx};
 use crate::cache::LocalError;
-use crate::clock::{next_clock_sql, stamp_of_ms};
+use crate::clock::stamp_of_ms;
 use crate::error::Error;
-use crate::remote::changelog::{self, Found};
-use crate::remote::{Mark, Remote};
-use crate::sql::{Bind, order_value, row_to_json};
+use crate::remote::Remote;
+use crate::sql::{Bind, order_value};
+use decide::{apply_remote_wins, decide, queue_again};
 
 /// Rows compared per read (each side): a short read transaction on the share.
 const BATCH: usize = 2000;
@@ -107,61 +115,6 @@ impl Reconciled {
             self.reason, self.compared, self.pushed_again, self.pulled, self.conflicts
         )
     }
-}
-
-/// The cache's [`Mark`].
-pub(crate) fn read_mark(c: &Connection) -> rusqlite::Result<Mark> {
-    c.query_row(
-        "SELECT anchor_rev, anchor_stamp, anchor_origin, generation FROM sync_state WHERE id = 1",
-        [],
-        |r| {
-            Ok(Mark {
-                rev: r.get(0)?,
-                stamp: r.get(1)?,
-                origin: r.get(2)?,
-                generation: r.get(3)?,
-            })
-        },
-    )
-}
-
-/// Moves the mark to a change-log entry the cache has seen, if newer. Call in the transaction
-/// that records what was pulled.
-pub(crate) fn mark_seen(
-    c: &Connection,
-    rev: i64,
-    stamp: &str,
-    origin: &str,
-) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "UPDATE sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3 \
-         WHERE id = 1 AND anchor_rev < ?1",
-    )?
-    .execute(params![rev, stamp, origin])?;
-    Ok(())
-}
-
-/// Records the remote's generation when the cache did not know it yet (caches made before
-/// generations existed).
-pub(crate) fn learn_generation(
-    local: &Connection,
-    local_path: &Path,
-    remote: &Remote,
-) -> Result<(), Error> {
-    let generation: String = remote.read(|c| {
-        c.query_row(
-            "SELECT generation FROM sharecache_meta WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )
-    })?;
-    local
-        .execute(
-            "UPDATE sync_state SET generation = ?1 WHERE id = 1 AND generation IS NULL",
-            [generation],
-        )
-        .map_err(|e| Error::Local(LocalError::from_sqlite(local_path, e)))?;
-    Ok(())
 }
 
 /// The remote's state when a reconcile starts.
@@ -281,219 +234,6 @@ fn chunks<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
         out.push(it.by_ref().take(n).collect());
     }
     out
-}
-
-/// The differences of one batch, decided.
-struct Decided {
-    /// Diffs where the remote's row goes into the cache, with the remote's version.
-    remote_wins: Vec<(Diff, Option<changelog::Version>)>,
-    /// Diffs where the cache's row is pushed again.
-    cache_wins: Vec<Diff>,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decide(
-    local: &Connection,
-    remote: &Remote,
-    ctx: &Ctx<'_>,
-    shape: &Shape,
-    start: &Start,
-    known: &str,
-    policy: Policy,
-    diffs: Vec<Diff>,
-) -> Result<Decided, Error> {
-    let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
-    let pending: HashSet<String> = if policy == Policy::KeepAcknowledged {
-        let mut s = local
-            .prepare_cached(
-                "SELECT 1 FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
-            )
-            .map_err(lerr)?;
-        let mut set = HashSet::new();
-        for d in &diffs {
-            let ord = order_value(&d.key);
-            if s.exists(params![shape.table, d.pk, Bind::new(&ord)])
-                .map_err(lerr)?
-            {
-                set.insert(d.pk.clone());
-            }
-        }
-        set
-    } else {
-        HashSet::new()
-    };
-    let keys: HashMap<(String, String), (String, String)> = diffs
-        .iter()
-        .map(|d| {
-            let key = (shape.table.clone(), d.pk.clone());
-            (key, (String::new(), ctx.origin.to_string()))
-        })
-        .collect();
-    let found: HashMap<(String, String), Found> = remote.read(|c| {
-        let mut found = HashMap::new();
-        changelog::newest_in(c, start.pruned_rev, None, &keys, &mut found)?;
-        Ok(found)
-    })?;
-    let mut out = Decided {
-        remote_wins: Vec::new(),
-        cache_wins: Vec::new(),
-    };
-    for d in diffs {
-        let version = found
-            .get(&(shape.table.clone(), d.pk.clone()))
-            .map(|f| f.newest.clone());
-        match policy {
-            Policy::RemoteWins => out.remote_wins.push((d, version)),
-            Policy::KeepAcknowledged => {
-                if pending.contains(&d.pk) || version.as_ref().is_some_and(|v| v.rev > start.rev) {
-                    continue; // the push decides it, or the pull brings the newer version
-                }
-                match version {
-                    Some(v) if v.stamp.as_str() > known => out.remote_wins.push((d, Some(v))),
-                    _ => out.cache_wins.push(d),
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Keeps the cache's versions in the remote's conflict log, then brings the remote's rows into
-/// the cache (capture silenced), leaving alone rows the app changed meanwhile.
-#[allow(clippy::too_many_arguments)]
-fn apply_remote_wins(
-    local: &Connection,
-    remote: &mut Remote,
-    ctx: &Ctx<'_>,
-    shape: &Shape,
-    policy: Policy,
-    known: &str,
-    pending_at_start: &HashMap<(String, String), i64>,
-    wins: &[(Diff, Option<changelog::Version>)],
-    out: &mut Reconciled,
-) -> Result<(), Error> {
-    if wins.is_empty() {
-        return Ok(());
-    }
-    let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
-    // A pending change's stamp is known; an acknowledged version's is not any more.
-    let stamps: Vec<String> = {
-        let mut s = local
-            .prepare_cached(&format!(
-                "SELECT {} FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
-                crate::clock::stamp_of_ms_sql("stamp")
-            ))
-            .map_err(lerr)?;
-        wins.iter()
-            .map(|(d, _)| {
-                let ord = order_value(&d.key);
-                s.query_row(params![shape.table, d.pk, Bind::new(&ord)], |r| r.get(0))
-                    .optional()
-                    .map(|s: Option<String>| s.unwrap_or_else(|| known.to_string()))
-            })
-            .collect::<rusqlite::Result<_>>()
-            .map_err(lerr)?
-    };
-    let rows: Vec<Option<String>> = wins
-        .iter()
-        .map(|(d, _)| d.local.as_ref().map(|r| row_to_json(&shape.columns, r)))
-        .collect();
-    remote.write(|c| {
-        for (((d, v), stamp), row) in wins.iter().zip(&stamps).zip(&rows) {
-            let winner = v
-                .as_ref()
-                .map_or(("", ""), |v| (v.stamp.as_str(), v.origin.as_str()));
-            let loser = Loser {
-                stamp,
-                origin: ctx.origin,
-                row: row.as_deref(),
-            };
-            insert_conflict(
-                c,
-                (&shape.table, &d.pk),
-                winner,
-                &loser,
-                policy.conflict_reason(),
-                (&ctx.now, ctx.origin),
-            )?;
-        }
-        Ok(())
-    })?;
-    out.conflicts += wins.len();
-    let applied = write_tx(local, |c| {
-        c.execute("UPDATE sync_state SET applying = 1", [])?;
-        let mut n = 0;
-        for (d, _) in wins {
-            let seq: Option<i64> = c
-                .prepare_cached(
-                    "SELECT seq FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
-                )?
-                .query_row(
-                    params![shape.table, d.pk, Bind::new(&order_value(&d.key))],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let at_start = pending_at_start.get(&(shape.table.clone(), d.pk.clone()));
-            match (seq, at_start) {
-                (None, _) => {}
-                // Declared authoritative: the pending change seen at the start is replaced.
-                (Some(s), Some(&s0)) if s == s0 && policy == Policy::RemoteWins => {
-                    c.execute(
-                        "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2",
-                        params![shape.table, d.pk, Bind::new(&order_value(&d.key))],
-                    )?;
-                }
-                _ => continue, // changed by the app since: its own change decides
-            }
-            match &d.remote {
-                Some(row) => shape.upsert(c, row)?,
-                None => shape.delete(c, &d.key)?,
-            }
-            n += 1;
-        }
-        c.execute("UPDATE sync_state SET applying = 0", [])?;
-        Ok(n)
-    })
-    .map_err(lerr)?;
-    out.pulled += applied;
-    Ok(())
-}
-
-/// Queues the cache's rows as pending changes with fresh stamps, made against `floor`. A row the
-/// app changed meanwhile already has its own pending change, which is kept.
-fn queue_again(
-    local: &Connection,
-    shape: &Shape,
-    floor: i64,
-    again: &[Diff],
-) -> rusqlite::Result<()> {
-    if again.is_empty() {
-        return Ok(());
-    }
-    write_tx(local, |c| {
-        for d in again {
-            c.execute(
-                &format!(
-                    "UPDATE sync_state SET hlc = {}",
-                    next_clock_sql("hlc", None)
-                ),
-                [],
-            )?;
-            let op = if d.local.is_some() { "U" } else { "D" };
-            c.prepare_cached(
-                "INSERT OR IGNORE INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
-                 SELECT ?1, ?2, ?3, ?4, hlc, 1, ?5 FROM sync_state WHERE id = 1",
-            )?
-            .execute(params![
-                shape.table,
-                d.pk,
-                Bind::new(&order_value(&d.key)),
-                op,
-                floor
-            ])?;
-        }
-        Ok(())
-    })
 }
 
 /// Ends a reconcile in one local transaction: the cursor and the mark at the remote's state read
