@@ -7,6 +7,7 @@
 
 pub mod conflict;
 pub mod failpoint;
+mod follow;
 mod hold;
 mod lineage;
 mod local_schema;
@@ -24,19 +25,17 @@ mod rows;
 mod trail;
 pub(crate) mod worker;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::cache::{CachePaths, LocalError, mirror, snapshot, watch};
+use crate::cache::{CachePaths, LocalError, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::remote::{Remote, RemoteError, RemoteOptions, Trail};
-use crate::schema::{self, Sync};
 
 pub(crate) use lineage::{Lineage, NO_LINEAGE};
 pub(crate) use outbox::{pending, read_salvageable};
@@ -437,125 +436,6 @@ impl Engine {
         }
         self.followed_schema = Some(schema_version);
         Ok(report)
-    }
-
-    /// Reconciles the cache with the remote by key ([`trail`]), recorded in the history as a
-    /// run of its own kind.
-    fn reconcile(
-        &mut self,
-        shapes: &HashMap<String, Shape>,
-        policy: trail::Policy,
-        progress: &dyn Progress,
-    ) -> Result<Reconciled, Error> {
-        let t0 = Instant::now();
-        let started = self.clock.now_stamp();
-        let run = metadata::begin(&self.local, "reconcile", &started).map_err(self.lerr())?;
-        let ctx = trail::Ctx {
-            local_path: &self.paths.db,
-            shapes,
-            origin: &self.origin,
-            now: started,
-        };
-        let remote = self.remote.as_mut().expect("connected");
-        let result = trail::reconcile(&self.local, remote, &ctx, policy, progress);
-        let figures = result.as_ref().map(|r| metadata::Figures {
-            pushed: r.pushed_again,
-            pulled: r.pulled,
-            conflicts: r.conflicts,
-        });
-        metadata::finish(
-            &self.local,
-            run,
-            &self.clock.now_stamp(),
-            t0.elapsed().as_millis(),
-            figures.as_ref().map_err(|e| *e),
-        )
-        .map_err(self.lerr())?;
-        if let Ok(r) = &result {
-            metadata::note(&self.local, run, &r.summary()).map_err(self.lerr())?;
-        }
-        result
-    }
-
-    /// Follows the remote schema: change-log triggers on new remote tables, new tables and
-    /// columns into the cache. Returns the number of changes and why a rebuild is needed, if it is.
-    fn follow_schema(&mut self) -> Result<(usize, Option<String>), Error> {
-        let remote = self.remote.as_mut().expect("connected");
-        remote.reconcile_triggers()?;
-        let (remote_entries, versions) =
-            remote.read(|c| Ok((schema::read(c)?, propagate::app_versions(c)?)))?;
-        let recorded = mirror::recorded(&self.local).map_err(self.lerr())?;
-        let local_names: Vec<String> = schema::read(&self.local)
-            .map_err(self.lerr())?
-            .into_iter()
-            .map(|e| e.table.name)
-            .collect();
-        let plan = mirror::plan(&remote_entries, &recorded, &local_names);
-        if let Some(reason) = plan.rebuild {
-            return Ok((0, Some(reason)));
-        }
-        if plan.is_empty() {
-            // The app's schema version travels with the schema (an index, a trigger, a bump).
-            write_tx(&self.local, |c| propagate::follow_app_versions(c, versions))
-                .map_err(self.lerr())?;
-            return Ok((0, None));
-        }
-        let remote = self.remote.as_ref().expect("connected");
-        let (tables, columns) = remote.read(|c| {
-            let tables = plan
-                .new_tables
-                .iter()
-                .map(|t| mirror::read_new_table(c, t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let columns = plan
-                .new_columns
-                .iter()
-                .map(|(t, cols)| Ok((t.clone(), cols.clone(), mirror::column_facts(c, t)?)))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((tables, columns))
-        })?;
-        let n = tables.len() + columns.iter().map(|c| c.1.len()).sum::<usize>();
-        write_tx(&self.local, |c| {
-            c.execute("UPDATE sync_state SET applying = 1", [])?;
-            mirror::apply(c, &tables, &columns)?;
-            snapshot::register_tables(c, Some(&remote_entries))?;
-            propagate::follow_app_versions(c, versions)?;
-            c.execute("UPDATE sync_state SET applying = 0", [])?;
-            Ok(())
-        })
-        .map_err(|e| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DiskFull) => Error::Local(LocalError::DiskFull {
-                path: self.paths.db.clone(),
-            }),
-            _ => Error::Local(LocalError::Schema {
-                table: "(schema follow)".into(),
-                message: e.to_string(),
-            }),
-        })?;
-        Ok((n, None))
-    }
-
-    /// How each synced table moves: the columns both sides have, for tables both sides sync
-    /// with the same key.
-    fn shapes(&self) -> Result<HashMap<String, Shape>, Error> {
-        let remote = self
-            .remote
-            .as_ref()
-            .expect("connected")
-            .read(schema::read)?;
-        let local = schema::read(&self.local).map_err(self.lerr())?;
-        let mut shapes = HashMap::new();
-        for l in local.iter().filter(|e| e.sync == Sync::Yes) {
-            if let Some(r) = remote
-                .iter()
-                .find(|r| r.table.name == l.table.name && r.sync == Sync::Yes)
-            {
-                if r.table.pk == l.table.pk {
-                    shapes.insert(l.table.name.clone(), Shape::new(&l.table, &r.table));
-                }
-            }
-        }
-        Ok(shapes)
     }
 }
 

@@ -41,6 +41,7 @@ mod mark;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -49,7 +50,7 @@ pub(crate) use mark::{learn_generation, mark_seen, read_mark};
 
 use super::reconcile::{self, Diff};
 use super::rows::Shape;
-use super::{Progress, write_tx};
+use super::{Progress, metadata, write_tx};
 use crate::cache::LocalError;
 use crate::clock::stamp_of_ms;
 use crate::error::Error;
@@ -279,4 +280,44 @@ fn finish(
         }
         Ok(())
     })
+}
+
+impl super::Engine {
+    /// Reconciles the cache with the remote by key ([`self`](super)), recorded in the history as a
+    /// run of its own kind.
+    pub(in crate::sync) fn reconcile(
+        &mut self,
+        shapes: &HashMap<String, Shape>,
+        policy: Policy,
+        progress: &dyn Progress,
+    ) -> Result<Reconciled, Error> {
+        let t0 = Instant::now();
+        let started = self.clock.now_stamp();
+        let run = metadata::begin(&self.local, "reconcile", &started).map_err(self.lerr())?;
+        let ctx = Ctx {
+            local_path: &self.paths.db,
+            shapes,
+            origin: &self.origin,
+            now: started,
+        };
+        let remote = self.remote.as_mut().expect("connected");
+        let result = reconcile(&self.local, remote, &ctx, policy, progress);
+        let figures = result.as_ref().map(|r| metadata::Figures {
+            pushed: r.pushed_again,
+            pulled: r.pulled,
+            conflicts: r.conflicts,
+        });
+        metadata::finish(
+            &self.local,
+            run,
+            &self.clock.now_stamp(),
+            t0.elapsed().as_millis(),
+            figures.as_ref().map_err(|e| *e),
+        )
+        .map_err(self.lerr())?;
+        if let Ok(r) = &result {
+            metadata::note(&self.local, run, &r.summary()).map_err(self.lerr())?;
+        }
+        result
+    }
 }
