@@ -175,6 +175,16 @@ fn numeric_type(decl: &str) -> bool {
         && !d.contains("TIME")
 }
 
+/// Whether `conn`'s main database has a table called `name` (a cache or remote not migrated yet
+/// may lack one of sharecache's).
+pub fn has_table(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+}
+
 /// Lists the user tables of `conn`'s main database with their sync eligibility, by name.
 pub fn read(conn: &Connection) -> rusqlite::Result<Vec<Entry>> {
     let mut list = conn.prepare(

@@ -164,14 +164,7 @@ pub(crate) fn check(
 
 /// The most recent change of origin, if the cache ever had one: `(former, reason, when)`.
 pub fn last_rebound(c: &Connection) -> rusqlite::Result<Option<(String, String, String)>> {
-    let has: Option<i64> = c
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_origins'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if has.is_none() {
+    if !crate::schema::has_table(c, "sync_origins")? {
         return Ok(None);
     }
     c.query_row(

@@ -8,7 +8,7 @@
 //! later was written by the original after the copy was made: another client's edit, decided
 //! like any other.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 /// This cache's former origins, oldest first: `(origin, last stamp made under it)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,14 +26,7 @@ pub(crate) static NO_LINEAGE: Lineage = Lineage { former: Vec::new() };
 impl Lineage {
     /// Reads `sync_origins` (a cache not migrated yet has none).
     pub fn read(c: &Connection) -> rusqlite::Result<Lineage> {
-        let has: Option<i64> = c
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_origins'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if has.is_none() {
+        if !crate::schema::has_table(c, "sync_origins")? {
             return Ok(Lineage::default());
         }
         let former = c

@@ -247,19 +247,15 @@ impl Engine {
             }
         }
         result = self.confirm_damage(result);
-        let figures = result.as_ref().map(|r| metadata::Figures {
-            pushed: r.pushed,
-            pulled: r.pulled,
-            conflicts: r.conflicts,
-        });
-        metadata::finish(
-            &self.local,
+        self.finish_run(
             run,
-            &self.clock.now_stamp(),
-            t0.elapsed().as_millis(),
-            figures.as_ref().map_err(|e| *e),
-        )
-        .map_err(self.lerr())?;
+            t0,
+            result.as_ref().map(|r| metadata::Figures {
+                pushed: r.pushed,
+                pulled: r.pulled,
+                conflicts: r.conflicts,
+            }),
+        )?;
         match &result {
             Ok(r) if !r.idle => tracing::info!(
                 pushed = r.pushed,
@@ -272,6 +268,23 @@ impl Engine {
             Err(e) => tracing::warn!(error = %e, "sync failed"),
         }
         result
+    }
+
+    /// Records the end of history run `run`, begun at `t0`, with its outcome's figures.
+    pub(super) fn finish_run(
+        &self,
+        run: i64,
+        t0: Instant,
+        outcome: Result<metadata::Figures, &Error>,
+    ) -> Result<(), Error> {
+        metadata::finish(
+            &self.local,
+            run,
+            &self.clock.now_stamp(),
+            t0.elapsed().as_millis(),
+            outcome.as_ref().map_err(|e| *e),
+        )
+        .map_err(self.lerr())
     }
 
     /// Counts syncs in a row that read damaged data from the remote although a fresh connection

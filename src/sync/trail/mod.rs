@@ -302,19 +302,15 @@ impl super::Engine {
         };
         let remote = self.remote.as_mut().expect("connected");
         let result = reconcile(&self.local, remote, &ctx, policy, progress);
-        let figures = result.as_ref().map(|r| metadata::Figures {
-            pushed: r.pushed_again,
-            pulled: r.pulled,
-            conflicts: r.conflicts,
-        });
-        metadata::finish(
-            &self.local,
+        self.finish_run(
             run,
-            &self.clock.now_stamp(),
-            t0.elapsed().as_millis(),
-            figures.as_ref().map_err(|e| *e),
-        )
-        .map_err(self.lerr())?;
+            t0,
+            result.as_ref().map(|r| metadata::Figures {
+                pushed: r.pushed_again,
+                pulled: r.pulled,
+                conflicts: r.conflicts,
+            }),
+        )?;
         if let Ok(r) = &result {
             metadata::note(&self.local, run, &r.summary()).map_err(self.lerr())?;
         }
