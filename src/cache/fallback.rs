@@ -17,7 +17,7 @@ impl Inner {
         reason: String,
         rule: String,
     ) -> Result<Inner> {
-        let conn = remote::open_connection(&config.remote_path, config.busy_timeout)?;
+        let conn = remote::share::open_connection(&config.remote_path, config.busy_timeout)?;
         Ok(Inner {
             config: RwLock::new(config),
             clock,
@@ -51,7 +51,7 @@ impl Inner {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let conn = match remote::open_connection(&config.remote_path, config.busy_timeout) {
+        let conn = match remote::share::open_connection(&config.remote_path, config.busy_timeout) {
             Ok(c) => c,
             Err(re) => {
                 tracing::error!(error = %re, cache_error = %e, "the cache cannot work and the remote cannot be reached; retrying later");

@@ -14,7 +14,7 @@ mod fallback;
 pub mod handover;
 pub mod instance;
 pub mod lock;
-pub(crate) mod mirror;
+pub mod mirror;
 mod open;
 pub mod others;
 mod rebind;

@@ -9,21 +9,19 @@
 //! the next push decides it by the same rule and brings the winner back. Cost grows with the
 //! number of changed rows, not with the table size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::memory::PageCaches;
-use super::rows::Shape;
 use super::{Progress, failpoint};
 use crate::cache::LocalError;
 use crate::clock::{Clock, parse_stamp};
 use crate::error::Error;
-use crate::remote::Remote;
-use crate::remote::changelog::{self, Version};
-use crate::remote::image;
+use crate::remote::{RemoteError, RemoteStore, Version};
+use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
 
 /// What a pull did.
@@ -37,13 +35,6 @@ pub(crate) struct Pulled {
     pub conflicts: usize,
     /// Set when this cache fell behind the pruned part of the change log and must be rebuilt.
     pub behind_pruned: bool,
-}
-
-struct Fetched {
-    entries: Vec<(Version, Option<Vec<Value>>)>,
-    /// Remote rev to set the cursor to when the log is exhausted.
-    tail: Option<i64>,
-    behind_pruned: bool,
 }
 
 /// Context of one pull.
@@ -86,7 +77,7 @@ fn apply_gap(hold: Duration) -> Duration {
 /// Pulls every remote change after the cache's cursor.
 pub(crate) fn pull(
     local: &Connection,
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     ctx: &PullCtx<'_>,
     progress: &dyn Progress,
 ) -> Result<Pulled, Error> {
@@ -99,7 +90,7 @@ pub(crate) fn pull(
     let mut last_apply: Option<(Instant, Duration)> = None;
     let mut page_caches = PageCaches::default();
     loop {
-        let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes))?;
+        let f = remote.changes_since(cursor, ctx.batch_size, ctx.shapes)?;
         if f.behind_pruned {
             out.behind_pruned = true;
             return Ok(out);
@@ -139,7 +130,7 @@ pub(crate) fn pull(
             let moved = chunk.len();
             let (applied, deferred, refused) = apply(local, chunk, ctx, upto).map_err(lerr)?;
             last_apply = Some((Instant::now(), apply_gap(began.elapsed())));
-            page_caches.moved(moved, local, remote.conn());
+            page_caches.moved(moved, local, remote);
             out.rows += applied;
             out.deferred += deferred;
             if applied > 0 {
@@ -171,77 +162,6 @@ pub(crate) fn pull(
         Either::Remote(e) => Error::Remote(e),
     })?;
     Ok(out)
-}
-
-fn fetch(
-    c: &Connection,
-    cursor: i64,
-    limit: usize,
-    shapes: &HashMap<String, Shape>,
-) -> rusqlite::Result<Fetched> {
-    let pruned: i64 = c.query_row(
-        "SELECT pruned_rev FROM sharecache_meta WHERE id = 1",
-        [],
-        |r| r.get(0),
-    )?;
-    if cursor < pruned {
-        return Ok(Fetched {
-            entries: vec![],
-            tail: None,
-            behind_pruned: true,
-        });
-    }
-    let log = changelog::since(c, cursor, limit)?;
-    let tail = if log.len() < limit {
-        Some(
-            c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
-                r.get(0)
-            })?,
-        )
-    } else {
-        None
-    };
-    // A key changed several times in this stretch of the log is applied once, at its newest
-    // entry (the last entry fetched is always kept, so the cursor still reaches it).
-    let mut seen = HashSet::new();
-    let mut newest_first = Vec::with_capacity(log.len());
-    for l in log.into_iter().rev() {
-        if seen.insert((l.version.tbl.clone(), l.version.pk.clone())) {
-            newest_first.push(l);
-        }
-    }
-    let mut entries = Vec::with_capacity(newest_first.len());
-    for l in newest_first.into_iter().rev() {
-        let v = l.version;
-        let row = match shapes.get(&v.tbl) {
-            Some(shape) if !v.deleted => {
-                // A pushed row carries its values; a direct write's row is read from its table.
-                match l
-                    .image
-                    .as_deref()
-                    .and_then(|img| image::values_for(img, &shape.columns))
-                {
-                    Some(values) => Some(values),
-                    None => {
-                        let key = decode_key(&v.pk).map_err(|m| {
-                            rusqlite::Error::InvalidColumnName(format!(
-                                "{} key {}: {m}",
-                                v.tbl, v.pk
-                            ))
-                        })?;
-                        shape.select(c, &key)?
-                    }
-                }
-            }
-            _ => None,
-        };
-        entries.push((v, row));
-    }
-    Ok(Fetched {
-        entries,
-        tail,
-        behind_pruned: false,
-    })
 }
 
 /// A pulled entry with the changed row (`None`: deleted or not fetched).
@@ -353,45 +273,17 @@ fn observe_stamp(c: &Connection, stamp: &str, ctx: &PullCtx<'_>) -> rusqlite::Re
 
 enum Either {
     Local(rusqlite::Error),
-    Remote(crate::remote::RemoteError),
+    Remote(RemoteError),
 }
 
 /// Copies new remote conflict-log entries into the cache's `sync_conflicts`.
-fn copy_conflicts(local: &Connection, remote: &Remote) -> Result<usize, Either> {
+fn copy_conflicts(local: &Connection, remote: &dyn RemoteStore) -> Result<usize, Either> {
     let after: i64 = local
         .query_row("SELECT coalesce(max(id), 0) FROM sync_conflicts", [], |r| {
             r.get(0)
         })
         .map_err(Either::Local)?;
-    type Row = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = remote
-        .read(|c| {
-            c.prepare_cached(
-                "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, loser_row, \
-                 decided_at, decided_by, reason FROM sharecache_conflicts WHERE id > ?1 ORDER BY id",
-            )?
-            .query_map([after], |r| {
-                Ok((
-                    r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?,
-                    r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?,
-                ))
-            })?
-            .collect()
-        })
-        .map_err(Either::Remote)?;
+    let rows = remote.conflicts_after(after).map_err(Either::Remote)?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -400,7 +292,10 @@ fn copy_conflicts(local: &Connection, remote: &Remote) -> Result<usize, Either> 
             tx.execute(
             "INSERT OR IGNORE INTO sync_conflicts (id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, \
              loser_op, loser_row, decided_at, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11],
+            params![
+                r.id, r.tbl, r.pk, r.winner_stamp, r.winner_origin, r.loser_stamp, r.loser_origin,
+                r.loser_op, r.loser_row, r.decided_at, r.decided_by, r.reason
+            ],
             )?;
         }
         Ok(())
