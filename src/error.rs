@@ -2,10 +2,14 @@
 //! [`LocalError`], [`RemoteError`]) so that a caller matches only the failures its call can
 //! produce; they all convert into [`Error`], whose [`Error::kind`] is what the CLI maps to exit
 //! codes and what the sync loop uses to decide whether to retry.
+//!
+//! It sits above `remote` (it wraps [`RemoteError`]) and below `sync`; the classification
+//! [`ErrorKind`] is a leaf (`error_kind`), so that every layer's error can name its kind.
 
-use crate::cache::LocalError;
 use crate::config::ConfigError;
+pub use crate::error_kind::ErrorKind;
 use crate::remote::RemoteError;
+use crate::store::LocalError;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -68,24 +72,6 @@ pub enum Error {
     /// An error reported by SQLite on an app connection.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-}
-
-/// A coarse classification of errors, for retry decisions and exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The share is unreachable; retry later.
-    Offline,
-    /// The remote stayed locked by other writers, or another program holds the cache; retry
-    /// later.
-    Locked,
-    /// The configuration is wrong; fix it.
-    Config,
-    /// The remote is not usable (corrupt, wrong file, unsupported); needs a human.
-    Remote,
-    /// The local cache is not usable (corrupt, disk full, unwritable).
-    Local,
-    /// Anything else.
-    Other,
 }
 
 impl Error {

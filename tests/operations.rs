@@ -301,7 +301,7 @@ fn status_tells_that_a_sync_thread_runs_for_the_cache() {
     assert!(a.status().unwrap().worker.is_some());
     // Another process (here: a plain status read of the same files) sees it too.
     let cfg = share.config("a");
-    let paths = sharecache::cache::CachePaths::new(&cfg.cache_directory, &cfg.remote_path);
+    let paths = sharecache::store::CachePaths::new(&cfg.cache_directory, &cfg.remote_path);
     let seen = sharecache::status::read(&cfg, &paths, "test").unwrap();
     assert!(seen.worker.is_some());
     drop(a);

@@ -185,7 +185,9 @@ fn init_logging(cli: &Cli) {
         (true, _, _) => "error",
         // The daemon's job is to say what it does: one line per sync run (its own), reloads
         // and warnings; the engine's per-sync lines would repeat them.
-        (false, 0, Command::Daemon) => "info,sharecache::sync=warn,sharecache::sync::worker=info",
+        (false, 0, Command::Daemon) => {
+            "info,sharecache::sync=warn,sharecache::sync::snapshot=info,sharecache::handle::worker=info"
+        }
         (false, 0, _) => "warn",
         (false, 1, _) => "info",
         (false, _, _) => "debug",

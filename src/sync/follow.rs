@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
+use super::snapshot;
 use super::{Engine, Shape, propagate, write_tx};
-use crate::cache::{LocalError, mirror, snapshot};
 use crate::error::Error;
 use crate::schema::{self, Sync};
+use crate::store::{LocalError, mirror};
 
 impl Engine {
     /// Follows the remote schema: change-log triggers on new remote tables, new tables and

@@ -22,8 +22,8 @@ pub(crate) mod reconcile;
 mod registry;
 mod repair;
 mod rows;
+pub(crate) mod snapshot;
 mod trail;
-pub(crate) mod worker;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,12 +31,14 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::cache::{CachePaths, LocalError, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::remote::{Remote, RemoteError, RemoteOptions, Trail};
+use crate::store::{CachePaths, LocalError, watch};
 
+/// Local write transactions (the store's helper, used throughout the sync as `super::write_tx`).
+pub(crate) use crate::store::write_tx;
 pub(crate) use lineage::{Lineage, NO_LINEAGE};
 pub(crate) use outbox::{pending, read_salvageable};
 pub(crate) use push::{PushCtx, push_unacknowledged, register_client};
@@ -337,7 +339,7 @@ impl Engine {
 
     fn sync_inner(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
         self.check_file()?;
-        crate::cache::check_space(&self.paths)?;
+        crate::store::check_space(&self.paths)?;
         let mut report = SyncReport::default();
         let schema = self.watch_local_schema()?;
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
@@ -449,26 +451,5 @@ impl Engine {
         }
         self.followed_schema = Some(schema_version);
         Ok(report)
-    }
-}
-
-/// Runs `f` in a local `BEGIN IMMEDIATE` transaction.
-pub(crate) fn write_tx<T>(
-    c: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    c.execute_batch("BEGIN IMMEDIATE")?;
-    match f(c) {
-        Ok(v) => {
-            if let Err(e) = c.execute_batch("COMMIT") {
-                let _ = c.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
-            Err(e)
-        }
     }
 }

@@ -346,7 +346,7 @@ mod tests {
         .unwrap();
         let mut shapes = HashMap::new();
         for e in schema::read(&c).unwrap() {
-            crate::cache::capture::install(&c, &e.table).unwrap();
+            crate::store::capture::install(&c, &e.table).unwrap();
             shapes.insert(e.table.name.clone(), Shape::new(&e.table, &e.table));
         }
         (c, shapes)

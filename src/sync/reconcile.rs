@@ -24,10 +24,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
 use super::rows::Shape;
-use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::sql::{Bind, encode_key, quote, read_value};
+use crate::store::LocalError;
 
 /// One key whose row differs between the cache and the remote.
 #[derive(Debug, Clone, PartialEq)]

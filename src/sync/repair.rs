@@ -42,11 +42,11 @@ use rusqlite::{Connection, params};
 use super::reconcile::{self, Diff};
 use super::rows::Shape;
 use super::write_tx;
-use crate::cache::LocalError;
 use crate::clock::{ms_of_stamp, next_clock_sql};
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::sql::{decode_key, order_value};
+use crate::store::LocalError;
 
 /// Queues every row of `shape`'s table that differs from the remote as a pending change (see
 /// the module doc). Returns how many were queued.

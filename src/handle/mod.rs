@@ -1,127 +1,41 @@
-//! The local cache and the handle an app holds: [`Cache`].
+//! The handle an app holds: [`Cache`], opened with [`OpenOptions`], serving the app in a
+//! [`Mode`].
 //!
 //! Opening a cache that exists touches only local files, so an app starts and works with the
 //! share gone. The first open (no cache yet) needs the share: it sets sharecache up on the remote
-//! if needed and copies it (see the `snapshot` module). When the cache itself cannot work (corrupt, disk full,
-//! directory not writable), the same handle serves the remote directly and says why ([`Mode`]).
+//! if needed and copies it (see `create` and `crate::sync::snapshot`). When the cache itself
+//! cannot work (corrupt, disk full, directory not writable), the same handle serves the remote
+//! directly and says why ([`Mode`]), after salvaging what it can ([`salvage`]).
+//!
+//! This is the orchestration floor: it sits on `sync` (the engine), `remote` and `store`, and
+//! owns the background `worker`. `status` and `async_cache` sit above it.
 
 mod app;
-pub mod capture;
 mod create;
-pub mod detect;
-mod error;
 mod fallback;
 pub mod handover;
-pub mod instance;
-pub mod lock;
-pub(crate) mod mirror;
-mod open;
-pub mod others;
+mod options;
 mod rebind;
 pub mod salvage;
-pub(crate) mod snapshot;
-pub mod watch;
+pub(crate) mod worker;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use serde::Serialize;
 
-pub use error::LocalError;
-pub use open::CachePaths;
-pub use open::MIN_FREE_BYTES;
-pub(crate) use open::{check_space, ensure_dir, journal_mode, open_local};
+pub use options::{Mode, OpenOptions};
 pub use salvage::Salvaged;
 
 use crate::clock::Clock;
 use crate::config::{Config, Watch};
 use crate::conflicts::{self, Conflict};
 use crate::error::{Error, Result};
-use crate::status::Status;
+use crate::store::{CachePaths, LocalError, detect, ensure_dir, lock, open_local};
 use crate::sync::metadata::{self, Run};
-use crate::sync::worker::{Command, Worker};
 use crate::sync::{ClearReport, Engine, Progress, SyncReport};
-
-/// How the handle serves the app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "mode", rename_all = "lowercase")]
-pub enum Mode {
-    /// Through the local cache, synced in the background.
-    Cached,
-    /// Directly on the remote (share-safe settings), with the reason.
-    Direct {
-        /// Why the cache is not used.
-        reason: String,
-    },
-}
-
-impl Mode {
-    /// `"cached"` or `"direct"`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Mode::Cached => "cached",
-            Mode::Direct { .. } => "direct",
-        }
-    }
-}
-
-/// Options for [`Cache::open_with`].
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct OpenOptions {
-    /// The clock stamps are taken from (shift it to test clock skew).
-    pub clock: Clock,
-    /// Start the background sync thread: `None` follows `sync.background` in the config.
-    pub background: Option<bool>,
-    /// Watch the config file and apply edits while running (default: with the background thread).
-    pub watch_config: Option<bool>,
-    /// Test hook: the host identity the cache's origin is bound to, instead of this machine's
-    /// (a test fakes a second machine with it; see [`instance`]).
-    #[doc(hidden)]
-    pub host_identity: Option<String>,
-    /// Release the cache file between syncs (see [`OpenOptions::hold_cache`]).
-    pub release_cache: bool,
-}
-
-impl OpenOptions {
-    /// Uses `clock` for this cache's stamps.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Starts (or not) the background sync thread, whatever the config says.
-    pub fn background(mut self, on: bool) -> Self {
-        self.background = Some(on);
-        self
-    }
-
-    /// Watches (or not) the config file for edits.
-    pub fn watch_config(mut self, on: bool) -> Self {
-        self.watch_config = Some(on);
-        self
-    }
-
-    /// Test hook: binds the cache's origin to `host` instead of this machine's identity.
-    #[doc(hidden)]
-    pub fn host_identity(mut self, host: &str) -> Self {
-        self.host_identity = Some(host.to_string());
-        self
-    }
-
-    /// Whether the handle keeps connections open on the cache file (the default). With `false`
-    /// (what `sharecache daemon` uses) it holds none between syncs, so that apps opening the
-    /// cache themselves can set their own startup pragmas: while any other connection is open
-    /// on a WAL database, `PRAGMA journal_mode=DELETE` fails "database is locked" and
-    /// `locking_mode=EXCLUSIVE` cannot take the file. [`Cache::conn`] then opens its connection
-    /// at the first call.
-    pub fn hold_cache(mut self, on: bool) -> Self {
-        self.release_cache = !on;
-        self
-    }
-}
+use worker::{Command, Worker};
 
 /// What the handle and its sync thread share.
 struct Inner {
@@ -180,7 +94,7 @@ impl Cache {
     /// [`Cache::open`] with options.
     ///
     /// ```no_run
-    /// use sharecache::cache::OpenOptions;
+    /// use sharecache::OpenOptions;
     /// // A one-shot tool: no background thread.
     /// let cache = sharecache::Cache::open_with(
     ///     sharecache::Config::load("config.yaml".as_ref())?,
@@ -445,25 +359,24 @@ impl Cache {
         }
     }
 
-    /// The current status (local files only: never waits on the share).
-    pub fn status(&self) -> Result<Status> {
-        let config = self.config();
-        let mut status = match (&self.inner.paths, self.mode()) {
-            (Some(paths), Mode::Cached) => crate::status::read(&config, paths, &self.inner.rule)?,
-            (_, mode) => Status::direct(&config, &mode, &self.inner.rule),
-        };
-        if !self.inner.handovers.is_empty() {
-            let said: Vec<String> = self.inner.handovers.iter().map(|h| h.summary()).collect();
-            status.handover = Some(said.join("; "));
-        }
-        if let Some(w) = &self.worker {
-            let paused = if w.paused() { ", paused" } else { "" };
-            status.worker = Some(format!(
-                "sync thread of process {}{paused}",
-                std::process::id()
-            ));
-        }
-        Ok(status)
+    /// The cache's files (kept in direct mode after a fallback, for status and `clear`).
+    pub(crate) fn paths(&self) -> Option<&CachePaths> {
+        self.inner.paths.as_ref()
+    }
+
+    /// The `enable_cache` rule that decided to use a cache (or not).
+    pub(crate) fn rule(&self) -> &str {
+        &self.inner.rule
+    }
+
+    /// Pending writes of caches left behind, pushed when this handle opened (direct mode).
+    pub(crate) fn handovers(&self) -> &[handover::Handover] {
+        &self.inner.handovers
+    }
+
+    /// Whether the background thread's interval syncs are paused (`None`: no thread).
+    pub(crate) fn worker_paused(&self) -> Option<bool> {
+        self.worker.as_ref().map(Worker::paused)
     }
 
     /// The most recent sync runs, newest first.

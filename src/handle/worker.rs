@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
 
-use super::{Engine, SyncReport};
-use crate::cache::{CachePaths, LocalError, lock};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::remote::retry::backoff;
+use crate::store::{CachePaths, LocalError, lock};
+use crate::sync::{Engine, SyncReport};
 
 /// A command for the sync thread.
 pub(crate) enum Command {

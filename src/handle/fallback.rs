@@ -3,11 +3,12 @@
 
 use std::sync::{Mutex, RwLock};
 
-use super::{CachePaths, Inner, LocalError, Mode, salvage};
+use super::{Inner, Mode, salvage};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Result;
 use crate::remote;
+use crate::store::{CachePaths, LocalError};
 
 impl Inner {
     pub(super) fn direct(

@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::Connection;
 
-use super::{Inner, Mode, open_local};
+use super::{Inner, Mode};
+use crate::store::open_local;
 
 impl Inner {
     /// The app's connection, opened now if it was deferred (an open that fails is logged and
