@@ -69,6 +69,13 @@ pub enum Error {
     /// A conflict could not be restored.
     #[error(transparent)]
     Restore(#[from] crate::conflicts::RestoreError),
+    /// The handle's sync thread is gone (it panicked): nothing can sync through this handle any
+    /// more. The app's connection still works; reopen the cache to sync again.
+    #[error(
+        "the sync thread of this cache is gone (it panicked; see the log); nothing was synced. \
+         Local reads and writes still work: reopen the cache to sync again"
+    )]
+    WorkerGone,
     /// An error reported by SQLite on an app connection.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
@@ -91,7 +98,9 @@ impl Error {
             Error::SyncRunning { .. } => ErrorKind::Locked,
             Error::PendingWrites { kind, .. } => kind.unwrap_or(ErrorKind::Other),
             Error::OtherCache { kind, .. } => *kind,
-            Error::Sqlite(_) | Error::Unsupported(_) | Error::Restore(_) => ErrorKind::Other,
+            Error::Sqlite(_) | Error::Unsupported(_) | Error::Restore(_) | Error::WorkerGone => {
+                ErrorKind::Other
+            }
         }
     }
 

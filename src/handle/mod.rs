@@ -50,7 +50,6 @@ struct Inner {
     /// Whether `app` is a stand-in until [`Cache::conn`] first opens the cache
     /// ([`OpenOptions::hold_cache`]).
     app_deferred: std::sync::atomic::AtomicBool,
-    engine: Option<Arc<Mutex<Engine>>>,
     /// The host identity the origin is bound to, when a test fakes it.
     host: Option<String>,
     /// Pending writes of caches left behind, pushed when this handle opened (direct mode).
@@ -62,6 +61,8 @@ struct Inner {
 /// `sync.shutdown_timeout`).
 pub struct Cache {
     inner: Arc<Inner>,
+    /// The thread that owns the sync engine (every cached handle has one; `None` in direct mode
+    /// from the start).
     worker: Option<Worker>,
     _watch: Option<Watch>,
 }
@@ -121,13 +122,13 @@ impl Cache {
         }
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         let host = opts.host_identity;
-        let inner = match Cache::open_cached(&config, clock, host.as_deref(), &()) {
+        let (inner, engine) = match Cache::open_cached(&config, clock, host.as_deref(), &()) {
             Ok((paths, mut app, mut engine)) => {
                 if opts.release_cache {
                     engine.release_between_syncs(true);
                     app = Connection::open_in_memory().map_err(Error::Sqlite)?;
                 }
-                Inner {
+                let inner = Inner {
                     config: RwLock::new(config),
                     clock,
                     paths: Some(paths),
@@ -135,27 +136,27 @@ impl Cache {
                     rule: decision.rule,
                     app: Mutex::new(app),
                     app_deferred: opts.release_cache.into(),
-                    engine: Some(Arc::new(Mutex::new(engine))),
                     host,
                     handovers: Vec::new(),
-                }
+                };
+                (inner, Some(engine))
             }
             Err(Error::Local(e)) if e.is_fatal() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
                 let saved = salvage::salvage(None, &paths, &config, &clock);
                 let reason = format!("the cache cannot work: {e}; {}", saved.summary());
-                Inner::direct(config, clock, Some(paths), reason, decision.rule)?
+                let inner = Inner::direct(config, clock, Some(paths), reason, decision.rule)?;
+                (inner, None)
             }
             Err(e) => return Err(e),
         };
         let inner = Arc::new(inner);
-        let worker = if background {
-            Cache::start_worker(&inner)?
-        } else {
-            None
+        let worker = match engine {
+            Some(engine) => Some(Cache::start_worker(&inner, engine, background)?),
+            None => None,
         };
         let watch = match (&worker, watch) {
-            (Some(w), true) => Cache::start_watch(&inner, w),
+            (Some(w), true) if w.background() => Cache::start_watch(&inner, w),
             _ => None,
         };
         Ok(Cache {
@@ -165,26 +166,27 @@ impl Cache {
         })
     }
 
-    fn start_worker(inner: &Arc<Inner>) -> Result<Option<Worker>> {
-        let (Some(engine), Some(paths)) = (&inner.engine, &inner.paths) else {
-            return Ok(None);
-        };
+    /// Starts the thread that owns `engine` (see [`worker`]).
+    fn start_worker(inner: &Arc<Inner>, engine: Engine, background: bool) -> Result<Worker> {
+        let paths = inner.paths.as_ref().expect("a cached handle has its files");
         let weak = Arc::downgrade(inner);
-        let on_fatal =
-            Box::new(move |e: &LocalError| weak.upgrade().is_some_and(|inner| inner.fall_back(e)));
+        let on_fatal = Box::new(move |e: &LocalError, local: Option<&Connection>| {
+            weak.upgrade()
+                .is_some_and(|inner| inner.fall_back(e, local))
+        });
         let config = inner
             .config
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let worker =
-            Worker::spawn(engine.clone(), paths.clone(), config, on_fatal).map_err(|e| {
+            Worker::spawn(engine, paths.clone(), config, on_fatal, background).map_err(|e| {
                 LocalError::Directory {
                     path: paths.dir.clone(),
                     source: e,
                 }
             })?;
-        Ok(Some(worker))
+        Ok(worker)
     }
 
     fn start_watch(inner: &Arc<Inner>, worker: &Worker) -> Option<Watch> {
@@ -293,12 +295,13 @@ impl Cache {
 
     /// Whether a background sync thread runs for this handle.
     pub fn is_background(&self) -> bool {
-        self.worker.is_some()
+        self.worker.as_ref().is_some_and(Worker::background)
     }
 
     /// Syncs now: push pending local writes, then pull remote changes, and returns what it did.
-    /// Runs on the background thread if there is one (waiting for it), else here; waits for a
-    /// sync running in another process. In direct mode there is nothing to sync.
+    /// Runs on the handle's sync thread, waiting for it (and for a sync running in another
+    /// process). In direct mode there is nothing to sync. If the sync thread is gone (it
+    /// panicked), fails with [`Error::WorkerGone`].
     ///
     /// ```no_run
     /// # let cache = sharecache::Cache::open(sharecache::Config::for_remote("//s/share/app.db"))?;
@@ -307,42 +310,36 @@ impl Cache {
     /// # Ok::<(), sharecache::Error>(())
     /// ```
     pub fn sync_now(&self) -> Result<SyncReport> {
-        if let Some(w) = &self.worker {
-            if let Some(outcome) = w.sync_now() {
-                return outcome;
-            }
-        }
         self.sync_with_progress(&())
     }
 
-    /// Syncs on the calling thread, reporting progress of long phases.
+    /// [`Cache::sync_now`], reporting progress of long phases to `progress` (called on this
+    /// thread).
     pub fn sync_with_progress(&self, progress: &dyn Progress) -> Result<SyncReport> {
-        self.with_engine(|engine| engine.sync(progress))
+        match self.cached_worker()? {
+            Some(w) => w.sync(progress),
+            None => Ok(SyncReport::default()),
+        }
     }
 
-    fn with_engine<T: Default>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
-        let (Some(engine), Some(paths), Mode::Cached) =
-            (&self.inner.engine, &self.inner.paths, self.mode())
-        else {
-            return Ok(T::default());
-        };
-        let result = match lock::acquire(&paths.lock, SYNC_LOCK_WAIT) {
-            Ok(Some(_guard)) => f(&mut engine.lock().unwrap_or_else(|e| e.into_inner())),
-            Ok(None) => Err(Error::SyncRunning {
-                holder: lock::holder(&paths.lock),
-            }),
-            Err(e) => Err(LocalError::Directory {
-                path: paths.dir.clone(),
-                source: e,
-            }
-            .into()),
-        };
-        if let Err(Error::Local(e)) = &result {
-            if e.is_fatal() {
-                self.inner.fall_back(e);
-            }
+    /// The sync thread, while the handle serves the app through the cache (`None` in direct
+    /// mode).
+    fn cached_worker(&self) -> Result<Option<&Worker>> {
+        match (&self.worker, self.mode()) {
+            (Some(w), Mode::Cached) => Ok(Some(w)),
+            (None, Mode::Cached) => Err(Error::WorkerGone),
+            (_, Mode::Direct { .. }) => Ok(None),
         }
-        result
+    }
+
+    /// Test hook: makes the sync thread panic, as a bug in it would (cargo feature
+    /// `failpoints`, which only the test suite turns on).
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn crash_worker(&self) {
+        if let Some(w) = &self.worker {
+            w.send(Command::Crash);
+        }
     }
 
     /// Pauses interval syncs of the background thread (`sync_now` still works).
@@ -411,9 +408,10 @@ impl Cache {
     /// not work (direct mode after a fallback) is created afresh.
     pub fn clear(&self, discard_pending: bool, progress: &dyn Progress) -> Result<ClearReport> {
         match (&self.inner.paths, self.mode()) {
-            (Some(_), Mode::Cached) => {
-                self.with_engine(|engine| engine.clear(discard_pending, progress))
-            }
+            (Some(_), Mode::Cached) => match self.cached_worker()? {
+                Some(w) => w.clear(discard_pending, progress),
+                None => Ok(ClearReport::default()),
+            },
             (Some(_), Mode::Direct { .. }) => {
                 let config = self.config();
                 Cache::open_cached(
