@@ -17,11 +17,7 @@ impl Inner {
         let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
         if self.app_deferred.load(Ordering::Relaxed) {
             if let (Some(paths), Mode::Cached) = (&self.paths, self.mode()) {
-                let timeout = self
-                    .config
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .busy_timeout;
+                let timeout = self.config.get().busy_timeout;
                 match open_local(&paths.db, &self.clock, timeout) {
                     Ok(c) => {
                         *app = c;

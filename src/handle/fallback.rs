@@ -7,22 +7,26 @@ use rusqlite::Connection;
 
 use super::{Inner, Mode, salvage};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::Live;
 use crate::error::Result;
 use crate::remote;
 use crate::store::{CachePaths, LocalError};
 
 impl Inner {
     pub(super) fn direct(
-        config: Config,
+        config: Live,
         clock: Clock,
         paths: Option<CachePaths>,
         reason: String,
         rule: String,
     ) -> Result<Inner> {
-        let conn = remote::open_connection(&config.remote_path, config.busy_timeout)?;
+        let (path, timeout) = {
+            let c = config.get();
+            (c.remote_path.clone(), c.busy_timeout)
+        };
+        let conn = remote::open_connection(&path, timeout)?;
         Ok(Inner {
-            config: RwLock::new(config),
+            config,
             clock,
             paths,
             mode: RwLock::new(Mode::Direct { reason }),
@@ -50,11 +54,7 @@ impl Inner {
         let Some(paths) = &self.paths else {
             return false;
         };
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let config = self.config.get();
         let conn = match remote::open_connection(&config.remote_path, config.busy_timeout) {
             Ok(c) => c,
             Err(re) => {

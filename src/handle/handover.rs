@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::{SYNC_LOCK_WAIT, create};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{self, Remote, RemoteError, RemoteOptions};
 use crate::store::others::{self, OtherCache};
@@ -130,7 +130,7 @@ fn push_other(config: &Config, clock: Clock, other: &OtherCache, why: &str) -> R
     let conn = open_local(&paths.db, &clock, config.busy_timeout)?;
     create::check_cache(&conn, &paths.db, config)?;
     drop(conn);
-    let mut engine = Engine::open(paths.clone(), config.clone(), clock)?;
+    let mut engine = Engine::open(paths.clone(), Live::new(config.clone()), clock)?;
     let report = engine.sync(&()).map_err(|e| {
         let kind = e.kind();
         refuse(
@@ -314,7 +314,8 @@ pub fn adopt(config: &Config, clock: Clock) -> Result<Vec<Handover>> {
     if !handed.is_empty()
         && crate::store::detect::decide(config.enable_cache, &config.remote_path).cached
     {
-        let (paths, app, _engine) = super::Cache::open_cached(config, clock, None, &())?;
+        let live = Live::new(config.clone());
+        let (paths, app, _engine) = super::Cache::open_cached(&live, clock, None, &())?;
         record_taken_over(&app, &paths.db, &clock, &handed)?;
     }
     Ok(handed)

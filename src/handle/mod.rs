@@ -29,7 +29,7 @@ pub use options::{Mode, OpenOptions};
 pub use salvage::Salvaged;
 
 use crate::clock::Clock;
-use crate::config::{Config, Watch};
+use crate::config::{Config, Live, Watch};
 use crate::conflicts::{self, Conflict};
 use crate::error::{Error, Result};
 use crate::store::{CachePaths, LocalError, detect, ensure_dir, lock, open_local};
@@ -39,7 +39,8 @@ use worker::{Command, Worker};
 
 /// What the handle and its sync thread share.
 struct Inner {
-    config: RwLock<Config>,
+    /// The one copy of the configuration in force (hot reload replaces it whole).
+    config: Live,
     clock: Clock,
     /// The cache's files (kept in direct mode after a fallback, for status and `clear`).
     paths: Option<CachePaths>,
@@ -111,8 +112,8 @@ impl Cache {
         let watch = opts.watch_config.unwrap_or(background) && config.source.is_some();
         if !decision.cached {
             let handovers = handover::before_direct(&config, clock)?;
-            let mut inner =
-                Inner::direct(config, clock, None, decision.rule.clone(), decision.rule)?;
+            let live = Live::new(config);
+            let mut inner = Inner::direct(live, clock, None, decision.rule.clone(), decision.rule)?;
             inner.handovers = handovers;
             return Ok(Cache {
                 inner: Arc::new(inner),
@@ -122,14 +123,17 @@ impl Cache {
         }
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         let host = opts.host_identity;
-        let (inner, engine) = match Cache::open_cached(&config, clock, host.as_deref(), &()) {
+        // The one copy of the configuration: the handle, its thread and its engine share it.
+        let live = Live::new(config);
+        let config = live.get();
+        let (inner, engine) = match Cache::open_cached(&live, clock, host.as_deref(), &()) {
             Ok((paths, mut app, mut engine)) => {
                 if opts.release_cache {
                     engine.release_between_syncs(true);
                     app = Connection::open_in_memory().map_err(Error::Sqlite)?;
                 }
                 let inner = Inner {
-                    config: RwLock::new(config),
+                    config: live,
                     clock,
                     paths: Some(paths),
                     mode: RwLock::new(Mode::Cached),
@@ -145,7 +149,7 @@ impl Cache {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
                 let saved = salvage::salvage(None, &paths, &config, &clock);
                 let reason = format!("the cache cannot work: {e}; {}", saved.summary());
-                let inner = Inner::direct(config, clock, Some(paths), reason, decision.rule)?;
+                let inner = Inner::direct(live, clock, Some(paths), reason, decision.rule)?;
                 (inner, None)
             }
             Err(e) => return Err(e),
@@ -174,11 +178,7 @@ impl Cache {
             weak.upgrade()
                 .is_some_and(|inner| inner.fall_back(e, local))
         });
-        let config = inner
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let config = inner.config.clone();
         let worker =
             Worker::spawn(engine, paths.clone(), config, on_fatal, background).map_err(|e| {
                 LocalError::Directory {
@@ -190,24 +190,20 @@ impl Cache {
     }
 
     fn start_watch(inner: &Arc<Inner>, worker: &Worker) -> Option<Watch> {
-        let source = inner
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .source
-            .clone()?;
+        let source = inner.config.get().source.clone()?;
         let weak = Arc::downgrade(inner);
         let tx = worker.sender();
         let watched = crate::config::watch(&source, move |loaded| {
             let Some(inner) = weak.upgrade() else { return };
             match loaded {
                 Ok(new) => {
-                    let mut current = inner.config.write().unwrap_or_else(|e| e.into_inner());
-                    let applied = current.reloaded(new);
-                    if applied != *current {
+                    let reloaded = inner.config.update(|current| {
+                        let applied = current.reloaded(new);
+                        (applied != *current).then_some(applied)
+                    });
+                    if let Some(applied) = reloaded {
                         tracing::info!(file = %source_name(&applied), "configuration reloaded");
-                        *current = applied.clone();
-                        let _ = tx.send(Command::Reconfigure(Box::new(applied)));
+                        let _ = tx.send(Command::Reconfigure);
                     }
                 }
                 Err(e) => {
@@ -226,11 +222,13 @@ impl Cache {
 
     /// Opens (creating if needed) the cache files: the app's connection and the sync engine.
     pub(crate) fn open_cached(
-        config: &Config,
+        live: &Live,
         clock: Clock,
         host: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<(CachePaths, Connection, Engine)> {
+        let held = live.get();
+        let config: &Config = &held;
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         ensure_dir(&paths.dir)?;
         let mut handed = Vec::new();
@@ -252,7 +250,7 @@ impl Cache {
         handover::record_taken_over(&app, &paths.db, &clock, &handed)?;
         create::check_cache(&app, &paths.db, config)?;
         let rebound = Cache::check_binding(&app, &paths, &clock, host)?;
-        let mut engine = Engine::open(paths.clone(), config.clone(), clock)?;
+        let mut engine = Engine::open(paths.clone(), live.clone(), clock)?;
         if let Some(r) = rebound {
             tracing::warn!(former = %r.former, origin = %r.origin, reason = %r.reason, "this cache is a copy: it became a new client");
             engine.took_new_origin(r.original_gone.then_some(r.former));
@@ -281,11 +279,7 @@ impl Cache {
 
     /// The configuration in force (hot reload may change it).
     pub fn config(&self) -> Config {
-        self.inner
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        Config::clone(&self.inner.config.get())
     }
 
     /// The clock this cache stamps with.
@@ -413,9 +407,8 @@ impl Cache {
                 None => Ok(ClearReport::default()),
             },
             (Some(_), Mode::Direct { .. }) => {
-                let config = self.config();
                 Cache::open_cached(
-                    &config,
+                    &self.inner.config,
                     self.inner.clock,
                     self.inner.host.as_deref(),
                     progress,

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, after, bounded, never, select, unbounded};
 use rusqlite::Connection;
 
-use crate::config::Config;
+use crate::config::Live;
 use crate::error::{Error, ErrorKind};
 use crate::remote::retry::backoff;
 use crate::store::{CachePaths, LocalError, lock};
@@ -58,8 +58,8 @@ pub(crate) enum Command {
     Pause,
     /// Resume syncing on the interval (and sync at once).
     Resume,
-    /// Apply a new configuration.
-    Reconfigure(Box<Config>),
+    /// The configuration was reloaded (the handle's [`Live`] holds the new version).
+    Reconfigure,
     /// Push what is pending (one last sync, with `sync.background`), then stop.
     Shutdown(Sender<()>),
     /// Test hook: the thread panics (see `Cache::crash_worker`).
@@ -103,7 +103,7 @@ impl Worker {
     pub fn spawn(
         engine: Engine,
         paths: CachePaths,
-        config: Config,
+        config: Live,
         on_fatal: OnFatal,
         background: bool,
     ) -> std::io::Result<Worker> {
@@ -119,10 +119,12 @@ impl Worker {
             .name("sharecache-sync".into())
             .spawn(move || {
                 let _held = worker_lock; // status reads "a sync thread is running" while this lives
+                let interval = config.get().sync_interval;
                 let mut w = Loop {
                     engine,
                     paths,
                     config,
+                    interval,
                     shared: s,
                     on_fatal,
                     background,
@@ -299,7 +301,10 @@ enum Action {
 struct Loop {
     engine: Engine,
     paths: CachePaths,
-    config: Config,
+    /// The handle's configuration (the engine reads it at every sync).
+    config: Live,
+    /// The sync interval the schedule follows.
+    interval: Duration,
     shared: Arc<Shared>,
     on_fatal: OnFatal,
     background: bool,
@@ -390,18 +395,18 @@ impl Loop {
                 }
                 Action::Nothing
             }
-            Command::Reconfigure(c) => {
-                if self.background && c.sync_interval != self.config.sync_interval {
+            Command::Reconfigure => {
+                let interval = self.config.get().sync_interval;
+                if self.background && interval != self.interval {
                     tracing::info!(
-                        interval_secs = c.sync_interval.as_secs_f64(),
+                        interval_secs = interval.as_secs_f64(),
                         "sync interval changed"
                     );
                     // The new interval counts from now, but never later than the old schedule.
-                    let due = Instant::now() + c.sync_interval;
+                    let due = Instant::now() + interval;
                     *next = Some(next.map_or(due, |n| n.min(due)));
                 }
-                self.config = *c;
-                self.engine.set_config(self.config.clone());
+                self.interval = interval;
                 Action::Nothing
             }
             Command::Shutdown(done) => Action::Stop(Some(done)),
@@ -472,29 +477,29 @@ impl Loop {
         if !self.background || self.fatal() {
             return None; // direct mode from now on: nothing to sync
         }
-        Some(Instant::now() + delay_after(outcome, &self.config, &mut self.failures))
+        Some(Instant::now() + delay_after(outcome, self.interval, &mut self.failures))
     }
 }
 
 /// When to sync next after an outcome.
 fn delay_after(
     outcome: &Option<Result<SyncReport, Error>>,
-    config: &Config,
+    interval: Duration,
     failures: &mut u32,
 ) -> Duration {
     match outcome {
-        None => SKIPPED_RETRY.min(config.sync_interval),
+        None => SKIPPED_RETRY.min(interval),
         Some(Ok(_)) => {
             *failures = 0;
-            config.sync_interval
+            interval
         }
         Some(Err(e)) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::Locked) => {
             *failures += 1;
-            backoff(*failures, Duration::from_millis(500), config.sync_interval)
+            backoff(*failures, Duration::from_millis(500), interval)
         }
         Some(Err(_)) => {
             *failures += 1;
-            config.sync_interval
+            interval
         }
     }
 }

@@ -32,7 +32,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::config::{Config, Live};
 use crate::error::{Error, ErrorKind};
 use crate::remote::{Remote, RemoteError, RemoteOptions, Trail};
 use crate::store::{CachePaths, LocalError, watch};
@@ -106,7 +108,10 @@ pub(crate) struct Engine {
     release_between: bool,
     paths: CachePaths,
     remote: Option<Remote>,
-    config: Config,
+    /// The configuration this sync runs with: the version in force when it started.
+    config: Arc<Config>,
+    /// The handle's configuration, read again at the start of every sync (hot reload).
+    live: Live,
     clock: Clock,
     origin: String,
     /// The origins this cache had before it found it was a copy.
@@ -157,7 +162,8 @@ fn file_id(path: &std::path::Path) -> Option<crate::platform::FileIdentity> {
 
 impl Engine {
     /// Opens the sync side of an existing cache.
-    pub fn open(paths: CachePaths, config: Config, clock: Clock) -> Result<Engine, LocalError> {
+    pub fn open(paths: CachePaths, live: Live, clock: Clock) -> Result<Engine, LocalError> {
+        let config = live.get();
         let local = Engine::open_cache(&paths, &config, &clock)?;
         let (origin, remote_id): (String, String) = local
             .query_row(
@@ -179,6 +185,7 @@ impl Engine {
             paths,
             remote: None,
             config,
+            live,
             clock,
             origin,
             lineage,
@@ -195,11 +202,6 @@ impl Engine {
     /// The cache took a new origin (it is a copy): the next sync registers it on the remote.
     pub fn took_new_origin(&mut self, retire: Option<String>) {
         self.new_origin = Some(NewOrigin { retire });
-    }
-
-    /// Replaces the configuration (hot reload).
-    pub fn set_config(&mut self, config: Config) {
-        self.config = config;
     }
 
     /// The sync's own connection on the cache (salvage reads through it: it still reads a cache
@@ -225,6 +227,7 @@ impl Engine {
 
     /// Runs one sync and records it in the history.
     pub fn sync(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        self.config = self.live.get();
         self.acquire()?;
         let result = self.sync_recorded(progress);
         if self.release_between {

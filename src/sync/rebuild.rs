@@ -23,6 +23,7 @@ impl Engine {
         discard_pending: bool,
         progress: &dyn Progress,
     ) -> Result<ClearReport, Error> {
+        self.config = self.live.get();
         // One connection for the whole clear, even when syncs release theirs.
         let release = std::mem::replace(&mut self.release_between, false);
         let result = self.clear_held(discard_pending, progress);
