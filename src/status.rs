@@ -281,7 +281,8 @@ fn read_cache(s: &mut Status, paths: &CachePaths) -> Result<(), LocalError> {
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql)?;
     s.journal_mode = Some(crate::store::journal_mode(&c).map_err(sql)?);
-    c.execute_batch("BEGIN").map_err(sql)?;
+    // Every figure below from one state of the cache.
+    let snapshot = crate::store::read_snapshot(&c).map_err(sql)?;
     s.pending_writes = crate::sync::pending(&c).map_err(sql)?;
     s.origin = c
         .query_row("SELECT origin FROM sync_state WHERE id = 1", [], |r| {
@@ -312,7 +313,7 @@ fn read_cache(s: &mut Status, paths: &CachePaths) -> Result<(), LocalError> {
         .map_err(sql)?;
     s.unsynced_tables = unsynced(&c).map_err(sql)?;
     s.capture_repairs = repairs(&c).map_err(sql)?;
-    c.execute_batch("COMMIT").map_err(sql)?;
+    drop(snapshot);
     s.state = match s.last_run.as_ref().map(|r| r.status.as_str()) {
         Some("offline") => State::Offline,
         Some("failed") => State::Failed,

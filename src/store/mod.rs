@@ -23,4 +23,4 @@ pub use error::LocalError;
 pub use open::CachePaths;
 pub use open::MIN_FREE_BYTES;
 pub(crate) use open::{check_space, ensure_dir, journal_mode, make_private, open_local};
-pub(crate) use tx::write_tx;
+pub(crate) use tx::{read_snapshot, read_tx, write_tx};

@@ -290,12 +290,7 @@ fn local_read<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    c.execute_batch("BEGIN")?;
-    let out = f(c);
-    let end = c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
-    let out = out?;
-    end?;
-    Ok(out)
+    crate::store::read_tx(c, f)
 }
 
 #[cfg(test)]
