@@ -46,6 +46,8 @@ pub enum Error {
         reason: String,
         /// The class of the push failure, if it failed.
         kind: Option<ErrorKind>,
+        /// The push failure, if it failed.
+        source: Option<Box<Error>>,
     },
     /// Another cache of the same remote database (made for another path of it) holds pending
     /// writes that could not be pushed first, so the open (or the switch to direct mode) refused

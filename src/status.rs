@@ -249,7 +249,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
     }
     s.cache_bytes = std::fs::metadata(&paths.db).ok().map(|m| m.len());
     match read_cache(&mut s, paths) {
-        Err(LocalError::Locked { detail, .. }) => {
+        Err(LocalError::Locked { source: detail, .. }) => {
             s.state = State::Locked;
             s.note = Some(format!(
                 "another program holds the cache ({detail}; an app in PRAGMA locking_mode=EXCLUSIVE \

@@ -141,6 +141,7 @@ pub fn check_space(paths: &CachePaths) -> Result<(), LocalError> {
     match crate::platform::free_bytes(&paths.dir) {
         Ok(free) if free < MIN_FREE_BYTES => Err(LocalError::DiskFull {
             path: paths.db.clone(),
+            source: None,
         }),
         _ => Ok(()),
     }

@@ -60,10 +60,11 @@ impl Engine {
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Error::Local(LocalError::DiskFull {
                 path: self.paths.db.clone(),
+                source: Some(Box::new(e)),
             }),
-            _ => Error::Local(LocalError::Schema {
-                table: "(schema follow)".into(),
-                message: e.to_string(),
+            _ => Error::Local(LocalError::FollowSchema {
+                path: self.paths.db.clone(),
+                source: e,
             }),
         })?;
         Ok((n, None))

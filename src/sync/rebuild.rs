@@ -52,6 +52,7 @@ impl Engine {
                 pending,
                 reason,
                 kind,
+                source: synced.err().map(Box::new),
             });
         }
         // Nothing is discarded unless the remote is there to rebuild from.
