@@ -69,7 +69,7 @@ pub enum LocalError {
         source: rusqlite::Error,
     },
     /// An app's migration changed a synced table in the cache in a way sharecache cannot carry
-    /// to the remote (see `cache::watch`). The table's pending writes stay pending.
+    /// to the remote (see `store::watch`). The table's pending writes stay pending.
     #[error(
         "table {table:?}: {change}; sharecache cannot carry this change to the remote, so nothing \
              is synced until it is resolved (pending writes are kept). Make the same change on the \

@@ -8,6 +8,9 @@
 //! `clock`, `platform`, `migrate`) and `config`, and everything from `remote` up builds on it
 //! (see ARCHITECTURE.md).
 
+// Public for the benchmarks and tests only (they install triggers and run the schema check on
+// files of their own): not part of the API an app uses.
+#[doc(hidden)]
 pub mod capture;
 pub mod detect;
 mod error;
@@ -17,6 +20,7 @@ pub(crate) mod mirror;
 mod open;
 pub mod others;
 mod tx;
+#[doc(hidden)]
 pub mod watch;
 
 pub use error::LocalError;

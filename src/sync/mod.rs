@@ -6,6 +6,8 @@
 //! stops there. Each run is recorded in `sync_metadata`.
 
 pub mod conflict;
+// The crash points' names, for the crash tests (feature `failpoints`): not an app's API.
+#[doc(hidden)]
 pub mod failpoint;
 mod follow;
 mod hold;

@@ -1,4 +1,4 @@
-//! Recovering the writes made while a table's capture was off (`cache::watch` found its
+//! Recovering the writes made while a table's capture was off (`store::watch` found its
 //! triggers missing and reinstalled them).
 //!
 //! Nothing recorded those writes, so the table itself is the record: [`recover`] compares it
