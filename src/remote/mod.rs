@@ -50,7 +50,7 @@ pub struct RemoteOptions {
 
 impl RemoteOptions {
     /// Options from a config, for the given origin.
-    pub fn from_config(config: &crate::Config, origin: &str) -> RemoteOptions {
+    pub fn from_config(config: &crate::config::Config, origin: &str) -> RemoteOptions {
         RemoteOptions {
             origin: origin.to_string(),
             busy_timeout: config.busy_timeout,

@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
+use super::snapshot;
 use super::{Engine, Shape, propagate, write_tx};
-use crate::cache::{LocalError, mirror, snapshot};
 use crate::error::Error;
 use crate::schema::{self, Sync};
+use crate::store::{LocalError, mirror};
 
 impl Engine {
     /// Follows the remote schema: change-log triggers on new remote tables, new tables and
@@ -59,10 +60,11 @@ impl Engine {
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Error::Local(LocalError::DiskFull {
                 path: self.paths.db.clone(),
+                source: Some(Box::new(e)),
             }),
-            _ => Error::Local(LocalError::Schema {
-                table: "(schema follow)".into(),
-                message: e.to_string(),
+            _ => Error::Local(LocalError::FollowSchema {
+                path: self.paths.db.clone(),
+                source: e,
             }),
         })?;
         Ok((n, None))

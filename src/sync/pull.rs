@@ -18,13 +18,13 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use super::memory::PageCaches;
 use super::rows::Shape;
 use super::{Progress, failpoint};
-use crate::cache::LocalError;
 use crate::clock::{Clock, parse_stamp};
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::remote::changelog::{self, Version};
 use crate::remote::image;
 use crate::sql::{decode_key, order_value};
+use crate::store::LocalError;
 
 /// What a pull did.
 #[derive(Debug, Default, Clone)]

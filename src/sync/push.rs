@@ -18,12 +18,12 @@ use super::memory::PageCaches;
 use super::outbox::{self, Change, Outcome};
 use super::rows::Shape;
 use super::{Progress, failpoint};
-use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::remote::changelog::{self, Found, Version};
 use crate::remote::image;
 use crate::sql::row_to_json;
+use crate::store::LocalError;
 
 /// What a push did.
 #[derive(Debug, Default, Clone, Copy)]

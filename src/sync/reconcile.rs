@@ -24,10 +24,10 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
 use super::rows::Shape;
-use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::sql::{Bind, encode_key, quote, read_value};
+use crate::store::LocalError;
 
 /// One key whose row differs between the cache and the remote.
 #[derive(Debug, Clone, PartialEq)]
@@ -290,12 +290,7 @@ fn local_read<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    c.execute_batch("BEGIN")?;
-    let out = f(c);
-    let end = c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
-    let out = out?;
-    end?;
-    Ok(out)
+    crate::store::read_tx(c, f)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 use rusqlite::{Connection, OptionalExtension};
 use sharecache::Cache;
-use sharecache::cache::OpenOptions;
+use sharecache::OpenOptions;
 use sharecache::clock::Clock;
 
 use super::{assert_same_content, figures, pick};

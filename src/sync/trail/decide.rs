@@ -7,12 +7,12 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Ctx, Policy, Reconciled, Start};
-use crate::cache::LocalError;
 use crate::clock::next_clock_sql;
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::remote::changelog::{self, Found};
 use crate::sql::{Bind, order_value, row_to_json};
+use crate::store::LocalError;
 use crate::sync::push::{Loser, insert_conflict};
 use crate::sync::reconcile::Diff;
 use crate::sync::rows::Shape;

@@ -51,11 +51,11 @@ pub(crate) use mark::{learn_generation, mark_seen, read_mark};
 use super::reconcile::{self, Diff};
 use super::rows::Shape;
 use super::{Progress, metadata, write_tx};
-use crate::cache::LocalError;
 use crate::clock::stamp_of_ms;
 use crate::error::Error;
 use crate::remote::Remote;
 use crate::sql::{Bind, order_value};
+use crate::store::LocalError;
 use decide::{apply_remote_wins, decide, queue_again};
 
 /// Rows compared per read (each side): a short read transaction on the share.

@@ -12,12 +12,12 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{LocalError, capture, open::CachePaths, open::make_private};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::remote::{CopyError, CopyInfo, Remote};
 use crate::schema::{self, LOCAL_INTERNAL, REMOTE_INTERNAL, Sync};
 use crate::sql::{literal, quote};
+use crate::store::{CachePaths, LocalError, capture, make_private};
 
 fn copy(
     remote: &mut Remote,
