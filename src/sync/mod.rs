@@ -6,6 +6,7 @@
 //! stops there. Each run is recorded in `sync_metadata`.
 
 pub mod conflict;
+mod conflict_log;
 pub mod failpoint;
 mod follow;
 mod hold;
