@@ -415,3 +415,44 @@ fn conflicts_logged_after_the_backup_survive_the_restore_and_later_ones_reach_ev
     }
     converged(&share, &[&a, &b]);
 }
+
+/// After a reconcile the cache's cursor says it has seen every version up to the remote's
+/// revision, though it pulled none of them; its hybrid clock must move past their stamps as a
+/// pull's would. Found by the convergence property test's restore step: a client whose row
+/// already equalled the re-pushed version stamped its next edit of it below that version.
+#[test]
+fn an_edit_after_a_reconcile_is_stamped_after_every_version_the_remote_held() {
+    let share = Share::new();
+    let ahead = share.client_with_clock("ahead", chrono::Duration::hours(1));
+    let behind = share.client_with_clock("behind", -chrono::Duration::hours(1));
+    let nightly = backup(&share, "nightly.db");
+    ahead
+        .conn()
+        .execute("INSERT INTO tasks (id, title) VALUES ('n1', 'new')", [])
+        .unwrap();
+    ahead.sync_now().unwrap();
+    behind.sync_now().unwrap();
+    restore(&share, &nightly);
+    // `ahead` queues its row again with a fresh stamp; `behind` already holds the same row.
+    assert_eq!(
+        ahead.sync_now().unwrap().reconciled.unwrap().pushed_again,
+        1
+    );
+    assert!(behind.sync_now().unwrap().reconciled.is_some());
+    let repushed: String = crate::support::one(
+        &share.remote(),
+        "SELECT stamp FROM sharecache_log WHERE pk = '''n1''' ORDER BY rev DESC LIMIT 1",
+    );
+    behind
+        .conn()
+        .execute("UPDATE tasks SET title = 'edited' WHERE id = 'n1'", [])
+        .unwrap();
+    let edit = sharecache::clock::stamp_of_ms(crate::support::one(
+        &behind.conn(),
+        "SELECT stamp FROM sync_tracking WHERE pk = '''n1'''",
+    ));
+    assert!(
+        edit > repushed,
+        "the edit ({edit}) must be stamped after the version it replaces ({repushed})"
+    );
+}
