@@ -25,7 +25,8 @@
 //! it, the share's page cache would keep serving the old bytes and hide the restore. A plain
 //! restore only uses copies of the remote's current generation (a copy of an earlier generation
 //! is a declaration for every client that followed a later one: an admin's rollback, not the
-//! backup this step means); a declaration drops the copies taken before it.
+//! backup this step means); a declaration drops the copies taken before it. Each copy is put back
+//! once: the same copy put back a second time is an open failure (RELIABILITY.md, Open).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
