@@ -25,8 +25,12 @@
 //! it, the share's page cache would keep serving the old bytes and hide the restore. A plain
 //! restore only uses copies of the remote's current generation (a copy of an earlier generation
 //! is a declaration for every client that followed a later one: an admin's rollback, not the
-//! backup this step means); a declaration drops the copies taken before it. Each copy is put back
-//! once: the same copy put back a second time is an open failure (RELIABILITY.md, Open).
+//! backup this step means); a declaration drops the copies taken before it.
+//!
+//! One more thing a restore does that the usual rules do not: a reconcile compares rows, not
+//! versions, so a row the restored copy already holds with the winner's value gets no new log
+//! entry; the log's current version of that key is then an older entry of the same value, or
+//! none (a seeded row). The model accepts that (the row holds the winner's value either way).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -118,9 +122,6 @@ impl Run<'_> {
         }
         let i = candidates[which % candidates.len()];
         let from = self.restores.backups[i].path.clone();
-        // Each copy is put back once (RELIABILITY.md: a copy put back a second time, after
-        // writes and a clone, is an open failure).
-        let used = !declare;
         if declare {
             let mut remote = Remote::open(
                 &from,
@@ -135,9 +136,6 @@ impl Run<'_> {
         // The model's own connection may hold pages of the file it replaced.
         self.reader = self.share.remote();
         self.log = self.restores.backups[i].log.clone();
-        if used {
-            self.restores.backups.remove(i);
-        }
         if declare {
             for table in 0..2 {
                 for key in 0..KEYS {
