@@ -38,6 +38,10 @@ pub(crate) const CACHE: Migrations = Migrations {
             7,
             include_str!("../migrations/cache/0007_instance_binding.sql"),
         ),
+        (
+            8,
+            include_str!("../migrations/cache/0008_stored_key_capture.sql"),
+        ),
     ],
 };
 

@@ -6,6 +6,7 @@
 //! stops there. Each run is recorded in `sync_metadata`.
 
 pub mod conflict;
+mod conflict_log;
 // The crash points' names, for the crash tests (feature `failpoints`): not an app's API.
 #[doc(hidden)]
 pub mod failpoint;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::conflict_log;
 use super::memory::PageCaches;
 use super::rows::Shape;
 use super::{Progress, failpoint};
@@ -166,9 +167,9 @@ pub(crate) fn pull(
             ),
         }));
     }
-    out.conflicts = copy_conflicts(local, remote).map_err(|e| match e {
-        Either::Local(e) => lerr(e),
-        Either::Remote(e) => Error::Remote(e),
+    out.conflicts = conflict_log::copy(local, remote).map_err(|e| match e {
+        conflict_log::Either::Local(e) => lerr(e),
+        conflict_log::Either::Remote(e) => Error::Remote(e),
     })?;
     Ok(out)
 }
@@ -349,64 +350,6 @@ fn observe_stamp(c: &Connection, stamp: &str, ctx: &PullCtx<'_>) -> rusqlite::Re
         [t.timestamp_millis()],
     )?;
     Ok(())
-}
-
-enum Either {
-    Local(rusqlite::Error),
-    Remote(crate::remote::RemoteError),
-}
-
-/// Copies new remote conflict-log entries into the cache's `sync_conflicts`.
-fn copy_conflicts(local: &Connection, remote: &Remote) -> Result<usize, Either> {
-    let after: i64 = local
-        .query_row("SELECT coalesce(max(id), 0) FROM sync_conflicts", [], |r| {
-            r.get(0)
-        })
-        .map_err(Either::Local)?;
-    type Row = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = remote
-        .read(|c| {
-            c.prepare_cached(
-                "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, loser_row, \
-                 decided_at, decided_by, reason FROM sharecache_conflicts WHERE id > ?1 ORDER BY id",
-            )?
-            .query_map([after], |r| {
-                Ok((
-                    r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?,
-                    r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?,
-                ))
-            })?
-            .collect()
-        })
-        .map_err(Either::Remote)?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    super::write_tx(local, |tx| {
-        for r in &rows {
-            tx.execute(
-            "INSERT OR IGNORE INTO sync_conflicts (id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, \
-             loser_op, loser_row, decided_at, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11],
-            )?;
-        }
-        Ok(())
-    })
-    .map_err(Either::Local)?;
-    Ok(rows.len())
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@
 //! the remote while the diff runs may show either version (callers decide such keys against the
 //! change log, as the push does).
 //!
+//! The page caches of both connections are given back every
+//! [`RELEASE_EVERY_ROWS`](super::memory::RELEASE_EVERY_ROWS) rows read, as a push or pull does
+//! (see `memory`), so the shared page pool never fills with one table's pages (BENCHMARKS.md,
+//! Reconcile, has the figures).
+//!
 //! The diff decides nothing: [`diff`] hands the differing keys to its caller in batches.
 
 use std::cmp::Ordering;
@@ -23,6 +28,7 @@ use std::cmp::Ordering;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
+use super::memory::PageCaches;
 use super::rows::Shape;
 use crate::error::Error;
 use crate::remote::Remote;
@@ -232,17 +238,24 @@ pub(crate) fn diff(
     let mut r = Side::new(shape, batch).map_err(bad_shape)?;
     let mut out = Compared::default();
     let mut pending: Vec<Diff> = Vec::new();
+    let mut page_caches = PageCaches::default();
     loop {
+        let mut read = 0;
         if l.rows.is_empty() && !l.exhausted {
             let rows = local_read(local, |c| l.read(c, &shape.pk)).map_err(lerr)?;
             out.local_rows += rows.len() as u64;
+            read += rows.len();
             l.take(rows);
         }
         if r.rows.is_empty() && !r.exhausted {
             let rows = remote.read(|c| r.read(c, &shape.pk))?;
             out.remote_rows += rows.len() as u64;
+            read += rows.len();
             r.take(rows);
         }
+        // Outside both read transactions: as a push or pull does, so the shared page pool
+        // never fills with the table's pages (past its size, every page read is dropped again).
+        page_caches.moved(read, local, remote.conn());
         let next = match (l.rows.front(), r.rows.front()) {
             (None, None) => break,
             (Some(_), None) if !r.exhausted => continue,

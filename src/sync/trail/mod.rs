@@ -123,6 +123,8 @@ struct Start {
     rev: i64,
     pruned_rev: i64,
     generation: String,
+    /// The remote's clock: at or after every stamp its log holds (`sharecache_meta.hlc`).
+    hlc: String,
     /// The newest log entry at or below `rev`: the cache's mark afterwards.
     newest: Option<(i64, String, String)>,
 }
@@ -148,10 +150,10 @@ pub(crate) fn reconcile(
 ) -> Result<Reconciled, Error> {
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
     let start: Start = remote.read(|c| {
-        let (rev, pruned_rev, generation): (i64, i64, String) = c.query_row(
-            "SELECT rev, pruned_rev, generation FROM sharecache_meta WHERE id = 1",
+        let (rev, pruned_rev, generation, hlc): (i64, i64, String, String) = c.query_row(
+            "SELECT rev, pruned_rev, generation, hlc FROM sharecache_meta WHERE id = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
         let newest = c
             .query_row(
@@ -164,6 +166,7 @@ pub(crate) fn reconcile(
             rev,
             pruned_rev,
             generation,
+            hlc,
             newest,
         })
     })?;
@@ -238,7 +241,9 @@ fn chunks<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 }
 
 /// Ends a reconcile in one local transaction: the cursor and the mark at the remote's state read
-/// before comparing, every pending change made against `floor`, the remote's generation
+/// before comparing, the hybrid clock past every stamp up to there (the cursor says the cache has
+/// seen those versions, though it pulled none of them: an edit made next must be stamped after
+/// them, as after a pull), every pending change made against `floor`, the remote's generation
 /// followed; declared authoritative, the pending changes seen at the start (equal to the remote,
 /// or they would have been differences) are dropped.
 fn finish(
@@ -259,6 +264,12 @@ fn finish(
              generation = ?5 WHERE id = 1",
             params![start.rev, rev, stamp, origin, start.generation],
         )?;
+        if let Some(t) = crate::clock::parse_stamp(&start.hlc) {
+            c.execute(
+                "UPDATE sync_state SET hlc = max(hlc, ?1) WHERE id = 1",
+                [t.timestamp_millis()],
+            )?;
+        }
         c.execute(
             "UPDATE sync_tracking SET seen_rev = min(seen_rev, ?1)",
             [floor],
