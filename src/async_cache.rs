@@ -44,10 +44,10 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-use crate::cache::{Cache, OpenOptions};
 use crate::config::Config;
 use crate::conflicts::Conflict;
 use crate::error::Result;
+use crate::handle::{Cache, OpenOptions};
 use crate::status::Status;
 use crate::sync::metadata::Run;
 use crate::sync::{ClearReport, SyncReport};

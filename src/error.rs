@@ -2,10 +2,14 @@
 //! [`LocalError`], [`RemoteError`]) so that a caller matches only the failures its call can
 //! produce; they all convert into [`Error`], whose [`Error::kind`] is what the CLI maps to exit
 //! codes and what the sync loop uses to decide whether to retry.
+//!
+//! It sits above `remote` (it wraps [`RemoteError`]) and below `sync`; the classification
+//! [`ErrorKind`] is a leaf (`error_kind`), so that every layer's error can name its kind.
 
-use crate::cache::LocalError;
 use crate::config::ConfigError;
+pub use crate::error_kind::ErrorKind;
 use crate::remote::RemoteError;
+use crate::store::LocalError;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -42,6 +46,8 @@ pub enum Error {
         reason: String,
         /// The class of the push failure, if it failed.
         kind: Option<ErrorKind>,
+        /// The push failure, if it failed.
+        source: Option<Box<Error>>,
     },
     /// Another cache of the same remote database (made for another path of it) holds pending
     /// writes that could not be pushed first, so the open (or the switch to direct mode) refused
@@ -65,27 +71,16 @@ pub enum Error {
     /// A conflict could not be restored.
     #[error(transparent)]
     Restore(#[from] crate::conflicts::RestoreError),
+    /// The handle's sync thread is gone (it panicked): nothing can sync through this handle any
+    /// more. The app's connection still works; reopen the cache to sync again.
+    #[error(
+        "the sync thread of this cache is gone (it panicked; see the log); nothing was synced. \
+         Local reads and writes still work: reopen the cache to sync again"
+    )]
+    WorkerGone,
     /// An error reported by SQLite on an app connection.
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-}
-
-/// A coarse classification of errors, for retry decisions and exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// The share is unreachable; retry later.
-    Offline,
-    /// The remote stayed locked by other writers, or another program holds the cache; retry
-    /// later.
-    Locked,
-    /// The configuration is wrong; fix it.
-    Config,
-    /// The remote is not usable (corrupt, wrong file, unsupported); needs a human.
-    Remote,
-    /// The local cache is not usable (corrupt, disk full, unwritable).
-    Local,
-    /// Anything else.
-    Other,
 }
 
 impl Error {
@@ -105,7 +100,9 @@ impl Error {
             Error::SyncRunning { .. } => ErrorKind::Locked,
             Error::PendingWrites { kind, .. } => kind.unwrap_or(ErrorKind::Other),
             Error::OtherCache { kind, .. } => *kind,
-            Error::Sqlite(_) | Error::Unsupported(_) | Error::Restore(_) => ErrorKind::Other,
+            Error::Sqlite(_) | Error::Unsupported(_) | Error::Restore(_) | Error::WorkerGone => {
+                ErrorKind::Other
+            }
         }
     }
 

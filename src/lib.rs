@@ -20,30 +20,50 @@
 //! # }
 //! ```
 //!
-//! The data flow, module by module: [`config`] → [`cache`] (open, snapshot, schema mirror,
-//! capture triggers) → [`sync`] (outbox → push → [`remote`] change log → pull → conflict) →
-//! [`status`]. With the cargo feature `tokio`, `async_cache::AsyncCache` is the same handle for
-//! async code.
+//! The modules are layers, lowest first; an import only ever points to a lower one (checked by
+//! `tests/layers.rs`, see ARCHITECTURE.md):
+//!
+//! 1. leaves: [`sql`], [`schema`], [`clock`], [`platform`] (every OS call), the migrations and
+//!    [`ErrorKind`];
+//! 2. [`config`];
+//! 3. [`store`] (the local cache file: open, lock, capture triggers, schema mirror and watch)
+//!    and [`conflicts`] (the conflict log in it);
+//! 4. [`remote`] (the database on the share);
+//! 5. [`error`] (the umbrella [`Error`]);
+//! 6. [`sync`] (outbox → push → change log → pull → conflict, snapshot and rebuild);
+//! 7. [`handle`] ([`Cache`], its background worker, fallback and salvage);
+//! 8. [`status`] and, with the cargo feature `tokio`, `async_cache::AsyncCache` (the same handle
+//!    for async code).
 #![warn(missing_docs)]
 
-#[cfg(feature = "tokio")]
-pub mod async_cache;
-pub mod cache;
+// 1. leaves
 pub mod clock;
-pub mod config;
-pub mod conflicts;
-pub mod error;
+mod error_kind;
 mod migrate;
 pub mod platform;
-pub mod remote;
 pub mod schema;
 pub mod sql;
-pub mod status;
+// 2.
+pub mod config;
+// 3.
+pub mod conflicts;
+pub mod store;
+// 4.
+pub mod remote;
+// 5.
+pub mod error;
+// 6.
 pub mod sync;
+// 7.
+pub mod handle;
+// 8.
+#[cfg(feature = "tokio")]
+pub mod async_cache;
+pub mod status;
 
-pub use cache::{Cache, Mode, OpenOptions};
 pub use config::{Config, EnableCache};
 pub use conflicts::Conflict;
 pub use error::{Error, ErrorKind, Result};
+pub use handle::{Cache, Mode, OpenOptions};
 pub use status::{State, Status};
 pub use sync::{ClearReport, Progress, SyncReport};

@@ -38,6 +38,10 @@ pub(crate) const CACHE: Migrations = Migrations {
             7,
             include_str!("../migrations/cache/0007_instance_binding.sql"),
         ),
+        (
+            8,
+            include_str!("../migrations/cache/0008_stored_key_capture.sql"),
+        ),
     ],
 };
 
@@ -261,7 +265,7 @@ mod tests {
         )
         .unwrap();
         let t = &crate::schema::read(&db).unwrap()[0].table;
-        crate::cache::capture::install(&db, t).unwrap();
+        crate::store::capture::install(&db, t).unwrap();
         assert_eq!(
             CACHE.apply(&db, "t").unwrap(),
             Outcome::Migrated {
@@ -269,7 +273,7 @@ mod tests {
                 to: CACHE.latest()
             }
         );
-        crate::cache::snapshot::reinstall_capture(&db).unwrap();
+        crate::sync::snapshot::reinstall_capture(&db).unwrap();
         db.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
         let rows: Vec<(String, String, i64, i64, i64, i64)> = db
             .prepare(
@@ -357,7 +361,7 @@ mod tests {
                 to: CACHE.latest()
             }
         );
-        crate::cache::snapshot::reinstall_capture(&db).unwrap();
+        crate::sync::snapshot::reinstall_capture(&db).unwrap();
         assert_eq!(unreadable_by_the_floor(&db), Vec::<String>::new());
         // A pending entry of the old format coalesces with a change captured after the migration.
         db.execute("INSERT INTO t VALUES ('it''s', 1, 'x')", [])

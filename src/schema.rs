@@ -134,7 +134,7 @@ impl Table {
         }
         // Every old column still there as it was: what is new was added. Not only at the end:
         // columns two clients add in the cache reach the remote in either order, and the cache
-        // records the ones it added itself (`cache::watch::follow_local`).
+        // records the ones it added itself (`store::watch::follow_local`).
         if !old.iter().all(|o| self.columns.contains(o)) {
             return Change::Destructive;
         }

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::cache::others::{self, OtherCache};
-use crate::cache::{CachePaths, LocalError, Mode};
 use crate::config::Config;
 use crate::error::Result;
+use crate::handle::{Cache, Mode};
+use crate::store::others::{self, OtherCache};
+use crate::store::{CachePaths, LocalError};
 use crate::sync::metadata::{self, Run};
 
 /// The overall state.
@@ -179,6 +180,31 @@ impl Status {
     }
 }
 
+/// The handle's status: an inherent method of [`Cache`] written here, so that the handle (a floor
+/// below) never calls up into `status`.
+impl Cache {
+    /// The current status (local files only: never waits on the share).
+    pub fn status(&self) -> Result<Status> {
+        let config = self.config();
+        let mut status = match (self.paths(), self.mode()) {
+            (Some(paths), Mode::Cached) => read(&config, paths, self.rule())?,
+            (_, mode) => Status::direct(&config, &mode, self.rule()),
+        };
+        if !self.handovers().is_empty() {
+            let said: Vec<String> = self.handovers().iter().map(|h| h.summary()).collect();
+            status.handover = Some(said.join("; "));
+        }
+        if let Some(paused) = self.worker_paused() {
+            let paused = if paused { ", paused" } else { "" };
+            status.worker = Some(format!(
+                "sync thread of process {}{paused}",
+                std::process::id()
+            ));
+        }
+        Ok(status)
+    }
+}
+
 /// Reads the status of the cache at `paths` (which may not exist yet).
 pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
     let mut s = Status {
@@ -196,7 +222,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
         unsynced_tables: vec![],
         capture_repairs: vec![],
         cache_bytes: None,
-        worker: crate::sync::worker::worker_running(paths),
+        worker: crate::handle::worker::worker_running(paths),
         origin: None,
         origin_change: None,
         other_caches: vec![],
@@ -223,7 +249,7 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
     }
     s.cache_bytes = std::fs::metadata(&paths.db).ok().map(|m| m.len());
     match read_cache(&mut s, paths) {
-        Err(LocalError::Locked { detail, .. }) => {
+        Err(LocalError::Locked { source: detail, .. }) => {
             s.state = State::Locked;
             s.note = Some(format!(
                 "another program holds the cache ({detail}; an app in PRAGMA locking_mode=EXCLUSIVE \
@@ -254,8 +280,9 @@ fn read_cache(s: &mut Status, paths: &CachePaths) -> Result<(), LocalError> {
     .map_err(sql)?;
     c.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(sql)?;
-    s.journal_mode = Some(crate::cache::journal_mode(&c).map_err(sql)?);
-    c.execute_batch("BEGIN").map_err(sql)?;
+    s.journal_mode = Some(crate::store::journal_mode(&c).map_err(sql)?);
+    // Every figure below from one state of the cache.
+    let snapshot = crate::store::read_snapshot(&c).map_err(sql)?;
     s.pending_writes = crate::sync::pending(&c).map_err(sql)?;
     s.origin = c
         .query_row("SELECT origin FROM sync_state WHERE id = 1", [], |r| {
@@ -269,7 +296,7 @@ fn read_cache(s: &mut Status, paths: &CachePaths) -> Result<(), LocalError> {
         .map_err(sql)?;
     s.other_caches = others::pending_for(&paths.dir, &paths.db, &remote_id);
     s.handover = metadata::last_note(&c, "handover").map_err(sql)?;
-    s.origin_change = crate::cache::instance::last_rebound(&c)
+    s.origin_change = crate::store::instance::last_rebound(&c)
         .map_err(sql)?
         .map(|(former, reason, at)| OriginChange { former, reason, at });
     s.conflicts = c
@@ -286,7 +313,7 @@ fn read_cache(s: &mut Status, paths: &CachePaths) -> Result<(), LocalError> {
         .map_err(sql)?;
     s.unsynced_tables = unsynced(&c).map_err(sql)?;
     s.capture_repairs = repairs(&c).map_err(sql)?;
-    c.execute_batch("COMMIT").map_err(sql)?;
+    drop(snapshot);
     s.state = match s.last_run.as_ref().map(|r| r.status.as_str()) {
         Some("offline") => State::Offline,
         Some("failed") => State::Failed,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use sharecache::Cache;
-use sharecache::cache::OpenOptions;
+use sharecache::OpenOptions;
 
 use crate::reliability::assert_same_content;
 use crate::support::cli::{json, ok};

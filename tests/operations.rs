@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sharecache::{Cache, ErrorKind, OpenOptions, State};
+use sharecache::{Cache, Error, ErrorKind, OpenOptions, State};
 
 use crate::support::{Share, eventually, one, open_cache_file, sharecache};
 
@@ -301,11 +301,45 @@ fn status_tells_that_a_sync_thread_runs_for_the_cache() {
     assert!(a.status().unwrap().worker.is_some());
     // Another process (here: a plain status read of the same files) sees it too.
     let cfg = share.config("a");
-    let paths = sharecache::cache::CachePaths::new(&cfg.cache_directory, &cfg.remote_path);
+    let paths = sharecache::store::CachePaths::new(&cfg.cache_directory, &cfg.remote_path);
     let seen = sharecache::status::read(&cfg, &paths, "test").unwrap();
     assert!(seen.worker.is_some());
     drop(a);
     let seen = sharecache::status::read(&cfg, &paths, "test").unwrap();
     assert!(seen.worker.is_none());
     let _ = OpenOptions::default();
+}
+
+#[test]
+fn a_dead_sync_thread_is_an_error_and_nothing_syncs_on_the_callers_thread() {
+    let share = Share::new();
+    for (name, background, id) in [("fg", false, 40), ("bg", true, 41)] {
+        let mut cfg = share.config(name);
+        cfg.background = background;
+        cfg.sync_interval = Duration::from_millis(200);
+        let a = Cache::open(cfg).unwrap();
+        a.crash_worker();
+        let gone = a.sync_now().unwrap_err();
+        assert!(matches!(gone, Error::WorkerGone), "{name}: {gone}");
+        assert!(gone.to_string().contains("sync thread"), "{name}: {gone}");
+        // The app's connection still works; its writes wait in the cache, never pushed inline.
+        a.conn()
+            .execute("INSERT INTO notes (id, body) VALUES (?1, 'after')", [id])
+            .unwrap();
+        assert!(matches!(a.sync_now(), Err(Error::WorkerGone)), "{name}");
+        assert!(
+            matches!(a.sync_with_progress(&()), Err(Error::WorkerGone)),
+            "{name}"
+        );
+        assert!(
+            matches!(a.clear(false, &()), Err(Error::WorkerGone)),
+            "{name}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !remote_has_note(&share, id),
+            "{name}: pushed behind the caller's back"
+        );
+        assert_eq!(a.status().unwrap().pending_writes, 1, "{name}");
+    }
 }

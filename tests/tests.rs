@@ -15,6 +15,7 @@ mod crash;
 mod fallback;
 mod handover;
 mod instances;
+mod layers;
 mod local_schema;
 mod local_schema_carry;
 mod offline;

@@ -410,7 +410,7 @@ pub fn capture_anatomy(r: &mut Report, dir: &std::path::Path) {
                 .into_iter()
                 .find(|e| e.table.name == t)
                 .unwrap();
-            sharecache::cache::capture::install(&c, &e.table).unwrap();
+            sharecache::store::capture::install(&c, &e.table).unwrap();
         } else if !sql.is_empty() {
             c.execute_batch(
                 &sql.replace("T_ai", &format!("{t}_ai"))

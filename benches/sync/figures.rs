@@ -198,14 +198,14 @@ pub fn idle(r: &mut Report, share: &Share, cache: &Cache, direct: &Connection, r
 /// of the schema cookie on an unchanged cache, alone, on a connection of its own.
 fn schema_check_cost(cache: &Cache) -> String {
     let c = Connection::open(cache.cache_path().expect("cached")).unwrap();
-    let once = sharecache::cache::watch::check(&c, "bench").unwrap();
+    let once = sharecache::store::watch::check(&c, "bench").unwrap();
     assert!(!once.changed, "the cache's schema is recorded after a sync");
     let n = 10_000;
     let mut per_call: Vec<Duration> = (0..7)
         .map(|_| {
             let t = Instant::now();
             for _ in 0..n {
-                std::hint::black_box(sharecache::cache::watch::check(&c, "bench").unwrap());
+                std::hint::black_box(sharecache::store::watch::check(&c, "bench").unwrap());
             }
             t.elapsed() / n
         })

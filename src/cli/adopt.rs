@@ -1,11 +1,11 @@
 //! `sharecache adopt`: the admin's word that the database at the configured path is the one
 //! other caches here were made for under another path (it moved, whatever the old path still
 //! holds). Their pending writes are pushed to it, and this path's cache is made (its history says
-//! what it took over); see `sharecache::cache::handover`.
+//! what it took over); see `sharecache::handle::handover`.
 
 use sharecache::Config;
-use sharecache::cache::handover;
 use sharecache::clock::Clock;
+use sharecache::handle::handover;
 
 /// Runs `sharecache adopt`.
 pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use sharecache::cache::CachePaths;
+use sharecache::store::CachePaths;
 use sharecache::sync::metadata::{self, Run};
 use sharecache::{Cache, Config, ErrorKind, Mode, OpenOptions};
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use sharecache::Config;
-use sharecache::cache::detect::{self, Decision};
-use sharecache::cache::{CachePaths, LocalError};
+use sharecache::store::detect::{self, Decision};
+use sharecache::store::{CachePaths, LocalError};
 
 /// How long a read-only command waits for the share to answer a single question.
 pub const SHARE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -185,7 +185,9 @@ fn init_logging(cli: &Cli) {
         (true, _, _) => "error",
         // The daemon's job is to say what it does: one line per sync run (its own), reloads
         // and warnings; the engine's per-sync lines would repeat them.
-        (false, 0, Command::Daemon) => "info,sharecache::sync=warn,sharecache::sync::worker=info",
+        (false, 0, Command::Daemon) => {
+            "info,sharecache::sync=warn,sharecache::sync::snapshot=info,sharecache::handle::worker=info"
+        }
         (false, 0, _) => "warn",
         (false, 1, _) => "info",
         (false, _, _) => "debug",
@@ -231,6 +233,21 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// The error and its chain of causes, each said once: the library's messages already name
+/// their cause ("cache …: held by another program (database is locked)"), and the typed
+/// `source()` behind them would only repeat it.
+fn report(e: &anyhow::Error) -> String {
+    let mut said = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !said.contains(&cause) {
+            said.push_str(": ");
+            said.push_str(&cause);
+        }
+    }
+    said
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -241,7 +258,7 @@ pub fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sharecache: error: {e:#}");
+            eprintln!("sharecache: error: {}", report(&e));
             ExitCode::from(exit_code(&e))
         }
     }
@@ -277,5 +294,20 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Daemon => daemon::run(load_config(cli)?),
         Command::Adopt { json } => adopt::run(&load_config(cli)?, *json),
         Command::Demo { dir } => demo::run(dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_the_message_already_names_is_said_once() {
+        let e = anyhow::Error::new(std::io::Error::other("database is locked"))
+            .context("cache /c.db: held by another program (database is locked)");
+        assert_eq!(
+            super::report(&e),
+            "cache /c.db: held by another program (database is locked)"
+        );
+        let e = anyhow::Error::new(std::io::Error::other("gone")).context("cannot read");
+        assert_eq!(super::report(&e), "cannot read: gone");
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
-use sharecache::cache::CachePaths;
 use sharecache::status::Status;
+use sharecache::store::CachePaths;
 use sharecache::{Config, Mode};
 
 use super::local::{self, SHARE_TIMEOUT};

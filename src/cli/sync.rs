@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
-use sharecache::cache::CachePaths;
+use sharecache::store::CachePaths;
 use sharecache::{Cache, ClearReport, Config, Error, Mode, OpenOptions, SyncReport};
 
 use super::progress::Bars;

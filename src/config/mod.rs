@@ -28,6 +28,7 @@
 
 mod edit;
 mod error;
+mod live;
 mod paths;
 mod schema;
 #[cfg(test)]
@@ -45,6 +46,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use edit::set_key;
 pub use error::ConfigError;
+pub(crate) use live::Live;
 pub use watch::{Watch, applies_at_next_start, watch};
 
 /// The environment variable naming the config file when `--config` is not given.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::ErrorCode;
 
-use crate::error::ErrorKind;
+use crate::error_kind::ErrorKind;
 
 /// A failure reaching or using the remote database.
 #[derive(Debug, thiserror::Error)]

@@ -39,7 +39,7 @@ pub struct RemoteOptions {
 
 impl RemoteOptions {
     /// Options from a config, for the given origin.
-    pub fn from_config(config: &crate::Config, origin: &str) -> RemoteOptions {
+    pub fn from_config(config: &crate::config::Config, origin: &str) -> RemoteOptions {
         RemoteOptions {
             origin: origin.to_string(),
             busy_timeout: config.busy_timeout,
@@ -50,7 +50,10 @@ impl RemoteOptions {
 }
 
 /// Opens the configured remote for sharecache's own use (never creates it).
-pub fn open(config: &crate::Config, origin: &str) -> Result<Box<dyn RemoteStore>, RemoteError> {
+pub fn open(
+    config: &crate::config::Config,
+    origin: &str,
+) -> Result<Box<dyn RemoteStore>, RemoteError> {
     let opts = RemoteOptions::from_config(config, origin);
     Ok(Box::new(Share::open(&config.remote_path, opts)?))
 }

@@ -45,10 +45,10 @@ use super::types::{
     ClientEntry, CopyError, CopyInfo, Fetched, Fingerprint, Found, Head, LoggedConflict, Mark,
     Pruned, Version,
 };
-use crate::cache::mirror::{ColumnFacts, NewTable, Plan};
-use crate::cache::watch::Refusal;
 use crate::schema::{Column, Entry, Table};
 use crate::sql::rows::Shape;
+use crate::store::mirror::{ColumnFacts, NewTable, Plan};
+use crate::store::watch::Refusal;
 
 /// For each `(table, key text)` of a batch, the `(stamp, origin)` of the change about to be
 /// pushed ([`BatchWriter::newest_versions`] tells whether that very version is logged already).
@@ -279,6 +279,9 @@ pub trait BatchWriter {
 
     /// Appends a losing version to the conflict log (`c.id` is ignored).
     fn log_conflict(&mut self, c: &LoggedConflict) -> Result<(), RemoteError>;
+
+    /// The conflict log's records with an id above `after`, as this write sees them.
+    fn conflicts_after(&mut self, after: i64) -> Result<Vec<LoggedConflict>, RemoteError>;
 
     /// Records a client's horizon in the registry.
     fn register(&mut self, client: &ClientEntry) -> Result<(), RemoteError>;

@@ -114,6 +114,8 @@ pub struct Head {
     pub pruned_rev: i64,
     /// The remote's generation (changes when an admin declares it authoritative).
     pub generation: String,
+    /// The remote's clock: at or after every stamp its log holds, pruned entries included.
+    pub hlc: String,
     /// The newest entry at or below `rev`: `(rev, stamp, origin)`, `None` when the log is empty.
     pub newest: Option<(i64, String, String)>,
 }

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
+use super::snapshot;
 use super::{Engine, propagate, write_tx};
-use crate::cache::{LocalError, mirror, snapshot};
 use crate::error::Error;
 use crate::remote::store::RemoteSchema;
 use crate::schema::{self, Sync};
 use crate::sql::rows::Shape;
+use crate::store::{LocalError, mirror};
 
 impl Engine {
     /// Follows the remote schema: change-log triggers on new remote tables, new tables and
@@ -51,10 +52,11 @@ impl Engine {
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::DiskFull) => Error::Local(LocalError::DiskFull {
                 path: self.paths.db.clone(),
+                source: Some(Box::new(e)),
             }),
-            _ => Error::Local(LocalError::Schema {
-                table: "(schema follow)".into(),
-                message: e.to_string(),
+            _ => Error::Local(LocalError::FollowSchema {
+                path: self.paths.db.clone(),
+                source: e,
             }),
         })?;
         Ok((n, None))

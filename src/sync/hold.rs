@@ -7,10 +7,10 @@
 use rusqlite::Connection;
 
 use super::Engine;
-use crate::cache::{CachePaths, LocalError, open_local};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
+use crate::store::{CachePaths, LocalError, open_local};
 
 impl Engine {
     /// The sync's connection on the cache file.

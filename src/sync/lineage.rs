@@ -1,6 +1,6 @@
 //! Which origin a change of this cache's own history was made under.
 //!
-//! A cache that found it is a copy (see `crate::cache::instance`) took a new origin, and keeps
+//! A cache that found it is a copy (see `crate::store::instance`) took a new origin, and keeps
 //! the ones it had in `sync_origins`, each with the clock at the moment it was replaced. A pending
 //! change stamped at or before that moment was made by the instance the cache was copied from:
 //! it is that origin's version, and is pushed as such, so the original and the copy pushing the

@@ -1,14 +1,14 @@
 //! The sync's part in following schema changes the app made in the cache: refuse what cannot be
 //! carried, carry what can ([`super::propagate`]), and recover writes capture missed
-//! ([`super::repair`]). What changed is found by `crate::cache::watch`, locally.
+//! ([`super::repair`]). What changed is found by `crate::store::watch`, locally.
 
 use std::collections::HashMap;
 
 use super::{Engine, Shape, SyncReport, propagate, repair};
-use crate::cache::LocalError;
-use crate::cache::watch::{self, Findings};
 use crate::error::Error;
 use crate::schema;
+use crate::store::LocalError;
+use crate::store::watch::{self, Findings};
 
 impl Engine {
     /// Checks the cache's schema (one local read when unchanged). A refused change fails the

@@ -6,6 +6,9 @@
 //! stops there. Each run is recorded in `sync_metadata`.
 
 pub mod conflict;
+mod conflict_log;
+// The crash points' names, for the crash tests (feature `failpoints`): not an app's API.
+#[doc(hidden)]
 pub mod failpoint;
 mod follow;
 mod hold;
@@ -21,8 +24,8 @@ mod rebuild;
 pub(crate) mod reconcile;
 mod registry;
 mod repair;
+pub(crate) mod snapshot;
 mod trail;
-pub(crate) mod worker;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -30,13 +33,17 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::cache::{CachePaths, LocalError, watch};
 use crate::clock::Clock;
-use crate::config::Config;
+use std::sync::Arc;
+
+use crate::config::{Config, Live};
 use crate::error::{Error, ErrorKind};
 use crate::remote::{RemoteError, RemoteStore, Trail};
+use crate::store::{CachePaths, LocalError, watch};
 
 pub(crate) use crate::sql::rows::Shape;
+/// Local write transactions (the store's helper, used throughout the sync as `super::write_tx`).
+pub(crate) use crate::store::write_tx;
 pub(crate) use lineage::Lineage;
 pub(crate) use outbox::{pending, read_salvageable};
 pub(crate) use push::{PushCtx, push_unacknowledged};
@@ -103,7 +110,10 @@ pub(crate) struct Engine {
     release_between: bool,
     paths: CachePaths,
     remote: Option<Box<dyn RemoteStore>>,
-    config: Config,
+    /// The configuration this sync runs with: the version in force when it started.
+    config: Arc<Config>,
+    /// The handle's configuration, read again at the start of every sync (hot reload).
+    live: Live,
     clock: Clock,
     origin: String,
     /// The origins this cache had before it found it was a copy.
@@ -154,7 +164,8 @@ fn file_id(path: &std::path::Path) -> Option<crate::platform::FileIdentity> {
 
 impl Engine {
     /// Opens the sync side of an existing cache.
-    pub fn open(paths: CachePaths, config: Config, clock: Clock) -> Result<Engine, LocalError> {
+    pub fn open(paths: CachePaths, live: Live, clock: Clock) -> Result<Engine, LocalError> {
+        let config = live.get();
         let local = Engine::open_cache(&paths, &config, &clock)?;
         let (origin, remote_id): (String, String) = local
             .query_row(
@@ -176,6 +187,7 @@ impl Engine {
             paths,
             remote: None,
             config,
+            live,
             clock,
             origin,
             lineage,
@@ -192,11 +204,6 @@ impl Engine {
     /// The cache took a new origin (it is a copy): the next sync registers it on the remote.
     pub fn took_new_origin(&mut self, retire: Option<String>) {
         self.new_origin = Some(NewOrigin { retire });
-    }
-
-    /// Replaces the configuration (hot reload).
-    pub fn set_config(&mut self, config: Config) {
-        self.config = config;
     }
 
     /// The sync's own connection on the cache (salvage reads through it: it still reads a cache
@@ -222,6 +229,7 @@ impl Engine {
 
     /// Runs one sync and records it in the history.
     pub fn sync(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
+        self.config = self.live.get();
         self.acquire()?;
         let result = self.sync_recorded(progress);
         if self.release_between {
@@ -335,7 +343,7 @@ impl Engine {
 
     fn sync_inner(&mut self, progress: &dyn Progress) -> Result<SyncReport, Error> {
         self.check_file()?;
-        crate::cache::check_space(&self.paths)?;
+        crate::store::check_space(&self.paths)?;
         let mut report = SyncReport::default();
         let schema = self.watch_local_schema()?;
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
@@ -447,26 +455,5 @@ impl Engine {
         }
         self.followed_schema = Some(schema_version);
         Ok(report)
-    }
-}
-
-/// Runs `f` in a local `BEGIN IMMEDIATE` transaction.
-pub(crate) fn write_tx<T>(
-    c: &Connection,
-    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    c.execute_batch("BEGIN IMMEDIATE")?;
-    match f(c) {
-        Ok(v) => {
-            if let Err(e) = c.execute_batch("COMMIT") {
-                let _ = c.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
-            Err(e)
-        }
     }
 }

@@ -158,8 +158,7 @@ pub(crate) fn read_batch(
         "SELECT tbl, pk, op, {}, seq, seen_rev, ord FROM sync_tracking",
         stamp_of_ms_sql("stamp")
     );
-    c.execute_batch("BEGIN")?;
-    let r = (|| {
+    crate::store::read_tx(c, |c| {
         let read = |r: &rusqlite::Row<'_>| Ok((entry(r)?, r.get::<_, Value>(6)?));
         let entries: Vec<(Entry, Value)> = match after {
             None => c
@@ -225,9 +224,7 @@ pub(crate) fn read_batch(
             exhausted,
             unpushable,
         })
-    })();
-    c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-    r
+    })
 }
 
 /// A row deleted while its insert was being pushed: the capture coalesced insert and delete
@@ -346,7 +343,7 @@ mod tests {
         .unwrap();
         let mut shapes = HashMap::new();
         for e in schema::read(&c).unwrap() {
-            crate::cache::capture::install(&c, &e.table).unwrap();
+            crate::store::capture::install(&c, &e.table).unwrap();
             shapes.insert(e.table.name.clone(), Shape::new(&e.table, &e.table));
         }
         (c, shapes)

@@ -6,7 +6,7 @@
 //! short `BEGIN IMMEDIATE` transaction under the write lease (with the remote's change-log
 //! triggers for new tables and the cache's `user_version`/`application_id`), and other clients
 //! mirror them at their next sync as they mirror any remote schema change
-//! (`crate::cache::mirror`).
+//! (`crate::store::mirror`).
 //!
 //! Idempotent, because every desk runs the same migration: a column or table the remote already
 //! has is not added again. When it has a different declared type there, the remote's declaration
@@ -19,12 +19,12 @@
 use rusqlite::Connection;
 
 use super::write_tx;
-use crate::cache::watch::{self, Findings};
-use crate::cache::{LocalError, mirror};
 use crate::error::Error;
 use crate::remote::RemoteStore;
 use crate::remote::store::{Additions, Carry};
 use crate::schema::{self, Sync, Table, app_versions};
+use crate::store::watch::{self, Findings};
+use crate::store::{LocalError, mirror};
 
 /// What [`carry`] applied to the remote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

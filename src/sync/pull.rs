@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::conflict_log;
 use super::memory::PageCaches;
 use super::{Progress, failpoint};
-use crate::cache::LocalError;
 use crate::clock::{Clock, parse_stamp};
 use crate::error::Error;
-use crate::remote::{RemoteError, RemoteStore, Version};
+use crate::remote::{RemoteStore, Version};
 use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
+use crate::store::LocalError;
 
 /// What a pull did.
 #[derive(Debug, Default, Clone)]
@@ -157,9 +158,9 @@ pub(crate) fn pull(
             ),
         }));
     }
-    out.conflicts = copy_conflicts(local, remote).map_err(|e| match e {
-        Either::Local(e) => lerr(e),
-        Either::Remote(e) => Error::Remote(e),
+    out.conflicts = conflict_log::copy(local, remote).map_err(|e| match e {
+        conflict_log::Either::Local(e) => lerr(e),
+        conflict_log::Either::Remote(e) => Error::Remote(e),
     })?;
     Ok(out)
 }
@@ -269,39 +270,6 @@ fn observe_stamp(c: &Connection, stamp: &str, ctx: &PullCtx<'_>) -> rusqlite::Re
         [t.timestamp_millis()],
     )?;
     Ok(())
-}
-
-enum Either {
-    Local(rusqlite::Error),
-    Remote(RemoteError),
-}
-
-/// Copies new remote conflict-log entries into the cache's `sync_conflicts`.
-fn copy_conflicts(local: &Connection, remote: &dyn RemoteStore) -> Result<usize, Either> {
-    let after: i64 = local
-        .query_row("SELECT coalesce(max(id), 0) FROM sync_conflicts", [], |r| {
-            r.get(0)
-        })
-        .map_err(Either::Local)?;
-    let rows = remote.conflicts_after(after).map_err(Either::Remote)?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    super::write_tx(local, |tx| {
-        for r in &rows {
-            tx.execute(
-            "INSERT OR IGNORE INTO sync_conflicts (id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, \
-             loser_op, loser_row, decided_at, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                r.id, r.tbl, r.pk, r.winner_stamp, r.winner_origin, r.loser_stamp, r.loser_origin,
-                r.loser_op, r.loser_row, r.decided_at, r.decided_by, r.reason
-            ],
-            )?;
-        }
-        Ok(())
-    })
-    .map_err(Either::Local)?;
-    Ok(rows.len())
 }
 
 #[cfg(test)]

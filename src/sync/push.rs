@@ -17,7 +17,6 @@ use super::lineage::Lineage;
 use super::memory::PageCaches;
 use super::outbox::{self, Change, Outcome};
 use super::{Progress, failpoint};
-use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::store::{BatchWriter, Keys, Refused};
 use crate::remote::{
@@ -25,6 +24,7 @@ use crate::remote::{
 };
 use crate::sql::row_to_json;
 use crate::sql::rows::Shape;
+use crate::store::LocalError;
 
 /// What a push did.
 #[derive(Debug, Default, Clone, Copy)]

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, params};
 
+use super::snapshot;
 use super::{ClearReport, Engine, Progress, Shape, outbox, write_tx};
-use crate::cache::{CachePaths, LocalError, snapshot};
 use crate::clock::{Clock, stamp_of_ms_sql};
 use crate::error::Error;
 use crate::schema;
+use crate::store::{CachePaths, LocalError};
 
 impl Engine {
     /// Pushes pending writes, then replaces the cache's content with a fresh copy of the remote.
@@ -22,6 +23,7 @@ impl Engine {
         discard_pending: bool,
         progress: &dyn Progress,
     ) -> Result<ClearReport, Error> {
+        self.config = self.live.get();
         // One connection for the whole clear, even when syncs release theirs.
         let release = std::mem::replace(&mut self.release_between, false);
         let result = self.clear_held(discard_pending, progress);
@@ -50,6 +52,7 @@ impl Engine {
                 pending,
                 reason,
                 kind,
+                source: synced.err().map(Box::new),
             });
         }
         // Nothing is discarded unless the remote is there to rebuild from.
@@ -235,7 +238,7 @@ mod tests {
         )
         .unwrap();
         let t = &schema::read(&c).unwrap()[0].table;
-        crate::cache::capture::install(&c, t).unwrap();
+        crate::store::capture::install(&c, t).unwrap();
         c.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
         let ms: i64 = c
             .query_row("SELECT stamp FROM sync_tracking", [], |r| r.get(0))

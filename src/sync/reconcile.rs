@@ -16,6 +16,11 @@
 //! the remote while the diff runs may show either version (callers decide such keys against the
 //! change log, as the push does).
 //!
+//! The page caches of both connections are given back every
+//! [`RELEASE_EVERY_ROWS`](super::memory::RELEASE_EVERY_ROWS) rows read, as a push or pull does
+//! (see `memory`), so the shared page pool never fills with one table's pages (BENCHMARKS.md,
+//! Reconcile, has the figures).
+//!
 //! The diff decides nothing: [`diff`] hands the differing keys to its caller in batches.
 
 use std::cmp::Ordering;
@@ -23,11 +28,12 @@ use std::cmp::Ordering;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use crate::cache::LocalError;
+use super::memory::PageCaches;
 use crate::error::Error;
 use crate::remote::RemoteStore;
 use crate::sql::encode_key;
 use crate::sql::rows::{Shape, cmp_key};
+use crate::store::LocalError;
 
 /// One key whose row differs between the cache and the remote.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,18 +143,25 @@ pub(crate) fn diff(
     let mut r = Side::new(shape, batch).map_err(bad_shape)?;
     let mut out = Compared::default();
     let mut pending: Vec<Diff> = Vec::new();
+    let mut page_caches = PageCaches::default();
     loop {
+        let mut read = 0;
         if l.rows.is_empty() && !l.exhausted {
             let rows =
                 local_read(local, |c| shape.page(c, l.after.as_deref(), l.batch)).map_err(lerr)?;
             out.local_rows += rows.len() as u64;
+            read += rows.len();
             l.take(rows);
         }
         if r.rows.is_empty() && !r.exhausted {
             let rows = remote.rows_after(shape, r.after.as_deref(), r.batch)?;
             out.remote_rows += rows.len() as u64;
+            read += rows.len();
             r.take(rows);
         }
+        // Outside both read transactions: as a push or pull does, so the shared page pool
+        // never fills with the table's pages (past its size, every page read is dropped again).
+        page_caches.moved(read, local, remote);
         let next = match (l.rows.front(), r.rows.front()) {
             (None, None) => break,
             (Some(_), None) if !r.exhausted => continue,
@@ -196,12 +209,7 @@ fn local_read<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    c.execute_batch("BEGIN")?;
-    let out = f(c);
-    let end = c.execute_batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
-    let out = out?;
-    end?;
-    Ok(out)
+    crate::store::read_tx(c, f)
 }
 
 #[cfg(test)]

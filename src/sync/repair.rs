@@ -1,4 +1,4 @@
-//! Recovering the writes made while a table's capture was off (`cache::watch` found its
+//! Recovering the writes made while a table's capture was off (`store::watch` found its
 //! triggers missing and reinstalled them).
 //!
 //! Nothing recorded those writes, so the table itself is the record: [`recover`] compares it
@@ -41,12 +41,12 @@ use rusqlite::{Connection, params};
 
 use super::reconcile::{self, Diff};
 use super::write_tx;
-use crate::cache::LocalError;
 use crate::clock::{ms_of_stamp, next_clock_sql};
 use crate::error::Error;
 use crate::remote::RemoteStore;
 use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
+use crate::store::LocalError;
 
 /// Queues every row of `shape`'s table that differs from the remote as a pending change (see
 /// the module doc). Returns how many were queued.

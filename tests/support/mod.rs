@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use sharecache::cache::OpenOptions;
+use sharecache::OpenOptions;
 use sharecache::clock::Clock;
 use sharecache::{Cache, Config, EnableCache};
 use slowfs::{Control, Mount, Options, SlowFs};

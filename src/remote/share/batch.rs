@@ -118,6 +118,10 @@ impl BatchWriter for Writer<'_> {
             .map_err(|e| self.err(e))
     }
 
+    fn conflicts_after(&mut self, after: i64) -> Result<Vec<LoggedConflict>, RemoteError> {
+        super::reads::conflicts_after(self.c, after).map_err(|e| self.err(e))
+    }
+
     fn register(&mut self, client: &ClientEntry) -> Result<(), RemoteError> {
         register(self.c, client).map_err(|e| self.err(e))
     }

@@ -16,10 +16,10 @@ use crate::sql::rows::Shape;
 impl Share {
     pub(super) fn read_head(&self) -> Result<Head, RemoteError> {
         self.read(|c| {
-            let (rev, pruned_rev, generation): (i64, i64, String) = c.query_row(
-                "SELECT rev, pruned_rev, generation FROM sharecache_meta WHERE id = 1",
+            let (rev, pruned_rev, generation, hlc): (i64, i64, String, String) = c.query_row(
+                "SELECT rev, pruned_rev, generation, hlc FROM sharecache_meta WHERE id = 1",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             let newest = c
                 .query_row(
@@ -32,6 +32,7 @@ impl Share {
                 rev,
                 pruned_rev,
                 generation,
+                hlc,
                 newest,
             })
         })
@@ -93,30 +94,33 @@ impl Share {
     }
 
     pub(super) fn conflicts(&self, after: i64) -> Result<Vec<LoggedConflict>, RemoteError> {
-        self.read(|c| {
-            c.prepare_cached(
-                "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, \
-                 loser_row, decided_at, decided_by, reason FROM sharecache_conflicts WHERE id > ?1 ORDER BY id",
-            )?
-            .query_map([after], |r| {
-                Ok(LoggedConflict {
-                    id: r.get(0)?,
-                    tbl: r.get(1)?,
-                    pk: r.get(2)?,
-                    winner_stamp: r.get(3)?,
-                    winner_origin: r.get(4)?,
-                    loser_stamp: r.get(5)?,
-                    loser_origin: r.get(6)?,
-                    loser_op: r.get(7)?,
-                    loser_row: r.get(8)?,
-                    decided_at: r.get(9)?,
-                    decided_by: r.get(10)?,
-                    reason: r.get(11)?,
-                })
-            })?
-            .collect()
-        })
+        self.read(|c| conflicts_after(c, after))
     }
+}
+
+/// The conflict log's records with an id above `after`, in id order.
+pub(super) fn conflicts_after(c: &Connection, after: i64) -> rusqlite::Result<Vec<LoggedConflict>> {
+    c.prepare_cached(
+        "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, \
+         loser_row, decided_at, decided_by, reason FROM sharecache_conflicts WHERE id > ?1 ORDER BY id",
+    )?
+    .query_map([after], |r| {
+        Ok(LoggedConflict {
+            id: r.get(0)?,
+            tbl: r.get(1)?,
+            pk: r.get(2)?,
+            winner_stamp: r.get(3)?,
+            winner_origin: r.get(4)?,
+            loser_stamp: r.get(5)?,
+            loser_origin: r.get(6)?,
+            loser_op: r.get(7)?,
+            loser_row: r.get(8)?,
+            decided_at: r.get(9)?,
+            decided_by: r.get(10)?,
+            reason: r.get(11)?,
+        })
+    })?
+    .collect()
 }
 
 fn fetch(

@@ -5,11 +5,11 @@
 use rusqlite::Connection;
 
 use super::{Share, changelog};
-use crate::cache::mirror;
-use crate::cache::watch::Refusal;
 use crate::remote::RemoteError;
 use crate::remote::store::{Additions, Carry};
 use crate::schema::{self, Entry, Sync, app_versions};
+use crate::store::mirror;
+use crate::store::watch::Refusal;
 
 /// What was applied (or found there already).
 #[derive(Debug, Default)]

@@ -8,7 +8,6 @@ use rusqlite::types::Value;
 
 use super::Share;
 use super::batch::{self, Writer};
-use crate::cache::mirror::{self, ColumnFacts, NewTable, Plan};
 use crate::remote::store::{Additions, BatchWriter, Carry, Keys, NewClient, RemoteSchema};
 use crate::remote::{
     ClientEntry, CopyError, CopyInfo, Fetched, Fingerprint, Found, Head, LoggedConflict, Mark,
@@ -16,6 +15,7 @@ use crate::remote::{
 };
 use crate::schema::Column;
 use crate::sql::rows::Shape;
+use crate::store::mirror::{self, ColumnFacts, NewTable, Plan};
 
 impl RemoteStore for Share {
     fn location(&self) -> String {

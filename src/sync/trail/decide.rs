@@ -7,13 +7,13 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Ctx, Policy, Reconciled, Start};
-use crate::cache::LocalError;
 use crate::clock::next_clock_sql;
 use crate::error::Error;
 use crate::remote::store::Keys;
 use crate::remote::{Found, RemoteStore, Version};
 use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value, row_to_json};
+use crate::store::LocalError;
 use crate::sync::push::{Loser, conflict_record};
 use crate::sync::reconcile::Diff;
 use crate::sync::write_tx;

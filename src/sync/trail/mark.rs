@@ -6,9 +6,9 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use crate::cache::LocalError;
 use crate::error::Error;
 use crate::remote::{Mark, RemoteStore};
+use crate::store::LocalError;
 
 /// The cache's [`Mark`].
 pub(crate) fn read_mark(c: &Connection) -> rusqlite::Result<Mark> {

@@ -50,12 +50,12 @@ pub(crate) use mark::{learn_generation, mark_seen, read_mark};
 
 use super::reconcile::{self, Diff};
 use super::{Progress, metadata, write_tx};
-use crate::cache::LocalError;
 use crate::clock::stamp_of_ms;
 use crate::error::Error;
 use crate::remote::RemoteStore;
 use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value};
+use crate::store::LocalError;
 use decide::{apply_remote_wins, decide, queue_again};
 
 /// Rows compared per read (each side): a short read transaction on the share.
@@ -213,7 +213,9 @@ fn chunks<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
 }
 
 /// Ends a reconcile in one local transaction: the cursor and the mark at the remote's state read
-/// before comparing, every pending change made against `floor`, the remote's generation
+/// before comparing, the hybrid clock past every stamp up to there (the cursor says the cache has
+/// seen those versions, though it pulled none of them: an edit made next must be stamped after
+/// them, as after a pull), every pending change made against `floor`, the remote's generation
 /// followed; declared authoritative, the pending changes seen at the start (equal to the remote,
 /// or they would have been differences) are dropped.
 fn finish(
@@ -234,6 +236,12 @@ fn finish(
              generation = ?5 WHERE id = 1",
             params![start.rev, rev, stamp, origin, start.generation],
         )?;
+        if let Some(t) = crate::clock::parse_stamp(&start.hlc) {
+            c.execute(
+                "UPDATE sync_state SET hlc = max(hlc, ?1) WHERE id = 1",
+                [t.timestamp_millis()],
+            )?;
+        }
         c.execute(
             "UPDATE sync_tracking SET seen_rev = min(seen_rev, ?1)",
             [floor],

@@ -14,7 +14,7 @@ fn cache(table_sql: &str) -> (tempfile::TempDir, Connection) {
     )
     .unwrap();
     c.execute_batch(table_sql).unwrap();
-    crate::cache::snapshot::register_tables(&c, None).unwrap();
+    crate::sync::snapshot::register_tables(&c, None).unwrap();
     let first = check(&c, "t0").unwrap();
     assert!(first.changed && first.repaired.is_empty() && first.refused.is_empty());
     record(&c, first.cookie).unwrap();

@@ -38,7 +38,7 @@ impl CachePaths {
     /// The cache files for `remote` under `dir`.
     ///
     /// ```
-    /// use sharecache::cache::CachePaths;
+    /// use sharecache::store::CachePaths;
     /// let p = CachePaths::new("/tmp/c".as_ref(), "//server/share/app.db".as_ref());
     /// assert!(p.db.file_name().unwrap().to_str().unwrap().starts_with("app-"));
     /// assert_ne!(p.db, CachePaths::new("/tmp/c".as_ref(), "//other/share/app.db".as_ref()).db);
@@ -141,6 +141,7 @@ pub fn check_space(paths: &CachePaths) -> Result<(), LocalError> {
     match crate::platform::free_bytes(&paths.dir) {
         Ok(free) if free < MIN_FREE_BYTES => Err(LocalError::DiskFull {
             path: paths.db.clone(),
+            source: None,
         }),
         _ => Ok(()),
     }

@@ -3,30 +3,36 @@
 
 use std::sync::{Mutex, RwLock};
 
-use super::{CachePaths, Inner, LocalError, Mode, salvage};
+use rusqlite::Connection;
+
+use super::{Inner, Mode, salvage};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::Live;
 use crate::error::Result;
 use crate::remote;
+use crate::store::{CachePaths, LocalError};
 
 impl Inner {
     pub(super) fn direct(
-        config: Config,
+        config: Live,
         clock: Clock,
         paths: Option<CachePaths>,
         reason: String,
         rule: String,
     ) -> Result<Inner> {
-        let conn = remote::share::open_connection(&config.remote_path, config.busy_timeout)?;
+        let (path, timeout) = {
+            let c = config.get();
+            (c.remote_path.clone(), c.busy_timeout)
+        };
+        let conn = remote::share::open_connection(&path, timeout)?;
         Ok(Inner {
-            config: RwLock::new(config),
+            config,
             clock,
             paths,
             mode: RwLock::new(Mode::Direct { reason }),
             rule,
             app: Mutex::new(conn),
             app_deferred: false.into(),
-            engine: None,
             host: None,
             handovers: Vec::new(),
         })
@@ -39,18 +45,16 @@ impl Inner {
     /// The cache stopped working while in use: salvage its pending writes, then serve the app
     /// from the remote directly. Does nothing (returns false) while the remote cannot be reached
     /// either: the cache keeps whatever it still holds, and the sync thread tries again later.
-    pub(super) fn fall_back(&self, e: &LocalError) -> bool {
+    /// `local` is the engine's connection on the cache (salvage reads through it: it still reads
+    /// a cache file that was deleted).
+    pub(super) fn fall_back(&self, e: &LocalError, local: Option<&Connection>) -> bool {
         if self.mode() != Mode::Cached {
             return true;
         }
-        let (Some(paths), Some(engine)) = (&self.paths, &self.engine) else {
+        let Some(paths) = &self.paths else {
             return false;
         };
-        let config = self
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let config = self.config.get();
         let conn = match remote::share::open_connection(&config.remote_path, config.busy_timeout) {
             Ok(c) => c,
             Err(re) => {
@@ -58,10 +62,7 @@ impl Inner {
                 return false;
             }
         };
-        let saved = {
-            let engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-            salvage::salvage(engine.local(), paths, &config, &self.clock)
-        };
+        let saved = salvage::salvage(local, paths, &config, &self.clock);
         let reason = format!("the cache stopped working: {e}; {}", saved.summary());
         *self.app.lock().unwrap_or_else(|e| e.into_inner()) = conn;
         self.app_deferred

@@ -48,13 +48,55 @@ pub fn trigger_names(table: &str) -> Vec<String> {
     KINDS.iter().map(|k| format!("sync_{k}_{table}")).collect()
 }
 
+/// Whether key column `c` of `t` can never hold a REAL in a stored row: TEXT affinity (SQLite
+/// stores a number written there as text), or the rowid alias (`INTEGER PRIMARY KEY` of a rowid
+/// table, which holds integers only). Conservative: a `DESC` anywhere in the table's SQL, or a
+/// `WITHOUT ROWID` table, rules the alias out (`INTEGER PRIMARY KEY DESC` is no alias).
+fn never_real(t: &Table, c: &str) -> bool {
+    let Some(col) = t.columns.iter().find(|x| x.name == c) else {
+        return false;
+    };
+    let decl = col.decl_type.to_ascii_uppercase();
+    let text = !decl.contains("INT") && ["CHAR", "CLOB", "TEXT"].iter().any(|a| decl.contains(a));
+    let sql = t
+        .sql
+        .to_ascii_uppercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let alias = t.pk.len() == 1
+        && decl == "INTEGER"
+        && !sql.contains("WITHOUT ROWID")
+        && !sql.contains("DESC");
+    text || alias
+}
+
+/// [`key_expr`] for the row as stored (AFTER triggers): a key column that can never hold a REAL
+/// is `quote()`d directly, the text [`key_expr`]'s other branch gives for it. Its REAL branch
+/// (`typeof()`, a comparison) costs ~800 instructions a captured row, evaluated once in each
+/// statement of the update-or-insert (BENCHMARKS.md, Capture: the profile of issue 18's miss).
+fn stored_key_expr(prefix: &str, t: &Table) -> String {
+    t.pk.iter()
+        .map(|c| {
+            if never_real(t, c) {
+                format!("quote({prefix}.{})", quote(c))
+            } else {
+                key_expr(prefix, std::slice::from_ref(c))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" || ',' || ")
+}
+
 /// The `CREATE TRIGGER` statements for one synced table.
 pub fn trigger_sql(t: &Table) -> Vec<String> {
     let name = literal(&t.name);
     let tq = quote(&t.name);
     let quiet = "(SELECT applying FROM sync_state) = 0";
-    let knew = key_expr("NEW", &t.pk);
-    let kold = key_expr("OLD", &t.pk);
+    // The BEFORE trigger sees the values as written; the AFTER triggers the row as stored.
+    let knew_written = key_expr("NEW", &t.pk);
+    let knew = stored_key_expr("NEW", t);
+    let kold = stored_key_expr("OLD", t);
     let (onew, oold) = (order_expr("NEW", &t.pk), order_expr("OLD", &t.pk));
     let observed = t
         .updated_at
@@ -111,6 +153,7 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
              UPDATE sync_tracking SET op = op WHERE tbl = {name} AND ord = {onew} AND pk = {knew}; \
              INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
              SELECT {name}, {knew}, {onew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE changes() = 0; END",
+            knew = knew_written,
             trig = trigger_name("bi", &t.name),
             m = key_match("", "NEW", &t.pk),
         ),
@@ -371,6 +414,75 @@ mod tests {
                 !ops.iter().any(|o| o == "OpenEphemeral"),
                 "{sql}: a trigger builds a temporary table"
             );
+        }
+    }
+
+    #[test]
+    fn a_key_that_cannot_hold_a_real_is_quoted_directly_and_one_that_can_keeps_the_exact_form() {
+        use crate::sql::encode_key;
+        use rusqlite::types::Value;
+        // (table, whether the AFTER triggers may skip the REAL branch, value written, key as stored)
+        let cases = [
+            (
+                "CREATE TABLE a(id INTEGER PRIMARY KEY, v)",
+                true,
+                "7",
+                Value::Integer(7),
+            ),
+            (
+                "CREATE TABLE b(id TEXT PRIMARY KEY, v)",
+                true,
+                "2.5",
+                Value::Text("2.5".into()),
+            ),
+            (
+                "CREATE TABLE c(id VARCHAR(9), v, PRIMARY KEY (id))",
+                true,
+                "8",
+                Value::Text("8".into()),
+            ),
+            (
+                "CREATE TABLE d(id INTEGER PRIMARY KEY, v) WITHOUT ROWID",
+                false,
+                "2.5",
+                Value::Real(2.5),
+            ),
+            (
+                "CREATE TABLE e(id INTEGER PRIMARY KEY DESC, v)",
+                false,
+                "2.5",
+                Value::Real(2.5),
+            ),
+            (
+                "CREATE TABLE f(id NUMERIC PRIMARY KEY, v)",
+                false,
+                "2.5",
+                Value::Real(2.5),
+            ),
+            (
+                "CREATE TABLE g(id PRIMARY KEY, v)",
+                false,
+                "2.5",
+                Value::Real(2.5),
+            ),
+        ];
+        for (sql, direct, written, stored) in cases {
+            let c = setup(sql);
+            let t = &schema::read(&c).unwrap()[0].table;
+            let after = trigger_sql(t)[1].clone();
+            assert_eq!(!after.contains("typeof("), direct, "{sql}: {after}");
+            c.execute_batch(&format!(
+                "INSERT INTO {} (id, v) VALUES ({written}, 1); UPDATE {0} SET v = 2;",
+                t.name
+            ))
+            .unwrap();
+            assert_eq!(
+                pending(&c),
+                vec![(encode_key(std::slice::from_ref(&stored)), "I".into())],
+                "{sql}"
+            );
+            c.execute_batch(&format!("DELETE FROM {}", t.name)).unwrap();
+            assert_eq!(pending(&c), vec![], "{sql}: insert + delete before a push");
         }
     }
 

@@ -23,7 +23,7 @@ pub struct Decision {
 /// Decides from the config and the path.
 ///
 /// ```
-/// use sharecache::cache::detect::decide;
+/// use sharecache::store::detect::decide;
 /// use sharecache::EnableCache;
 /// assert!(decide(EnableCache::Auto, "//server/share/app.db".as_ref()).cached);
 /// assert!(!decide(EnableCache::Off, "//server/share/app.db".as_ref()).cached);

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use super::CachePaths;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
 use crate::schema::{self, Sync};
+use crate::store::CachePaths;
 use crate::sync::{PushCtx, Shape, push_unacknowledged, read_salvageable};
 
 /// What a salvage did.
@@ -179,7 +179,7 @@ fn push_pending(
     s: &mut Salvaged,
 ) -> Result<(), Error> {
     let local_err = |e: rusqlite::Error| {
-        Error::Local(super::LocalError::Corrupt {
+        Error::Local(crate::store::LocalError::Corrupt {
             path: db.to_path_buf(),
             detail: e.to_string(),
         })

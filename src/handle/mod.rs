@@ -1,131 +1,46 @@
-//! The local cache and the handle an app holds: [`Cache`].
+//! The handle an app holds: [`Cache`], opened with [`OpenOptions`], serving the app in a
+//! [`Mode`].
 //!
 //! Opening a cache that exists touches only local files, so an app starts and works with the
 //! share gone. The first open (no cache yet) needs the share: it sets sharecache up on the remote
-//! if needed and copies it (see the `snapshot` module). When the cache itself cannot work (corrupt, disk full,
-//! directory not writable), the same handle serves the remote directly and says why ([`Mode`]).
+//! if needed and copies it (see `create` and `crate::sync::snapshot`). When the cache itself
+//! cannot work (corrupt, disk full, directory not writable), the same handle serves the remote
+//! directly and says why ([`Mode`]), after salvaging what it can ([`salvage`]).
+//!
+//! This is the orchestration floor: it sits on `sync` (the engine), `remote` and `store`, and
+//! owns the background `worker`. `status` and `async_cache` sit above it.
 
 mod app;
-pub mod capture;
 mod create;
-pub mod detect;
-mod error;
 mod fallback;
 pub mod handover;
-pub mod instance;
-pub mod lock;
-pub mod mirror;
-mod open;
-pub mod others;
+mod options;
 mod rebind;
 pub mod salvage;
-pub(crate) mod snapshot;
-pub mod watch;
+pub(crate) mod worker;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use serde::Serialize;
 
-pub use error::LocalError;
-pub use open::CachePaths;
-pub use open::MIN_FREE_BYTES;
-pub(crate) use open::{check_space, ensure_dir, journal_mode, open_local};
+pub use options::{Mode, OpenOptions};
 pub use salvage::Salvaged;
 
 use crate::clock::Clock;
-use crate::config::{Config, Watch};
+use crate::config::{Config, Live, Watch};
 use crate::conflicts::{self, Conflict};
 use crate::error::{Error, Result};
-use crate::status::Status;
+use crate::store::{CachePaths, LocalError, detect, ensure_dir, lock, open_local};
 use crate::sync::metadata::{self, Run};
-use crate::sync::worker::{Command, Worker};
 use crate::sync::{ClearReport, Engine, Progress, SyncReport};
-
-/// How the handle serves the app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "mode", rename_all = "lowercase")]
-pub enum Mode {
-    /// Through the local cache, synced in the background.
-    Cached,
-    /// Directly on the remote (share-safe settings), with the reason.
-    Direct {
-        /// Why the cache is not used.
-        reason: String,
-    },
-}
-
-impl Mode {
-    /// `"cached"` or `"direct"`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Mode::Cached => "cached",
-            Mode::Direct { .. } => "direct",
-        }
-    }
-}
-
-/// Options for [`Cache::open_with`].
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct OpenOptions {
-    /// The clock stamps are taken from (shift it to test clock skew).
-    pub clock: Clock,
-    /// Start the background sync thread: `None` follows `sync.background` in the config.
-    pub background: Option<bool>,
-    /// Watch the config file and apply edits while running (default: with the background thread).
-    pub watch_config: Option<bool>,
-    /// Test hook: the host identity the cache's origin is bound to, instead of this machine's
-    /// (a test fakes a second machine with it; see [`instance`]).
-    #[doc(hidden)]
-    pub host_identity: Option<String>,
-    /// Release the cache file between syncs (see [`OpenOptions::hold_cache`]).
-    pub release_cache: bool,
-}
-
-impl OpenOptions {
-    /// Uses `clock` for this cache's stamps.
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Starts (or not) the background sync thread, whatever the config says.
-    pub fn background(mut self, on: bool) -> Self {
-        self.background = Some(on);
-        self
-    }
-
-    /// Watches (or not) the config file for edits.
-    pub fn watch_config(mut self, on: bool) -> Self {
-        self.watch_config = Some(on);
-        self
-    }
-
-    /// Test hook: binds the cache's origin to `host` instead of this machine's identity.
-    #[doc(hidden)]
-    pub fn host_identity(mut self, host: &str) -> Self {
-        self.host_identity = Some(host.to_string());
-        self
-    }
-
-    /// Whether the handle keeps connections open on the cache file (the default). With `false`
-    /// (what `sharecache daemon` uses) it holds none between syncs, so that apps opening the
-    /// cache themselves can set their own startup pragmas: while any other connection is open
-    /// on a WAL database, `PRAGMA journal_mode=DELETE` fails "database is locked" and
-    /// `locking_mode=EXCLUSIVE` cannot take the file. [`Cache::conn`] then opens its connection
-    /// at the first call.
-    pub fn hold_cache(mut self, on: bool) -> Self {
-        self.release_cache = !on;
-        self
-    }
-}
+use worker::{Command, Worker};
 
 /// What the handle and its sync thread share.
 struct Inner {
-    config: RwLock<Config>,
+    /// The one copy of the configuration in force (hot reload replaces it whole).
+    config: Live,
     clock: Clock,
     /// The cache's files (kept in direct mode after a fallback, for status and `clear`).
     paths: Option<CachePaths>,
@@ -136,7 +51,6 @@ struct Inner {
     /// Whether `app` is a stand-in until [`Cache::conn`] first opens the cache
     /// ([`OpenOptions::hold_cache`]).
     app_deferred: std::sync::atomic::AtomicBool,
-    engine: Option<Arc<Mutex<Engine>>>,
     /// The host identity the origin is bound to, when a test fakes it.
     host: Option<String>,
     /// Pending writes of caches left behind, pushed when this handle opened (direct mode).
@@ -148,6 +62,8 @@ struct Inner {
 /// `sync.shutdown_timeout`).
 pub struct Cache {
     inner: Arc<Inner>,
+    /// The thread that owns the sync engine (every cached handle has one; `None` in direct mode
+    /// from the start).
     worker: Option<Worker>,
     _watch: Option<Watch>,
 }
@@ -180,7 +96,7 @@ impl Cache {
     /// [`Cache::open`] with options.
     ///
     /// ```no_run
-    /// use sharecache::cache::OpenOptions;
+    /// use sharecache::OpenOptions;
     /// // A one-shot tool: no background thread.
     /// let cache = sharecache::Cache::open_with(
     ///     sharecache::Config::load("config.yaml".as_ref())?,
@@ -196,8 +112,8 @@ impl Cache {
         let watch = opts.watch_config.unwrap_or(background) && config.source.is_some();
         if !decision.cached {
             let handovers = handover::before_direct(&config, clock)?;
-            let mut inner =
-                Inner::direct(config, clock, None, decision.rule.clone(), decision.rule)?;
+            let live = Live::new(config);
+            let mut inner = Inner::direct(live, clock, None, decision.rule.clone(), decision.rule)?;
             inner.handovers = handovers;
             return Ok(Cache {
                 inner: Arc::new(inner),
@@ -207,41 +123,44 @@ impl Cache {
         }
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         let host = opts.host_identity;
-        let inner = match Cache::open_cached(&config, clock, host.as_deref(), &()) {
+        // The one copy of the configuration: the handle, its thread and its engine share it.
+        let live = Live::new(config);
+        let config = live.get();
+        let (inner, engine) = match Cache::open_cached(&live, clock, host.as_deref(), &()) {
             Ok((paths, mut app, mut engine)) => {
                 if opts.release_cache {
                     engine.release_between_syncs(true);
                     app = Connection::open_in_memory().map_err(Error::Sqlite)?;
                 }
-                Inner {
-                    config: RwLock::new(config),
+                let inner = Inner {
+                    config: live,
                     clock,
                     paths: Some(paths),
                     mode: RwLock::new(Mode::Cached),
                     rule: decision.rule,
                     app: Mutex::new(app),
                     app_deferred: opts.release_cache.into(),
-                    engine: Some(Arc::new(Mutex::new(engine))),
                     host,
                     handovers: Vec::new(),
-                }
+                };
+                (inner, Some(engine))
             }
             Err(Error::Local(e)) if e.is_fatal() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
                 let saved = salvage::salvage(None, &paths, &config, &clock);
                 let reason = format!("the cache cannot work: {e}; {}", saved.summary());
-                Inner::direct(config, clock, Some(paths), reason, decision.rule)?
+                let inner = Inner::direct(live, clock, Some(paths), reason, decision.rule)?;
+                (inner, None)
             }
             Err(e) => return Err(e),
         };
         let inner = Arc::new(inner);
-        let worker = if background {
-            Cache::start_worker(&inner)?
-        } else {
-            None
+        let worker = match engine {
+            Some(engine) => Some(Cache::start_worker(&inner, engine, background)?),
+            None => None,
         };
         let watch = match (&worker, watch) {
-            (Some(w), true) => Cache::start_watch(&inner, w),
+            (Some(w), true) if w.background() => Cache::start_watch(&inner, w),
             _ => None,
         };
         Ok(Cache {
@@ -251,47 +170,40 @@ impl Cache {
         })
     }
 
-    fn start_worker(inner: &Arc<Inner>) -> Result<Option<Worker>> {
-        let (Some(engine), Some(paths)) = (&inner.engine, &inner.paths) else {
-            return Ok(None);
-        };
+    /// Starts the thread that owns `engine` (see [`worker`]).
+    fn start_worker(inner: &Arc<Inner>, engine: Engine, background: bool) -> Result<Worker> {
+        let paths = inner.paths.as_ref().expect("a cached handle has its files");
         let weak = Arc::downgrade(inner);
-        let on_fatal =
-            Box::new(move |e: &LocalError| weak.upgrade().is_some_and(|inner| inner.fall_back(e)));
-        let config = inner
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let on_fatal = Box::new(move |e: &LocalError, local: Option<&Connection>| {
+            weak.upgrade()
+                .is_some_and(|inner| inner.fall_back(e, local))
+        });
+        let config = inner.config.clone();
         let worker =
-            Worker::spawn(engine.clone(), paths.clone(), config, on_fatal).map_err(|e| {
+            Worker::spawn(engine, paths.clone(), config, on_fatal, background).map_err(|e| {
                 LocalError::Directory {
                     path: paths.dir.clone(),
                     source: e,
                 }
             })?;
-        Ok(Some(worker))
+        Ok(worker)
     }
 
     fn start_watch(inner: &Arc<Inner>, worker: &Worker) -> Option<Watch> {
-        let source = inner
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .source
-            .clone()?;
+        let source = inner.config.get().source.clone()?;
         let weak = Arc::downgrade(inner);
         let tx = worker.sender();
         let watched = crate::config::watch(&source, move |loaded| {
             let Some(inner) = weak.upgrade() else { return };
             match loaded {
                 Ok(new) => {
-                    let mut current = inner.config.write().unwrap_or_else(|e| e.into_inner());
-                    let applied = current.reloaded(new);
-                    if applied != *current {
+                    let reloaded = inner.config.update(|current| {
+                        let applied = current.reloaded(new);
+                        (applied != *current).then_some(applied)
+                    });
+                    if let Some(applied) = reloaded {
                         tracing::info!(file = %source_name(&applied), "configuration reloaded");
-                        *current = applied.clone();
-                        let _ = tx.send(Command::Reconfigure(Box::new(applied)));
+                        let _ = tx.send(Command::Reconfigure);
                     }
                 }
                 Err(e) => {
@@ -310,11 +222,13 @@ impl Cache {
 
     /// Opens (creating if needed) the cache files: the app's connection and the sync engine.
     pub(crate) fn open_cached(
-        config: &Config,
+        live: &Live,
         clock: Clock,
         host: Option<&str>,
         progress: &dyn Progress,
     ) -> Result<(CachePaths, Connection, Engine)> {
+        let held = live.get();
+        let config: &Config = &held;
         let paths = CachePaths::new(&config.cache_directory, &config.remote_path);
         ensure_dir(&paths.dir)?;
         let mut handed = Vec::new();
@@ -336,7 +250,7 @@ impl Cache {
         handover::record_taken_over(&app, &paths.db, &clock, &handed)?;
         create::check_cache(&app, &paths.db, config)?;
         let rebound = Cache::check_binding(&app, &paths, &clock, host)?;
-        let mut engine = Engine::open(paths.clone(), config.clone(), clock)?;
+        let mut engine = Engine::open(paths.clone(), live.clone(), clock)?;
         if let Some(r) = rebound {
             tracing::warn!(former = %r.former, origin = %r.origin, reason = %r.reason, "this cache is a copy: it became a new client");
             engine.took_new_origin(r.original_gone.then_some(r.former));
@@ -365,11 +279,7 @@ impl Cache {
 
     /// The configuration in force (hot reload may change it).
     pub fn config(&self) -> Config {
-        self.inner
-            .config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        Config::clone(&self.inner.config.get())
     }
 
     /// The clock this cache stamps with.
@@ -379,12 +289,13 @@ impl Cache {
 
     /// Whether a background sync thread runs for this handle.
     pub fn is_background(&self) -> bool {
-        self.worker.is_some()
+        self.worker.as_ref().is_some_and(Worker::background)
     }
 
     /// Syncs now: push pending local writes, then pull remote changes, and returns what it did.
-    /// Runs on the background thread if there is one (waiting for it), else here; waits for a
-    /// sync running in another process. In direct mode there is nothing to sync.
+    /// Runs on the handle's sync thread, waiting for it (and for a sync running in another
+    /// process). In direct mode there is nothing to sync. If the sync thread is gone (it
+    /// panicked), fails with [`Error::WorkerGone`].
     ///
     /// ```no_run
     /// # let cache = sharecache::Cache::open(sharecache::Config::for_remote("//s/share/app.db"))?;
@@ -393,42 +304,36 @@ impl Cache {
     /// # Ok::<(), sharecache::Error>(())
     /// ```
     pub fn sync_now(&self) -> Result<SyncReport> {
-        if let Some(w) = &self.worker {
-            if let Some(outcome) = w.sync_now() {
-                return outcome;
-            }
-        }
         self.sync_with_progress(&())
     }
 
-    /// Syncs on the calling thread, reporting progress of long phases.
+    /// [`Cache::sync_now`], reporting progress of long phases to `progress` (called on this
+    /// thread).
     pub fn sync_with_progress(&self, progress: &dyn Progress) -> Result<SyncReport> {
-        self.with_engine(|engine| engine.sync(progress))
+        match self.cached_worker()? {
+            Some(w) => w.sync(progress),
+            None => Ok(SyncReport::default()),
+        }
     }
 
-    fn with_engine<T: Default>(&self, f: impl FnOnce(&mut Engine) -> Result<T>) -> Result<T> {
-        let (Some(engine), Some(paths), Mode::Cached) =
-            (&self.inner.engine, &self.inner.paths, self.mode())
-        else {
-            return Ok(T::default());
-        };
-        let result = match lock::acquire(&paths.lock, SYNC_LOCK_WAIT) {
-            Ok(Some(_guard)) => f(&mut engine.lock().unwrap_or_else(|e| e.into_inner())),
-            Ok(None) => Err(Error::SyncRunning {
-                holder: lock::holder(&paths.lock),
-            }),
-            Err(e) => Err(LocalError::Directory {
-                path: paths.dir.clone(),
-                source: e,
-            }
-            .into()),
-        };
-        if let Err(Error::Local(e)) = &result {
-            if e.is_fatal() {
-                self.inner.fall_back(e);
-            }
+    /// The sync thread, while the handle serves the app through the cache (`None` in direct
+    /// mode).
+    fn cached_worker(&self) -> Result<Option<&Worker>> {
+        match (&self.worker, self.mode()) {
+            (Some(w), Mode::Cached) => Ok(Some(w)),
+            (None, Mode::Cached) => Err(Error::WorkerGone),
+            (_, Mode::Direct { .. }) => Ok(None),
         }
-        result
+    }
+
+    /// Test hook: makes the sync thread panic, as a bug in it would (cargo feature
+    /// `failpoints`, which only the test suite turns on).
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn crash_worker(&self) {
+        if let Some(w) = &self.worker {
+            w.send(Command::Crash);
+        }
     }
 
     /// Pauses interval syncs of the background thread (`sync_now` still works).
@@ -445,25 +350,24 @@ impl Cache {
         }
     }
 
-    /// The current status (local files only: never waits on the share).
-    pub fn status(&self) -> Result<Status> {
-        let config = self.config();
-        let mut status = match (&self.inner.paths, self.mode()) {
-            (Some(paths), Mode::Cached) => crate::status::read(&config, paths, &self.inner.rule)?,
-            (_, mode) => Status::direct(&config, &mode, &self.inner.rule),
-        };
-        if !self.inner.handovers.is_empty() {
-            let said: Vec<String> = self.inner.handovers.iter().map(|h| h.summary()).collect();
-            status.handover = Some(said.join("; "));
-        }
-        if let Some(w) = &self.worker {
-            let paused = if w.paused() { ", paused" } else { "" };
-            status.worker = Some(format!(
-                "sync thread of process {}{paused}",
-                std::process::id()
-            ));
-        }
-        Ok(status)
+    /// The cache's files (kept in direct mode after a fallback, for status and `clear`).
+    pub(crate) fn paths(&self) -> Option<&CachePaths> {
+        self.inner.paths.as_ref()
+    }
+
+    /// The `enable_cache` rule that decided to use a cache (or not).
+    pub(crate) fn rule(&self) -> &str {
+        &self.inner.rule
+    }
+
+    /// Pending writes of caches left behind, pushed when this handle opened (direct mode).
+    pub(crate) fn handovers(&self) -> &[handover::Handover] {
+        &self.inner.handovers
+    }
+
+    /// Whether the background thread's interval syncs are paused (`None`: no thread).
+    pub(crate) fn worker_paused(&self) -> Option<bool> {
+        self.worker.as_ref().map(Worker::paused)
     }
 
     /// The most recent sync runs, newest first.
@@ -498,13 +402,13 @@ impl Cache {
     /// not work (direct mode after a fallback) is created afresh.
     pub fn clear(&self, discard_pending: bool, progress: &dyn Progress) -> Result<ClearReport> {
         match (&self.inner.paths, self.mode()) {
-            (Some(_), Mode::Cached) => {
-                self.with_engine(|engine| engine.clear(discard_pending, progress))
-            }
+            (Some(_), Mode::Cached) => match self.cached_worker()? {
+                Some(w) => w.clear(discard_pending, progress),
+                None => Ok(ClearReport::default()),
+            },
             (Some(_), Mode::Direct { .. }) => {
-                let config = self.config();
                 Cache::open_cached(
-                    &config,
+                    &self.inner.config,
                     self.inner.clock,
                     self.inner.host.as_deref(),
                     progress,

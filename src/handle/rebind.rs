@@ -1,11 +1,12 @@
-//! The handle's side of [`super::instance`]: at every open, the cache checks it is the instance its
+//! The handle's side of [`crate::store::instance`]: at every open, the cache checks it is the instance its
 //! origin belongs to, and records a change of origin in the history in the same transaction.
 
 use rusqlite::Connection;
 
-use super::{Cache, CachePaths, LocalError, instance};
+use super::Cache;
 use crate::clock::Clock;
 use crate::error::Result;
+use crate::store::{CachePaths, LocalError, instance};
 use crate::sync::metadata;
 
 impl Cache {

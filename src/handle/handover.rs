@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::others::{self, OtherCache};
-use super::{CachePaths, SYNC_LOCK_WAIT, create, lock, open_local};
+use super::{SYNC_LOCK_WAIT, create};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Live};
 use crate::error::{Error, ErrorKind, Result};
 use crate::remote::{self, RemoteError};
+use crate::store::others::{self, OtherCache};
+use crate::store::{CachePaths, lock, open_local};
 use crate::sync::{Engine, metadata};
 
 /// Pending writes of another cache of this database, pushed before it was left behind.
@@ -126,7 +127,7 @@ fn push_other(config: &Config, clock: Clock, other: &OtherCache, why: &str) -> R
     let conn = open_local(&paths.db, &clock, config.busy_timeout)?;
     create::check_cache(&conn, &paths.db, config)?;
     drop(conn);
-    let mut engine = Engine::open(paths.clone(), config.clone(), clock)?;
+    let mut engine = Engine::open(paths.clone(), Live::new(config.clone()), clock)?;
     let report = engine.sync(&()).map_err(|e| {
         let kind = e.kind();
         refuse(
@@ -134,7 +135,7 @@ fn push_other(config: &Config, clock: Clock, other: &OtherCache, why: &str) -> R
             kind,
         )
     })?;
-    let sql = |e| super::LocalError::from_sqlite(&paths.db, e);
+    let sql = |e| crate::store::LocalError::from_sqlite(&paths.db, e);
     // This engine never releases its connection (only `sharecache daemon`'s does).
     let local = engine.local().expect("the engine holds its connection");
     let left = crate::sync::pending(local).map_err(sql)?;
@@ -180,7 +181,7 @@ pub(super) fn record_taken_over(
             h.summary()
         );
         metadata::record_event(c, "handover", &clock.now_stamp(), 0, &note)
-            .map_err(|e| super::LocalError::from_sqlite(db, e))?;
+            .map_err(|e| crate::store::LocalError::from_sqlite(db, e))?;
     }
     Ok(())
 }
@@ -307,9 +308,11 @@ pub fn adopt(config: &Config, clock: Clock) -> Result<Vec<Handover>> {
         .iter()
         .map(|o| push_other(config, clock, o, &why))
         .collect::<Result<Vec<_>>>()?;
-    if !handed.is_empty() && super::detect::decide(config.enable_cache, &config.remote_path).cached
+    if !handed.is_empty()
+        && crate::store::detect::decide(config.enable_cache, &config.remote_path).cached
     {
-        let (paths, app, _engine) = super::Cache::open_cached(config, clock, None, &())?;
+        let live = Live::new(config.clone());
+        let (paths, app, _engine) = super::Cache::open_cached(&live, clock, None, &())?;
         record_taken_over(&app, &paths.db, &clock, &handed)?;
     }
     Ok(handed)

@@ -12,13 +12,13 @@ use std::path::Path;
 
 use rusqlite::{Connection, params};
 
-use super::{LocalError, capture, open::CachePaths, open::make_private};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::remote::store::NewClient;
 use crate::remote::{CopyError, CopyInfo, RemoteStore};
 use crate::schema::{self, LOCAL_INTERNAL, REMOTE_INTERNAL, Sync};
 use crate::sql::quote;
+use crate::store::{CachePaths, LocalError, capture, make_private};
 
 fn copy(
     remote: &mut dyn RemoteStore,

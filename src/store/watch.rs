@@ -85,8 +85,7 @@ pub fn check(c: &Connection, now: &str) -> rusqlite::Result<Findings> {
             ..Findings::default()
         });
     }
-    c.execute_batch("BEGIN IMMEDIATE")?;
-    let out = (|| {
+    super::write_tx(c, |c| {
         let mut f = classify(c)?;
         for (table, reason) in &f.repaired {
             c.execute(
@@ -109,14 +108,7 @@ pub fn check(c: &Connection, now: &str) -> rusqlite::Result<Findings> {
             |r| r.get(0),
         )?;
         Ok(f)
-    })();
-    match out {
-        Ok(f) => c.execute_batch("COMMIT").map(|()| f),
-        Err(e) => {
-            let _ = c.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Records `cookie` (a [`Findings::cookie`]) as the schema found in order: later checks are one

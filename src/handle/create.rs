@@ -5,11 +5,12 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
-use super::{CachePaths, LocalError, snapshot};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Result;
+use crate::store::{CachePaths, LocalError};
 use crate::sync::Progress;
+use crate::sync::snapshot;
 
 /// Creates the cache from the remote (called under the cache lock).
 pub(super) fn create(

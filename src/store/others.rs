@@ -26,7 +26,7 @@ pub struct OtherCache {
 }
 
 /// Every readable cache in `dir` except `except` (unreadable files are skipped, with a log line:
-/// a damaged cache is the salvage's business, see `super::salvage`).
+/// a damaged cache is the salvage's business, see `crate::handle::salvage`).
 pub fn scan(dir: &Path, except: &Path) -> Vec<OtherCache> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();

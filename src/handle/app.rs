@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::Connection;
 
-use super::{Inner, Mode, open_local};
+use super::{Inner, Mode};
+use crate::store::open_local;
 
 impl Inner {
     /// The app's connection, opened now if it was deferred (an open that fails is logged and
@@ -16,11 +17,7 @@ impl Inner {
         let mut app = self.app.lock().unwrap_or_else(|e| e.into_inner());
         if self.app_deferred.load(Ordering::Relaxed) {
             if let (Some(paths), Mode::Cached) = (&self.paths, self.mode()) {
-                let timeout = self
-                    .config
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .busy_timeout;
+                let timeout = self.config.get().busy_timeout;
                 match open_local(&paths.db, &self.clock, timeout) {
                     Ok(c) => {
                         *app = c;

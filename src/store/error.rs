@@ -21,6 +21,8 @@ pub enum LocalError {
     DiskFull {
         /// The cache file.
         path: PathBuf,
+        /// What reported it (SQLite or the OS), if it was an error and not the free-space check.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The cache file is damaged.
     #[error("cache {}: the file is damaged ({detail})", path.display())]
@@ -57,8 +59,17 @@ pub enum LocalError {
         /// What failed.
         message: String,
     },
+    /// The remote's schema change could not be followed in the cache (the change is retried at
+    /// the next sync).
+    #[error("cache {}: the remote's schema change cannot be followed: {source}", path.display())]
+    FollowSchema {
+        /// The cache file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// An app's migration changed a synced table in the cache in a way sharecache cannot carry
-    /// to the remote (see `cache::watch`). The table's pending writes stay pending.
+    /// to the remote (see `store::watch`). The table's pending writes stay pending.
     #[error(
         "table {table:?}: {change}; sharecache cannot carry this change to the remote, so nothing \
              is synced until it is resolved (pending writes are kept). Make the same change on the \
@@ -76,13 +87,13 @@ pub enum LocalError {
     /// Another program holds the cache (a connection in `locking_mode=EXCLUSIVE`, or a write
     /// transaction longer than the busy timeout). Nothing is wrong with the cache: sharecache
     /// waits and syncs when the program lets go.
-    #[error("cache {}: held by another program ({detail}); sharecache waits and syncs when it lets go \
+    #[error("cache {}: held by another program ({source}); sharecache waits and syncs when it lets go \
              (an app in PRAGMA locking_mode=EXCLUSIVE holds the cache until it closes its connection)", path.display())]
     Locked {
         /// The cache file.
         path: PathBuf,
         /// What SQLite said.
-        detail: String,
+        source: rusqlite::Error,
     },
     /// A file operation on the cache failed.
     #[error("cache {}: {source}", path.display())]
@@ -107,14 +118,13 @@ impl LocalError {
     pub fn from_sqlite(path: &std::path::Path, e: rusqlite::Error) -> LocalError {
         let path = path.to_path_buf();
         match e.sqlite_error_code() {
-            Some(ErrorCode::DiskFull) => LocalError::DiskFull { path },
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => LocalError::Locked {
+            Some(ErrorCode::DiskFull) => LocalError::DiskFull {
                 path,
-                detail: match e {
-                    rusqlite::Error::SqliteFailure(_, Some(m)) => m,
-                    other => other.to_string(),
-                },
+                source: Some(Box::new(e)),
             },
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                LocalError::Locked { path, source: e }
+            }
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => LocalError::Corrupt {
                 path,
                 detail: e.to_string(),
@@ -128,6 +138,7 @@ impl LocalError {
         if crate::platform::classify(&e) == crate::platform::IoClass::DiskFull {
             LocalError::DiskFull {
                 path: path.to_path_buf(),
+                source: Some(Box::new(e)),
             }
         } else {
             LocalError::Io {
@@ -153,5 +164,45 @@ impl LocalError {
                 | LocalError::NameClash { .. }
         ) || matches!(self, LocalError::Sqlite { source, .. }
             if matches!(source.sqlite_error_code(), Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::path::Path;
+
+    use super::*;
+
+    fn sqlite(code: i32, message: &str) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some(message.into()))
+    }
+
+    #[test]
+    fn classified_errors_keep_their_cause_as_source() {
+        let p = Path::new("/c/cache.db");
+        let locked =
+            LocalError::from_sqlite(p, sqlite(rusqlite::ffi::SQLITE_BUSY, "database is locked"));
+        assert!(locked.is_locked());
+        assert!(
+            locked.to_string().contains("(database is locked)"),
+            "{locked}"
+        );
+        let cause = locked.source().expect("a source");
+        assert!(cause.downcast_ref::<rusqlite::Error>().is_some());
+
+        let full = LocalError::from_sqlite(p, sqlite(rusqlite::ffi::SQLITE_FULL, "disk full"));
+        assert!(matches!(full, LocalError::DiskFull { .. }));
+        assert!(full.source().is_some());
+
+        let io = std::io::Error::other("boom");
+        let other = LocalError::from_io(p, io);
+        assert!(
+            other
+                .source()
+                .unwrap()
+                .downcast_ref::<std::io::Error>()
+                .is_some()
+        );
     }
 }

@@ -1,0 +1,7 @@
+-- Capture triggers that quote() a key column directly when it can never hold a REAL in a stored
+-- row (TEXT affinity, or the rowid alias): the REAL branch of the key text (typeof() and a
+-- comparison, src/sql/mod.rs) cost ~800 instructions of every captured row, evaluated in both
+-- statements of the update-or-insert (BENCHMARKS.md, Capture: the profile of issue 18's miss).
+-- The key text is the same as before for every stored value, so pending entries stay as they
+-- are. Nothing changes in the tables: the cache reinstalls the triggers in this migration's
+-- transaction (src/cache/create.rs), which is what this version number is for.
