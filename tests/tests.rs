@@ -20,6 +20,7 @@ mod local_schema_carry;
 mod offline;
 mod old_sqlite;
 mod operations;
+mod pg_config;
 mod push_pull;
 mod reliability;
 mod restore;

@@ -22,9 +22,7 @@ pub struct PgDb {
 /// A fresh database for the test `test`, or `None` (after printing why) when no cluster is
 /// configured outside CI. Use as `let Some(db) = pg::database("x") else { return };`.
 pub fn database(test: &str) -> Option<PgDb> {
-    let Some(admin) = admin_url() else {
-        return None;
-    };
+    let admin = admin_url()?;
     static N: AtomicU32 = AtomicU32::new(0);
     let clean: String = test
         .chars()
