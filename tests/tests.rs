@@ -21,6 +21,8 @@ mod offline;
 mod old_sqlite;
 mod operations;
 mod pg_config;
+#[cfg(feature = "postgres")]
+mod pg_log;
 mod push_pull;
 mod reliability;
 mod restore;

@@ -56,6 +56,20 @@ impl PgDb {
             .unwrap_or_else(|e| panic!("connecting to test database {}: {e}", self.name))
     }
 
+    /// A connection through sharecache's own connect (its session settings), from this
+    /// database's URL read as `database.path`.
+    pub fn store(&self) -> postgres::Client {
+        sharecache::remote::postgres::connect(&self.target()).expect("connecting the store")
+    }
+
+    /// This database as a config's PostgreSQL target.
+    pub fn target(&self) -> sharecache::config::PgTarget {
+        let yaml = format!("database:\n  path: '{}'\n", self.url);
+        let config = sharecache::Config::from_yaml_str(&yaml, "t.yaml".as_ref(), "/".as_ref())
+            .expect("the test URL reads as a config");
+        config.postgres.expect("a postgres target")
+    }
+
     /// This database's URL with another host and port (e.g. a proxy's).
     pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
         let (scheme, rest) = self.url.split_once("://").unwrap();
