@@ -23,6 +23,8 @@ mod operations;
 mod pg_config;
 #[cfg(feature = "postgres")]
 mod pg_log;
+#[cfg(feature = "postgres")]
+mod pg_types;
 mod push_pull;
 mod reliability;
 mod restore;
