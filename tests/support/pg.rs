@@ -70,6 +70,14 @@ impl PgDb {
         config.postgres.expect("a postgres target")
     }
 
+    /// The server's loopback address (the cluster `ci/postgres` starts listens on 127.0.0.1).
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let rest = self.url.split_once('@').unwrap().1;
+        rest[..rest.find('/').unwrap()]
+            .parse()
+            .expect("a host:port address in the test URL")
+    }
+
     /// This database's URL with another host and port (e.g. a proxy's).
     pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
         let (scheme, rest) = self.url.split_once("://").unwrap();
@@ -161,4 +169,42 @@ fn pg_support_gives_each_test_its_own_database_and_drops_it() {
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .unwrap();
     assert!(left.is_none(), "test database {name} survived its PgDb");
+}
+
+#[test]
+fn pg_support_reaches_the_server_through_the_proxy_and_loses_it_offline() {
+    use std::time::{Duration, Instant};
+    let Some(db) = database("via proxy") else {
+        return;
+    };
+    let proxy = super::proxy::Proxy::start(db.server_addr());
+    let url = db.url_via(proxy.addr());
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    proxy.set_latency(Duration::from_millis(20), Duration::from_millis(20));
+    let t = Instant::now();
+    let one: i32 = c.query_one("SELECT 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
+    assert!(
+        t.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        t.elapsed()
+    );
+    proxy.set_offline(true);
+    let t = Instant::now();
+    assert!(
+        c.query_one("SELECT 1", &[]).is_err(),
+        "a query worked through an offline proxy"
+    );
+    assert!(postgres::Client::connect(&url, postgres::NoTls).is_err());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "offline must fail fast: {:?}",
+        t.elapsed()
+    );
+    proxy.set_offline(false);
+    let mut again = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    assert_eq!(
+        again.query_one("SELECT 2", &[]).unwrap().get::<_, i32>(0),
+        2
+    );
 }
