@@ -264,6 +264,18 @@ impl Config {
     /// ```
     pub fn for_remote(remote_path: impl Into<PathBuf>) -> Config {
         let remote_path = remote_path.into();
+        // A PostgreSQL URL: its target, password from the URL or $PGPASSWORD. One that does not
+        // parse is kept as written, and opening it fails on the share path it is not.
+        if let Some(target) = remote_path
+            .to_str()
+            .filter(|p| postgres::is_url(p))
+            .and_then(|p| postgres::parse(p).ok())
+            .and_then(|t| postgres::with_password(t, None, std::env::var("PGPASSWORD").ok()).ok())
+        {
+            let mut config = Config::defaults(PathBuf::from(target.display_url()), None);
+            config.postgres = Some(target);
+            return config;
+        }
         let cwd = std::env::current_dir().unwrap_or_default();
         let resolved = match remote_path.to_str() {
             Some(written) => paths::resolve(written, &cwd).unwrap_or_else(|_| remote_path.clone()),

@@ -251,3 +251,19 @@ fn opening_a_postgres_url_is_a_config_error_saying_the_backend_is_not_in_this_bu
                 .is_ok()
     );
 }
+
+#[test]
+fn for_remote_reads_a_postgres_url_too() {
+    let config = Config::for_remote("postgres://app:pw@db.example.com/sales");
+    let t = config.postgres.as_ref().expect("a PostgreSQL target");
+    assert_eq!(
+        (t.host.as_str(), t.dbname.as_str()),
+        ("db.example.com", "sales")
+    );
+    assert_eq!(t.password.as_ref().unwrap().expose(), "pw");
+    assert_eq!(
+        config.remote_path,
+        Path::new("postgres://app@db.example.com:5432/sales?sslmode=prefer")
+    );
+    assert!(config.share_path().is_err());
+}
