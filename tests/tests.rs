@@ -22,6 +22,8 @@ mod old_sqlite;
 mod operations;
 mod pg_config;
 #[cfg(feature = "postgres")]
+mod pg_connect;
+#[cfg(feature = "postgres")]
 mod pg_log;
 #[cfg(feature = "postgres")]
 mod pg_types;
