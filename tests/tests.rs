@@ -26,6 +26,8 @@ mod pg_connect;
 #[cfg(feature = "postgres")]
 mod pg_log;
 #[cfg(feature = "postgres")]
+mod pg_rows;
+#[cfg(feature = "postgres")]
 mod pg_types;
 mod push_pull;
 mod reliability;

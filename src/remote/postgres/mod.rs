@@ -12,6 +12,7 @@ mod connect;
 mod error;
 pub mod log;
 pub mod migrate;
+pub mod rows;
 pub mod types;
 
 pub use connect::connect;

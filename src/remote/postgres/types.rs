@@ -6,14 +6,14 @@
 //! | `smallint`, `integer`, `bigint` | INTEGER | the number | a push out of the column's range is refused by the server |
 //! | `boolean` | INTEGER | 0 / 1 | any other integer is refused, not read as true |
 //! | `real`, `double precision` | REAL | the float | NaN is refused (SQLite stores it as NULL); `real` takes values a `real` can hold |
-//! | `numeric` | TEXT | PostgreSQL's text, e.g. `1.50` | exact: never a binary float |
+//! | `numeric` | TEXT | PostgreSQL's text, e.g. `1.50` | exact: never a binary float; text the server prints otherwise (`-0`, `1e3`) comes back as it prints it |
 //! | `text`, `varchar(n)` | TEXT | the text | |
 //! | `bytea` | BLOB | the bytes | |
 //! | `uuid` | TEXT | lowercase hyphenated | |
 //! | `date`, `timestamp`, `timestamptz` | TEXT | ISO as the server prints it with `DateStyle=ISO`, `TimeZone=UTC`: `2026-12-04`, `2026-12-04 10:15:30.123456`, `2026-12-04 10:15:30.123456+00` | `infinity` and BC dates too |
 //! | `json` | TEXT | the text as stored | |
 //! | `jsonb` | TEXT | jsonb's normal form | text written in another form comes back normalised |
-//! | one-dimensional arrays of the above | TEXT | a JSON array (`array_to_json`) | lower bound 1; other bounds and more dimensions are refused |
+//! | one-dimensional arrays of the above | TEXT | a JSON array as `array_to_json` writes it (`["a",null]`) | lower bound 1; other bounds and more dimensions are refused; JSON written with other spacing comes back in this form |
 //!
 //! Anything else (`char(n)`, whose padding text casts drop, `money`, `interval`, geometric and
 //! range types, domains, enums, composites) is an [`Kind`]-less column: [`describe`] reports it
@@ -47,6 +47,19 @@ pub enum Kind {
     Bytea,
     /// A one-dimensional array as JSON text; the element's type as `format_type` spells it.
     Array(String),
+}
+
+/// A cache value as the plain server type it travels as ([`Kind::plain_type`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plain {
+    /// `int8`.
+    Int(Option<i64>),
+    /// `float8`.
+    Float(Option<f64>),
+    /// `text`.
+    Text(Option<String>),
+    /// `bytea`.
+    Blob(Option<Vec<u8>>),
 }
 
 /// One column of a PostgreSQL table.
@@ -216,24 +229,37 @@ impl Kind {
         Ok(value.unwrap_or(Value::Null))
     }
 
-    /// The SQL for parameter `$n` written into a column of this kind and type `pg_type`.
-    pub fn param_sql(&self, n: usize, pg_type: &str) -> String {
+    /// The plain type a cache value travels to the server as (see [`Kind::plain`]).
+    pub fn plain_type(&self) -> &'static str {
         match self {
-            Kind::Integer => format!("${n}::int8::{pg_type}"),
-            Kind::Bool => format!("(${n}::int8 <> 0)"),
-            Kind::Float => format!("${n}::float8::{pg_type}"),
-            Kind::Text => format!("${n}::text::{pg_type}"),
-            Kind::Bytea => format!("${n}::bytea"),
+            Kind::Integer | Kind::Bool => "int8",
+            Kind::Float => "float8",
+            Kind::Text | Kind::Array(_) => "text",
+            Kind::Bytea => "bytea",
+        }
+    }
+
+    /// `expr`, of [`Kind::plain_type`], converted on the server into a column of type `pg_type`.
+    pub fn from_plain(&self, expr: &str, pg_type: &str) -> String {
+        match self {
+            Kind::Bool => format!("(({expr}) <> 0)"),
+            Kind::Bytea => format!("({expr})"),
+            Kind::Integer | Kind::Float | Kind::Text => format!("({expr})::{pg_type}"),
             Kind::Array(elem) => format!(
-                "CASE WHEN ${n}::text IS NULL THEN NULL ELSE ARRAY(SELECT x::{elem} FROM \
-                 jsonb_array_elements_text(${n}::text::jsonb) WITH ORDINALITY AS j(x, o) ORDER BY o) END::{pg_type}"
+                "CASE WHEN ({expr}) IS NULL THEN NULL ELSE ARRAY(SELECT x::{elem} FROM \
+                 jsonb_array_elements_text(({expr})::jsonb) WITH ORDINALITY AS j(x, o) ORDER BY o) END::{pg_type}"
             ),
         }
     }
 
-    /// The parameter for `value` (a cache value) in a column of this kind; a value of the wrong
-    /// storage class is refused, not converted.
-    pub fn param(&self, value: &Value, name: &str) -> Result<Box<dyn ToSql + Sync>, PgError> {
+    /// The SQL for parameter `$n` written into a column of this kind and type `pg_type`.
+    pub fn param_sql(&self, n: usize, pg_type: &str) -> String {
+        self.from_plain(&format!("${n}::{}", self.plain_type()), pg_type)
+    }
+
+    /// `value` (a cache value) as the plain value a column of this kind takes; a value of the
+    /// wrong storage class is refused, not converted.
+    pub fn plain(&self, value: &Value, name: &str) -> Result<Plain, PgError> {
         let wrong = |want: &str| {
             value_error(
                 name,
@@ -244,22 +270,33 @@ impl Kind {
             )
         };
         Ok(match (self, value) {
-            (Kind::Integer, Value::Null) => Box::new(None::<i64>),
-            (Kind::Integer, Value::Integer(i)) => Box::new(*i),
+            (Kind::Integer | Kind::Bool, Value::Null) => Plain::Int(None),
+            (Kind::Integer, Value::Integer(i)) => Plain::Int(Some(*i)),
             (Kind::Integer, _) => return Err(wrong("an integer")),
-            (Kind::Bool, Value::Null) => Box::new(None::<i64>),
-            (Kind::Bool, Value::Integer(i @ (0 | 1))) => Box::new(*i),
+            (Kind::Bool, Value::Integer(i @ (0 | 1))) => Plain::Int(Some(*i)),
             (Kind::Bool, _) => return Err(wrong("0 or 1")),
-            (Kind::Float, Value::Null) => Box::new(None::<f64>),
-            (Kind::Float, Value::Real(f)) => Box::new(*f),
-            (Kind::Float, Value::Integer(i)) if (*i as f64) as i64 == *i => Box::new(*i as f64),
+            (Kind::Float, Value::Null) => Plain::Float(None),
+            (Kind::Float, Value::Real(f)) => Plain::Float(Some(*f)),
+            (Kind::Float, Value::Integer(i)) if (*i as f64) as i64 == *i => {
+                Plain::Float(Some(*i as f64))
+            }
             (Kind::Float, _) => return Err(wrong("a number")),
-            (Kind::Text | Kind::Array(_), Value::Null) => Box::new(None::<String>),
-            (Kind::Text | Kind::Array(_), Value::Text(t)) => Box::new(t.clone()),
+            (Kind::Text | Kind::Array(_), Value::Null) => Plain::Text(None),
+            (Kind::Text | Kind::Array(_), Value::Text(t)) => Plain::Text(Some(t.clone())),
             (Kind::Text | Kind::Array(_), _) => return Err(wrong("text")),
-            (Kind::Bytea, Value::Null) => Box::new(None::<Vec<u8>>),
-            (Kind::Bytea, Value::Blob(b)) => Box::new(b.clone()),
+            (Kind::Bytea, Value::Null) => Plain::Blob(None),
+            (Kind::Bytea, Value::Blob(b)) => Plain::Blob(Some(b.clone())),
             (Kind::Bytea, _) => return Err(wrong("a blob")),
+        })
+    }
+
+    /// The parameter for `value` in a column of this kind (see [`Kind::plain`]).
+    pub fn param(&self, value: &Value, name: &str) -> Result<Box<dyn ToSql + Sync>, PgError> {
+        Ok(match self.plain(value, name)? {
+            Plain::Int(v) => Box::new(v),
+            Plain::Float(v) => Box::new(v),
+            Plain::Text(v) => Box::new(v),
+            Plain::Blob(v) => Box::new(v),
         })
     }
 
