@@ -18,6 +18,8 @@ mod error;
 mod fingerprint;
 pub mod image;
 pub mod lease;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod retry;
 mod snapshot;
 
