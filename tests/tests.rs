@@ -21,6 +21,15 @@ mod local_schema_carry;
 mod offline;
 mod old_sqlite;
 mod operations;
+mod pg_config;
+#[cfg(feature = "postgres")]
+mod pg_connect;
+#[cfg(feature = "postgres")]
+mod pg_log;
+#[cfg(feature = "postgres")]
+mod pg_rows;
+#[cfg(feature = "postgres")]
+mod pg_types;
 mod push_pull;
 mod reliability;
 mod restore;

@@ -46,6 +46,10 @@ pub fn run(path: &Path, action: &Action) -> anyhow::Result<()> {
             let file = config.source.as_deref().unwrap_or(path);
             if value.is_empty() {
                 println!("{key} removed from {}: the default applies", file.display());
+            } else if sharecache::config::is_postgres_url(value) {
+                // The URL as shown everywhere else: without its password.
+                let shown = config.remote_path.display();
+                println!("{key} set to {shown} in {}", file.display());
             } else {
                 println!("{key} set to {value} in {}", file.display());
             }

@@ -77,6 +77,7 @@ pub fn probe(remote: &Path) -> Probe {
 
 /// The status of the configured cache, without opening (or creating) it.
 pub fn status_of(config: &Config) -> anyhow::Result<Status> {
+    config.share_path()?;
     let decision = local::decide(config);
     if !decision.cached {
         let mode = Mode::Direct {

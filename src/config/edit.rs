@@ -62,7 +62,10 @@ pub fn set_key(path: &Path, key: &str, value: &str) -> Result<Config, ConfigErro
         path: path.to_path_buf(),
         source,
     })?;
-    let scalar = yaml::scalar(value, matches!(spec.kind, Kind::Path { .. }));
+    let scalar = yaml::scalar(
+        value,
+        matches!(spec.kind, Kind::Path { .. } | Kind::Identifier),
+    );
     let edited = edit_text(&text, spec, &scalar, path)?;
     let (absolute, base_dir) = file_and_dir(path);
     let mut config = Config::from_yaml_str(&edited, path, &base_dir)?;

@@ -74,6 +74,16 @@ pub enum ConfigError {
         /// The full key path.
         key: String,
     },
+    /// A valid setting this build cannot act on (a PostgreSQL URL before the backend exists).
+    #[error("{}: {key}: {message}", path.display())]
+    Unsupported {
+        /// The config file (empty when built in code).
+        path: PathBuf,
+        /// The full key path.
+        key: String,
+        /// What is missing and what to do.
+        message: String,
+    },
     /// `config set` was given a key it cannot change, or a short name matching several keys.
     #[error(
         "`{key}` is not a setting `config set` can change{}; use one of: {expected} \

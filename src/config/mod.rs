@@ -30,6 +30,9 @@ mod edit;
 mod error;
 mod live;
 mod paths;
+mod postgres;
+#[cfg(test)]
+mod postgres_tests;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -47,6 +50,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use edit::set_key;
 pub use error::ConfigError;
 pub(crate) use live::Live;
+pub use postgres::{PasswordFrom, PgTarget, Secret, SslMode, is_url as is_postgres_url};
 pub use watch::{Watch, applies_at_next_start, watch};
 
 /// The environment variable naming the config file when `--config` is not given.
@@ -63,6 +67,8 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "database.enable_cache",
     "database.cache_directory",
     "database.path",
+    "database.schema",
+    "database.password_file",
     "sync.batch_size",
     "sync.max_clock_drift",
     "sync.busy_timeout_ms",
@@ -71,6 +77,9 @@ pub const SETTABLE_KEYS: &[&str] = &[
     "sync.background",
     "sync.shutdown_timeout",
 ];
+
+/// The PostgreSQL schema holding the app's tables unless `database.schema` says otherwise.
+pub const DEFAULT_SCHEMA: &str = "public";
 
 /// Whether to use the local cache.
 ///
@@ -181,8 +190,15 @@ impl<'de> Deserialize<'de> for EnableCache {
 pub struct Config {
     /// The remote database (`database.path`), resolved: `~` expanded, a relative path joined to
     /// the config file's directory, a UNC path `\\server\share\x` kept as written on Windows and
-    /// normalised to `//server/share/x` elsewhere.
+    /// normalised to `//server/share/x` elsewhere. For a PostgreSQL remote: the URL without its
+    /// password ([`PgTarget::display_url`]), which names the cache; see [`Config::postgres`].
     pub remote_path: PathBuf,
+    /// The PostgreSQL server when `database.path` is a `postgres://` URL; `None` for a share.
+    pub postgres: Option<PgTarget>,
+    /// Where the app's tables live on a PostgreSQL remote (`database.schema`, default `public`).
+    pub schema: String,
+    /// A file whose first line is the PostgreSQL password (`database.password_file`).
+    pub password_file: Option<PathBuf>,
     /// Time between background syncs (`database.sync_interval`, seconds, default 30).
     pub sync_interval: Duration,
     /// Whether to use the local cache (`database.enable_cache`, default `auto`).
@@ -220,6 +236,9 @@ impl Config {
     pub(crate) fn defaults(remote_path: PathBuf, source: Option<PathBuf>) -> Config {
         Config {
             remote_path,
+            postgres: None,
+            schema: DEFAULT_SCHEMA.to_owned(),
+            password_file: None,
             sync_interval: Duration::from_secs(30),
             enable_cache: EnableCache::Auto,
             cache_directory: paths::default_cache_dir(),
@@ -247,6 +266,18 @@ impl Config {
     /// ```
     pub fn for_remote(remote_path: impl Into<PathBuf>) -> Config {
         let remote_path = remote_path.into();
+        // A PostgreSQL URL: its target, password from the URL or $PGPASSWORD. One that does not
+        // parse is kept as written, and opening it fails on the share path it is not.
+        if let Some(target) = remote_path
+            .to_str()
+            .filter(|p| postgres::is_url(p))
+            .and_then(|p| postgres::parse(p).ok())
+            .and_then(|t| postgres::with_password(t, None, std::env::var("PGPASSWORD").ok()).ok())
+        {
+            let mut config = Config::defaults(PathBuf::from(target.display_url()), None);
+            config.postgres = Some(target);
+            return config;
+        }
         let cwd = std::env::current_dir().unwrap_or_default();
         let resolved = match remote_path.to_str() {
             Some(written) => paths::resolve(written, &cwd).unwrap_or_else(|_| remote_path.clone()),
@@ -345,11 +376,12 @@ impl Config {
             None => String::new(),
         };
         format!(
-            "{header}database:\n  path: {}\n  sync_interval: {}\n  enable_cache: {}\n  \
+            "{header}database:\n  path: {}\n{}  sync_interval: {}\n  enable_cache: {}\n  \
              cache_directory: {}\nsync:\n  batch_size: {}\n  max_clock_drift: {}\n  \
              busy_timeout_ms: {}\n  lock_retries: {}\n  lease_ttl: {}\n  background: {}\n  \
              shutdown_timeout: {}\n",
             path(&self.remote_path),
+            self.postgres_yaml(),
             seconds(self.sync_interval),
             self.enable_cache,
             path(&self.cache_directory),
@@ -361,6 +393,48 @@ impl Config {
             self.background,
             seconds(self.shutdown_timeout),
         )
+    }
+}
+
+impl Config {
+    /// The remote as a share path; a PostgreSQL URL is a `Config`-kind error until the backend is
+    /// wired into sync (issue 16), so nothing treats the URL as a file name.
+    pub fn share_path(&self) -> Result<&Path, ConfigError> {
+        match &self.postgres {
+            None => Ok(&self.remote_path),
+            Some(target) => Err(ConfigError::Unsupported {
+                path: self.source.clone().unwrap_or_default(),
+                key: "database.path".to_owned(),
+                message: format!(
+                    "{} is a PostgreSQL server, and the PostgreSQL backend is not yet available \
+                     in this build; point database.path at a SQLite file on a share",
+                    target.display_url()
+                ),
+            }),
+        }
+    }
+
+    /// `config show`'s PostgreSQL lines: the schema, the password file, where the password
+    /// comes from (never the password).
+    fn postgres_yaml(&self) -> String {
+        let Some(target) = &self.postgres else {
+            return String::new();
+        };
+        let mut out = format!("  schema: {}\n", yaml::scalar(&self.schema, true));
+        if let Some(file) = &self.password_file {
+            out.push_str(&format!(
+                "  password_file: {}\n",
+                yaml::scalar(&file.to_string_lossy(), true)
+            ));
+        }
+        let from = match &target.password_from {
+            PasswordFrom::Nowhere => "none",
+            PasswordFrom::Url => "the URL in the config file (not shown)",
+            PasswordFrom::File(_) => "password_file",
+            PasswordFrom::Env => "PGPASSWORD",
+        };
+        out.push_str(&format!("  # password: {from}\n"));
+        out
     }
 }
 

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::postgres::{self, PgTarget};
 use super::yaml::{self, Node, SNode};
 use super::{Config, ConfigError, EnableCache, paths};
 
@@ -33,6 +34,8 @@ pub(crate) enum Kind {
     Bool,
     /// `auto`, `true` or `false`.
     EnableCache,
+    /// A PostgreSQL identifier (any text of 1 to 63 bytes; it is quoted where used).
+    Identifier,
 }
 
 /// One key of the config file.
@@ -75,6 +78,16 @@ pub(crate) const KEYS: &[KeySpec] = &[
         path: "database.enable_cache",
         kind: Kind::EnableCache,
         example: "enable_cache: auto",
+    },
+    KeySpec {
+        path: "database.schema",
+        kind: Kind::Identifier,
+        example: "schema: public",
+    },
+    KeySpec {
+        path: "database.password_file",
+        kind: Kind::Path { required: false },
+        example: "password_file: ~/.sharecache/pg-password",
     },
     KeySpec {
         path: "database.cache_directory",
@@ -187,6 +200,8 @@ enum Value {
     Count(u64),
     Bool(bool),
     EnableCache(EnableCache),
+    Postgres(Box<PgTarget>),
+    Text(String),
 }
 
 /// Parse and validate config text. See [`Config::from_yaml_str`].
@@ -270,6 +285,37 @@ pub(crate) fn build(text: &str, origin: &Path, base_dir: &Path) -> Result<Config
             key: "database.path".to_owned(),
         });
     }
+    finish_postgres(config, std::env::var("PGPASSWORD").ok()).map_err(|(key, message)| {
+        ConfigError::InvalidValue {
+            path: origin.to_path_buf(),
+            key: key.to_owned(),
+            message,
+        }
+    })
+}
+
+/// The keys that only a PostgreSQL remote reads are refused for a share; a PostgreSQL target
+/// gets its password (see [`postgres::with_password`]).
+fn finish_postgres(
+    mut config: Config,
+    pgpassword: Option<String>,
+) -> Result<Config, (&'static str, String)> {
+    match config.postgres.take() {
+        None => {
+            let only_pg = "applies only when database.path is a postgres:// URL; remove it";
+            if config.password_file.is_some() {
+                return Err(("database.password_file", only_pg.to_owned()));
+            }
+            if config.schema != super::DEFAULT_SCHEMA {
+                return Err(("database.schema", only_pg.to_owned()));
+            }
+        }
+        Some(target) => {
+            let target = postgres::with_password(target, config.password_file.clone(), pgpassword)
+                .map_err(|message| ("database.password_file", message))?;
+            config.postgres = Some(target);
+        }
+    }
     Ok(config)
 }
 
@@ -316,6 +362,11 @@ fn check(
     }
     match spec.kind {
         Kind::Path { .. } => match &node.value {
+            Node::Str(s) if spec.path == "database.path" && postgres::is_url(s) => {
+                postgres::parse(s)
+                    .map(|target| Some(Value::Postgres(Box::new(target))))
+                    .map_err(|message| format!("{message} (line {})", node.referenced.line()))
+            }
             Node::Str(s) if !s.trim().is_empty() => paths::resolve(s, base_dir)
                 .map(|path| Some(Value::Path(path)))
                 .map_err(|message| format!("{message} (line {})", node.referenced.line())),
@@ -360,13 +411,28 @@ fn check(
             },
             _ => bad("must be auto, true or false"),
         },
+        Kind::Identifier => match &node.value {
+            Node::Str(s) if !s.is_empty() && s.len() <= 63 && !s.contains('\0') => {
+                Ok(Some(Value::Text(s.clone())))
+            }
+            _ => bad("must be a schema name of 1 to 63 bytes"),
+        },
     }
 }
 
 /// Store a checked value in its field.
 fn apply(config: &mut Config, key: &str, value: Value) {
     match (key, value) {
-        ("database.path", Value::Path(p)) => config.remote_path = p,
+        ("database.path", Value::Path(p)) => {
+            config.remote_path = p;
+            config.postgres = None;
+        }
+        ("database.path", Value::Postgres(target)) => {
+            config.remote_path = PathBuf::from(target.display_url());
+            config.postgres = Some(*target);
+        }
+        ("database.schema", Value::Text(s)) => config.schema = s,
+        ("database.password_file", Value::Path(p)) => config.password_file = Some(p),
         ("database.sync_interval", Value::Duration(d)) => config.sync_interval = d,
         ("database.enable_cache", Value::EnableCache(e)) => config.enable_cache = e,
         ("database.cache_directory", Value::Path(p)) => config.cache_directory = p,
@@ -414,6 +480,7 @@ mod tests {
                 Kind::Count { .. } => Value::Count(7),
                 Kind::Bool => Value::Bool(!base.background),
                 Kind::EnableCache => Value::EnableCache(EnableCache::Off),
+                Kind::Identifier => Value::Text("sales".into()),
             };
             let mut config = base.clone();
             apply(&mut config, spec.path, value);

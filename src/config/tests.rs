@@ -232,7 +232,7 @@ fn unknown_nested_key_names_its_section_and_the_valid_keys() {
     assert_eq!(key, "database.sync_intervall");
     assert_eq!(
         expected,
-        "path, sync_interval, enable_cache, cache_directory"
+        "path, sync_interval, enable_cache, schema, password_file, cache_directory"
     );
     assert!(msg.contains("did you mean `sync_interval`?"), "{msg}");
 }

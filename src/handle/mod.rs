@@ -106,6 +106,7 @@ impl Cache {
     /// # Ok::<(), sharecache::Error>(())
     /// ```
     pub fn open_with(config: Config, opts: OpenOptions) -> Result<Cache> {
+        config.share_path()?;
         let clock = opts.clock;
         let decision = detect::decide(config.enable_cache, &config.remote_path);
         let background = opts.background.unwrap_or(config.background);

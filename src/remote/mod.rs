@@ -4,11 +4,15 @@
 //! versions, atomic batches, the idle fingerprint — with the guarantees every backend gives in
 //! its docs; [`types`] holds the words it speaks. [`share`] is the first backend: a SQLite file
 //! on a network share, with everything share-specific inside it (the lease file, journal mode,
-//! header peeks, page-cache release, identity and same-file checks). [`conformance`] is the test
-//! suite any backend must pass. A new backend is a new module here, a variant in [`open`], and
-//! a run of the conformance suite; nothing under `sync/` changes.
+//! header peeks, page-cache release, identity and same-file checks). `tests/conformance/` is the
+//! suite any backend must pass. A new backend is a new module here, a branch in [`open`], and a
+//! harness for the conformance suite; nothing under `sync/` changes. [`postgres`] holds the
+//! PostgreSQL backend's parts (its schema and change log, its type mapping), not yet behind the
+//! interface.
 
 mod error;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod retry;
 pub mod share;
 pub mod store;

@@ -32,7 +32,7 @@
 //! - **Errors** are [`RemoteError`]s whose [`kind`](RemoteError::kind) tells the sync whether to
 //!   retry (offline, locked) or to stop (corrupt, wrong database, too new).
 //!
-//! The conformance suite ([`super::conformance`]) checks these on a backend; a new backend
+//! The conformance suite (`tests/conformance/`) checks these on a backend; a new backend
 //! passes it before anything else runs on it.
 
 use std::collections::HashMap;

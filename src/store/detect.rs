@@ -53,6 +53,10 @@ pub fn decide(setting: EnableCache, path: &Path) -> Decision {
 
 /// What kind of network location `path` is on, if any.
 pub fn network_kind(path: &Path) -> Option<String> {
+    // A PostgreSQL remote is a server over the network: `auto` caches it.
+    if crate::config::is_postgres_url(&path.to_string_lossy()) {
+        return Some("PostgreSQL server".into());
+    }
     if crate::platform::unc::parse(&path.to_string_lossy()).is_some() {
         return Some("UNC path".into());
     }

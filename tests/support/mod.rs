@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 pub mod cli;
+#[cfg(feature = "postgres")]
+pub mod pg;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -12,7 +12,10 @@ const SAMPLE: &str = include_str!("../../../config.yaml");
 /// `text` with `key` set to `value`, as `set_key` would write it (not validated).
 fn edited(text: &str, key: &str, value: &str) -> String {
     let spec = setting(key).unwrap();
-    let scalar = yaml::scalar(value, matches!(spec.kind, Kind::Path { .. }));
+    let scalar = yaml::scalar(
+        value,
+        matches!(spec.kind, Kind::Path { .. } | Kind::Identifier),
+    );
     edit_text(text, spec, &scalar, Path::new("config.yaml")).unwrap()
 }
 
