@@ -267,6 +267,16 @@ fn read_table(conn: &Connection, name: &str, sql: String) -> rusqlite::Result<Ta
     })
 }
 
+/// The app's schema version and application id of a database: `PRAGMA user_version`,
+/// `PRAGMA application_id`.
+pub fn app_versions(c: &Connection) -> rusqlite::Result<(i64, i64)> {
+    c.query_row(
+        "SELECT (SELECT user_version FROM pragma_user_version), (SELECT application_id FROM pragma_application_id)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

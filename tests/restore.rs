@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use sharecache::Cache;
-use sharecache::remote::{Remote, RemoteOptions};
+use sharecache::remote::{RemoteOptions, Share as ShareStore};
 
 use crate::support::{Share, rows};
 
@@ -216,7 +216,7 @@ fn declaring_a_restore_authoritative_rolls_back_and_keeps_the_newer_versions_res
         )
         .unwrap();
     // The admin marks the backup authoritative, then copies it in.
-    let mut remote = Remote::open(
+    let mut remote = ShareStore::open(
         &good,
         RemoteOptions::from_config(&share.config("admin"), "admin"),
     )

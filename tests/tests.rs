@@ -37,3 +37,6 @@ mod schema_follow;
 mod share_safety;
 mod status_truth;
 mod windows;
+
+// The remote-store conformance suite (every backend).
+mod conformance;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
-use sharecache::remote::{Remote, RemoteOptions};
+use sharecache::remote::{RemoteOptions, Share as ShareStore};
 use sharecache::sync::Progress;
 use sharecache::{Cache, Config, EnableCache};
 use slowfs::{Control, Mount, Options, SlowFs, Stats};
@@ -102,7 +102,7 @@ impl Share {
             lock_retries: 3,
             lease_ttl: Duration::from_secs(30),
         };
-        let mut remote = Remote::open(&self.shared(name), opts).expect("open remote");
+        let mut remote = ShareStore::open(&self.shared(name), opts).expect("open remote");
         remote
             .enroll("2026-01-01T00:00:00.000Z")
             .expect("enroll remote");
@@ -120,7 +120,7 @@ impl Share {
             let rev: i64 = c
                 .query_row("SELECT rev FROM sharecache_meta", [], |r| r.get(0))
                 .unwrap();
-            sharecache::remote::changelog::prune(&c, rev, i64::MAX).unwrap();
+            sharecache::remote::share::changelog::prune(&c, rev, i64::MAX).unwrap();
         }
     }
 

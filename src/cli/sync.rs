@@ -169,7 +169,7 @@ pub fn clear(config: Config, bars: Bars, discard_pending: bool, json: bool) -> a
 pub fn accept_restore(config: &Config, database: Option<&Path>) -> anyhow::Result<()> {
     let path = database.unwrap_or(&config.remote_path);
     let opts = sharecache::remote::RemoteOptions::from_config(config, "admin");
-    let mut remote = sharecache::remote::Remote::open(path, opts).map_err(Error::from)?;
+    let mut remote = sharecache::remote::Share::open(path, opts).map_err(Error::from)?;
     let now = sharecache::clock::Clock::system().now_stamp();
     remote.declare_authoritative(&now).map_err(Error::from)?;
     println!(

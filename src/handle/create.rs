@@ -8,7 +8,6 @@ use rusqlite::Connection;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Result;
-use crate::remote::{Remote, RemoteOptions};
 use crate::store::{CachePaths, LocalError};
 use crate::sync::Progress;
 use crate::sync::snapshot;
@@ -21,29 +20,24 @@ pub(super) fn create(
     progress: &dyn Progress,
 ) -> Result<()> {
     let origin = crate::clock::new_origin();
-    let mut remote = Remote::open(
-        &config.remote_path,
-        RemoteOptions::from_config(config, &origin),
-    )?;
+    let mut remote = crate::remote::open(config, &origin)?;
     remote.enroll(&clock.now_stamp())?;
     // Before copying anything: a table the cache cannot hold beside its own makes the copy
     // useless (the same check runs on the copy, which is what the cache is made from).
-    let clash: Option<String> = remote.read(|c| {
-        c.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")?
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map(|names| {
-                names
-                    .into_iter()
-                    .find(|n| crate::schema::LOCAL_INTERNAL.contains(&n.as_str()))
-            })
-    })?;
+    let clash = remote
+        .table_names()?
+        .into_iter()
+        .find(|n| crate::schema::LOCAL_INTERNAL.contains(&n.as_str()));
     if let Some(table) = clash {
         return Err(LocalError::NameClash { table }.into());
     }
-    snapshot::build(&mut remote, paths, &origin, &clock, &mut |done, total| {
-        progress.step("snapshot", done, total)
-    })
+    snapshot::build(
+        remote.as_mut(),
+        paths,
+        &origin,
+        &clock,
+        &mut |done, total| progress.step("snapshot", done, total),
+    )
 }
 
 /// Checks an existing cache: sharecache's tables current (migrating an older cache), and made

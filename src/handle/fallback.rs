@@ -24,7 +24,7 @@ impl Inner {
             let c = config.get();
             (c.remote_path.clone(), c.busy_timeout)
         };
-        let conn = remote::open_connection(&path, timeout)?;
+        let conn = remote::share::open_connection(&path, timeout)?;
         Ok(Inner {
             config,
             clock,
@@ -55,7 +55,7 @@ impl Inner {
             return false;
         };
         let config = self.config.get();
-        let conn = match remote::open_connection(&config.remote_path, config.busy_timeout) {
+        let conn = match remote::share::open_connection(&config.remote_path, config.busy_timeout) {
             Ok(c) => c,
             Err(re) => {
                 tracing::error!(error = %re, cache_error = %e, "the cache cannot work and the remote cannot be reached; retrying later");

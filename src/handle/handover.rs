@@ -19,7 +19,7 @@ use super::{SYNC_LOCK_WAIT, create};
 use crate::clock::Clock;
 use crate::config::{Config, Live};
 use crate::error::{Error, ErrorKind, Result};
-use crate::remote::{self, Remote, RemoteError, RemoteOptions};
+use crate::remote::{self, RemoteError};
 use crate::store::others::{self, OtherCache};
 use crate::store::{CachePaths, lock, open_local};
 use crate::sync::{Engine, metadata};
@@ -53,10 +53,7 @@ impl Handover {
 /// The identity of the remote database at the configured path (`None`: not set up yet, so no
 /// cache can have been made from it).
 fn remote_id(config: &Config) -> Result<Option<String>> {
-    let remote = Remote::open(
-        &config.remote_path,
-        RemoteOptions::from_config(config, "handover"),
-    )?;
+    let remote = remote::open(config, "handover")?;
     Ok(remote.identity()?)
 }
 
@@ -83,14 +80,14 @@ fn probe_old(config: &Config, old: &Path, id: &str) -> OldPath {
             return OldPath::SameFile;
         }
     }
-    match remote::check_exists(old) {
+    match remote::share::check_exists(old) {
         Err(RemoteError::Missing { .. }) if old.parent().is_some_and(Path::is_dir) => {
             return OldPath::Moved(format!("{} no longer exists", old.display()));
         }
         Err(e) => return OldPath::Unknown(e.to_string()),
         Ok(_) => {}
     }
-    let found = Remote::open(old, RemoteOptions::from_config(config, "handover"))
+    let found = remote::Share::open(old, remote::RemoteOptions::from_config(config, "handover"))
         .and_then(|r| r.identity());
     match found {
         Ok(Some(found)) if found == id => OldPath::Same,

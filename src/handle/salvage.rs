@@ -12,7 +12,6 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::Error;
-use crate::remote::{Remote, RemoteOptions};
 use crate::schema::{self, Sync};
 use crate::store::CachePaths;
 use crate::sync::{PushCtx, Shape, push_unacknowledged, read_salvageable};
@@ -192,12 +191,9 @@ fn push_pending(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(local_err)?;
-    let mut remote = Remote::open(
-        &config.remote_path,
-        RemoteOptions::from_config(config, &origin),
-    )?;
+    let mut remote = crate::remote::open(config, &origin)?;
     remote.check_identity(&remote_id)?;
-    let remote_tables = remote.read(schema::read)?;
+    let remote_tables = remote.schema()?.entries;
     let local_tables = schema::read(c).map_err(local_err)?;
     let mut shapes = HashMap::new();
     for l in local_tables.iter().filter(|e| e.sync == Sync::Yes) {
@@ -224,7 +220,7 @@ fn push_pending(
         host: crate::platform::host_name(),
         batch_size: config.batch_size,
     };
-    push_unacknowledged(&mut remote, &changes, &shapes, &ctx)?;
+    push_unacknowledged(remote.as_mut(), &changes, &shapes, &ctx)?;
     // Every change was decided at the remote: written, or kept in its conflict log.
     s.pushed = changes.len();
     Ok(())

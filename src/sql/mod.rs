@@ -26,6 +26,7 @@
 //! it back exactly.
 
 mod raw_text;
+pub mod rows;
 
 use rusqlite::types::Value;
 use serde_json::Value as Json;

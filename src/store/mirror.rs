@@ -9,7 +9,7 @@ use crate::sql::quote;
 
 /// What the cache must do to follow the remote schema.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub(crate) struct Plan {
+pub struct Plan {
     /// Tables that exist only on the remote: create and fill them.
     pub new_tables: Vec<Table>,
     /// Columns appended on the remote: add them.
@@ -94,7 +94,7 @@ pub(crate) fn add_column_sql(table: &str, col: &Column, remote_info: &[ColumnFac
 }
 
 /// What `ADD COLUMN` needs to know of a remote column: (name, not null, default SQL).
-pub(crate) type ColumnFacts = (String, bool, Option<String>);
+pub type ColumnFacts = (String, bool, Option<String>);
 
 /// Column facts of a remote table.
 pub(crate) fn column_facts(remote: &Connection, table: &str) -> rusqlite::Result<Vec<ColumnFacts>> {
@@ -107,7 +107,7 @@ pub(crate) fn column_facts(remote: &Connection, table: &str) -> rusqlite::Result
 }
 
 /// The rows and index definitions of a new remote table, read in one remote read transaction.
-pub(crate) struct NewTable {
+pub struct NewTable {
     /// The table.
     pub table: Table,
     /// `CREATE INDEX` statements of the table.

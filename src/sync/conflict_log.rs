@@ -19,17 +19,9 @@
 
 use std::collections::HashSet;
 
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::remote::{Remote, RemoteError};
-
-/// The columns of an entry after its id, as both logs hold them.
-const COLUMNS: &str = "tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, \
-                       loser_row, decided_at, decided_by, reason";
-
-/// What identifies an entry across logs (indexes into [`COLUMNS`]).
-const IDENTITY: [usize; 8] = [0, 1, 2, 3, 4, 5, 8, 9];
+use crate::remote::{LoggedConflict, RemoteError, RemoteStore};
 
 /// A failure on either side.
 pub(super) enum Either {
@@ -37,90 +29,95 @@ pub(super) enum Either {
     Remote(RemoteError),
 }
 
-type Entry = Vec<Value>;
-
-/// The identifying columns are TEXT NOT NULL in both logs.
-fn identity(e: &Entry) -> Vec<String> {
-    IDENTITY
-        .iter()
-        .map(|&i| match &e[i] {
-            Value::Text(t) => t.clone(),
-            other => format!("{other:?}"),
-        })
-        .collect()
+/// What identifies an entry across logs: the key, both versions' stamps and origins, and when
+/// and by whom it was decided.
+fn identity(e: &LoggedConflict) -> [&str; 8] {
+    [
+        &e.tbl,
+        &e.pk,
+        &e.winner_stamp,
+        &e.winner_origin,
+        &e.loser_stamp,
+        &e.loser_origin,
+        &e.decided_at,
+        &e.decided_by,
+    ]
 }
 
-fn read_entries(c: &Connection, sql: &str, after: i64) -> rusqlite::Result<Vec<(i64, Entry)>> {
-    let mut s = c.prepare_cached(sql)?;
-    let rows = s.query_map([after], |r| {
-        let values = (1..=11)
-            .map(|i| r.get(i))
-            .collect::<rusqlite::Result<_>>()?;
-        Ok((r.get(0)?, values))
-    })?;
-    rows.collect()
+const SELECT_LOCAL: &str = "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, \
+    loser_origin, loser_op, loser_row, decided_at, decided_by, reason FROM sync_conflicts";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LoggedConflict> {
+    Ok(LoggedConflict {
+        id: r.get(0)?,
+        tbl: r.get(1)?,
+        pk: r.get(2)?,
+        winner_stamp: r.get(3)?,
+        winner_origin: r.get(4)?,
+        loser_stamp: r.get(5)?,
+        loser_origin: r.get(6)?,
+        loser_op: r.get(7)?,
+        loser_row: r.get(8)?,
+        decided_at: r.get(9)?,
+        decided_by: r.get(10)?,
+        reason: r.get(11)?,
+    })
 }
 
-fn insert(c: &Connection, table: &str, id: Option<i64>, e: &Entry) -> rusqlite::Result<()> {
-    let (id_col, id_param) = if id.is_some() {
-        ("id, ", "?12, ")
-    } else {
-        ("", "")
-    };
-    let mut s = c.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO {table} ({id_col}{COLUMNS}) VALUES ({id_param}?1, ?2, ?3, ?4, ?5, \
-         ?6, ?7, ?8, ?9, ?10, ?11)"
-    ))?;
-    let mut values = e.clone();
-    values.extend(id.map(Value::Integer));
-    s.execute(params_from_iter(values))?;
+fn insert_local(c: &Connection, e: &LoggedConflict) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO sync_conflicts (id, tbl, pk, winner_stamp, winner_origin, loser_stamp, \
+         loser_origin, loser_op, loser_row, decided_at, decided_by, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        e.id,
+        e.tbl,
+        e.pk,
+        e.winner_stamp,
+        e.winner_origin,
+        e.loser_stamp,
+        e.loser_origin,
+        e.loser_op,
+        e.loser_row,
+        e.decided_at,
+        e.decided_by,
+        e.reason
+    ])?;
     Ok(())
 }
 
 /// Copies the remote conflict-log entries the cache lacks into `sync_conflicts`, first putting
 /// back what a restore took from the remote's log. Returns how many entries were copied.
-pub(super) fn copy(local: &Connection, remote: &mut Remote) -> Result<usize, Either> {
-    let newest: Option<(i64, Entry)> = local
+pub(super) fn copy(local: &Connection, remote: &mut dyn RemoteStore) -> Result<usize, Either> {
+    let newest: Option<LoggedConflict> = local
         .query_row(
-            &format!("SELECT id, {COLUMNS} FROM sync_conflicts ORDER BY id DESC LIMIT 1"),
+            &format!("{SELECT_LOCAL} ORDER BY id DESC LIMIT 1"),
             [],
-            |r| {
-                let values = (1..=11)
-                    .map(|i| r.get(i))
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok((r.get(0)?, values))
-            },
+            from_row,
         )
         .optional()
         .map_err(Either::Local)?;
-    let after = newest.as_ref().map_or(0, |(id, _)| *id);
-    let remote_sql =
-        format!("SELECT id, {COLUMNS} FROM sharecache_conflicts WHERE id > ?1 ORDER BY id");
-    let (intact, rows) = remote
-        .read(|c| {
-            let intact = match &newest {
-                None => true,
-                Some((id, e)) => read_entries(c, &format!("{remote_sql} LIMIT 1"), id - 1)?
-                    .first()
-                    .is_some_and(|(rid, re)| rid == id && identity(re) == identity(e)),
-            };
-            let rows = if intact {
-                read_entries(c, &remote_sql, after)?
-            } else {
-                Vec::new()
-            };
-            Ok((intact, rows))
-        })
+    // One read: the cache's newest entry (which the remote must still hold, at its id) and
+    // everything after it.
+    let mut rows = remote
+        .conflicts_after(newest.as_ref().map_or(0, |e| e.id - 1))
         .map_err(Either::Remote)?;
-    if !intact {
-        return put_back(local, remote);
+    if let Some(mine) = &newest {
+        let intact = rows
+            .first()
+            .is_some_and(|e| e.id == mine.id && identity(e) == identity(mine));
+        if !intact {
+            return put_back(local, remote);
+        }
+        rows.remove(0);
     }
     if rows.is_empty() {
         return Ok(0);
     }
     super::write_tx(local, |tx| {
-        for (id, e) in &rows {
-            insert(tx, "sync_conflicts", Some(*id), e)?;
+        for e in &rows {
+            insert_local(tx, e)?;
         }
         Ok(())
     })
@@ -130,34 +127,27 @@ pub(super) fn copy(local: &Connection, remote: &mut Remote) -> Result<usize, Eit
 
 /// The remote's conflict log went back: writes the cache's entries it lacks back to it, then
 /// replaces the cache's copy with the remote's whole log.
-fn put_back(local: &Connection, remote: &mut Remote) -> Result<usize, Either> {
-    let mine = read_entries(
-        local,
-        &format!("SELECT id, {COLUMNS} FROM sync_conflicts WHERE id > ?1 ORDER BY id"),
-        0,
-    )
-    .map_err(Either::Local)?;
-    let remote_sql =
-        format!("SELECT id, {COLUMNS} FROM sharecache_conflicts WHERE id > ?1 ORDER BY id");
-    let put = remote
-        .write(|c| {
-            let there: HashSet<Vec<String>> = read_entries(c, &remote_sql, 0)?
-                .iter()
-                .map(|(_, e)| identity(e))
-                .collect();
-            let mut put = 0;
-            for (_, e) in &mine {
+fn put_back(local: &Connection, remote: &mut dyn RemoteStore) -> Result<usize, Either> {
+    let mine: Vec<LoggedConflict> = local
+        .prepare(&format!("{SELECT_LOCAL} ORDER BY id"))
+        .and_then(|mut s| s.query_map([], from_row)?.collect())
+        .map_err(Either::Local)?;
+    let mut put = 0;
+    remote
+        .write(&mut |w| {
+            put = 0;
+            let there = w.conflicts_after(0)?;
+            let there: HashSet<[&str; 8]> = there.iter().map(identity).collect();
+            for e in &mine {
                 if !there.contains(&identity(e)) {
-                    insert(c, "sharecache_conflicts", None, e)?;
+                    w.log_conflict(e)?;
                     put += 1;
                 }
             }
-            Ok(put)
+            Ok(())
         })
         .map_err(Either::Remote)?;
-    let all = remote
-        .read(|c| read_entries(c, &remote_sql, 0))
-        .map_err(Either::Remote)?;
+    let all = remote.conflicts_after(0).map_err(Either::Remote)?;
     tracing::warn!(
         put_back = put,
         entries = all.len(),
@@ -166,8 +156,8 @@ fn put_back(local: &Connection, remote: &mut Remote) -> Result<usize, Either> {
     );
     super::write_tx(local, |tx| {
         tx.execute("DELETE FROM sync_conflicts", [])?;
-        for (id, e) in &all {
-            insert(tx, "sync_conflicts", Some(*id), e)?;
+        for e in &all {
+            insert_local(tx, e)?;
         }
         Ok(())
     })

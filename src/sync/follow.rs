@@ -5,19 +5,23 @@
 use std::collections::HashMap;
 
 use super::snapshot;
-use super::{Engine, Shape, propagate, write_tx};
+use super::{Engine, propagate, write_tx};
 use crate::error::Error;
+use crate::remote::store::RemoteSchema;
 use crate::schema::{self, Sync};
+use crate::sql::rows::Shape;
 use crate::store::{LocalError, mirror};
 
 impl Engine {
     /// Follows the remote schema: change-log triggers on new remote tables, new tables and
     /// columns into the cache. Returns the number of changes and why a rebuild is needed, if it is.
     pub(super) fn follow_schema(&mut self) -> Result<(usize, Option<String>), Error> {
-        let remote = self.remote.as_mut().expect("connected");
-        remote.reconcile_triggers()?;
-        let (remote_entries, versions) =
-            remote.read(|c| Ok((schema::read(c)?, propagate::app_versions(c)?)))?;
+        let remote = self.remote.as_deref_mut().expect("connected");
+        remote.install_capture()?;
+        let RemoteSchema {
+            entries: remote_entries,
+            versions,
+        } = remote.schema()?;
         let recorded = mirror::recorded(&self.local).map_err(self.lerr())?;
         let local_names: Vec<String> = schema::read(&self.local)
             .map_err(self.lerr())?
@@ -34,20 +38,8 @@ impl Engine {
                 .map_err(self.lerr())?;
             return Ok((0, None));
         }
-        let remote = self.remote.as_ref().expect("connected");
-        let (tables, columns) = remote.read(|c| {
-            let tables = plan
-                .new_tables
-                .iter()
-                .map(|t| mirror::read_new_table(c, t))
-                .collect::<Result<Vec<_>, _>>()?;
-            let columns = plan
-                .new_columns
-                .iter()
-                .map(|(t, cols)| Ok((t.clone(), cols.clone(), mirror::column_facts(c, t)?)))
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((tables, columns))
-        })?;
+        let remote = self.remote.as_deref().expect("connected");
+        let (tables, columns) = remote.table_definitions(&plan)?;
         let n = tables.len() + columns.iter().map(|c| c.1.len()).sum::<usize>();
         write_tx(&self.local, |c| {
             c.execute("UPDATE sync_state SET applying = 1", [])?;
@@ -73,11 +65,7 @@ impl Engine {
     /// How each synced table moves: the columns both sides have, for tables both sides sync
     /// with the same key.
     pub(super) fn shapes(&self) -> Result<HashMap<String, Shape>, Error> {
-        let remote = self
-            .remote
-            .as_ref()
-            .expect("connected")
-            .read(schema::read)?;
+        let remote = self.remote.as_deref().expect("connected").schema()?.entries;
         let local = schema::read(&self.local).map_err(self.lerr())?;
         let mut shapes = HashMap::new();
         for l in local.iter().filter(|e| e.sync == Sync::Yes) {

@@ -21,6 +21,7 @@ pub(crate) struct Lineage {
 const OTHER_INSTANCE: &str = "\u{1}another instance";
 
 /// A cache that never changed its origin.
+#[cfg(test)]
 pub(crate) static NO_LINEAGE: Lineage = Lineage { former: Vec::new() };
 
 impl Lineage {

@@ -20,7 +20,7 @@ impl Engine {
         if schema.refused.is_empty() {
             return Ok(schema);
         }
-        let remote = self.connect()?.read(schema::read)?;
+        let remote = self.connect()?.schema()?.entries;
         let local = schema::read(&self.local).map_err(self.lerr())?;
         let shape = |entries: &[schema::Entry], name: &str| {
             entries
@@ -53,7 +53,7 @@ impl Engine {
         let c = propagate::carry(
             &self.local,
             &self.paths.db,
-            self.remote.as_mut().expect("connected"),
+            self.remote.as_deref_mut().expect("connected"),
             &remote_name,
             schema,
             &self.clock.now_stamp(),
@@ -77,7 +77,7 @@ impl Engine {
                 Some(shape) => repair::recover(
                     &self.local,
                     &self.paths.db,
-                    self.remote.as_ref().expect("connected"),
+                    self.remote.as_deref().expect("connected"),
                     shape,
                     self.config.batch_size.max(500),
                     adopt,

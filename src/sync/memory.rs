@@ -17,11 +17,13 @@
 
 use rusqlite::Connection;
 
+use crate::remote::RemoteStore;
+
 /// Rows pushed or pulled between two releases of the page caches (32 batches of the default
 /// size).
 pub(crate) const RELEASE_EVERY_ROWS: usize = 16_000;
 
-/// Counts the rows a sync moved and empties the page caches of both connections every
+/// Counts the rows a sync moved and empties the page caches of both sides every
 /// [`RELEASE_EVERY_ROWS`].
 #[derive(Debug, Default)]
 pub(crate) struct PageCaches {
@@ -31,17 +33,16 @@ pub(crate) struct PageCaches {
 impl PageCaches {
     /// Records `rows` more rows moved, outside any transaction of either connection; empties the
     /// page caches when enough have moved since the last time.
-    pub fn moved(&mut self, rows: usize, local: &Connection, remote: &Connection) {
+    pub fn moved(&mut self, rows: usize, local: &Connection, remote: &dyn RemoteStore) {
         self.since += rows;
         if self.since < RELEASE_EVERY_ROWS {
             return;
         }
         self.since = 0;
-        for c in [local, remote] {
-            // Only memory: a failure changes nothing else, and the next release tries again.
-            if let Err(e) = c.release_memory() {
-                tracing::debug!(error = %e, "could not release a page cache");
-            }
+        // Only memory: a failure changes nothing else, and the next release tries again.
+        if let Err(e) = local.release_memory() {
+            tracing::debug!(error = %e, "could not release the cache's page cache");
         }
+        remote.release_memory();
     }
 }

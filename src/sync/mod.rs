@@ -24,7 +24,6 @@ mod rebuild;
 pub(crate) mod reconcile;
 mod registry;
 mod repair;
-mod rows;
 pub(crate) mod snapshot;
 mod trail;
 
@@ -39,16 +38,16 @@ use std::sync::Arc;
 
 use crate::config::{Config, Live};
 use crate::error::{Error, ErrorKind};
-use crate::remote::{Remote, RemoteError, RemoteOptions, Trail};
+use crate::remote::{RemoteError, RemoteStore, Trail};
 use crate::store::{CachePaths, LocalError, watch};
 
+pub(crate) use crate::sql::rows::Shape;
 /// Local write transactions (the store's helper, used throughout the sync as `super::write_tx`).
 pub(crate) use crate::store::write_tx;
-pub(crate) use lineage::{Lineage, NO_LINEAGE};
+pub(crate) use lineage::Lineage;
 pub(crate) use outbox::{pending, read_salvageable};
-pub(crate) use push::{PushCtx, push_unacknowledged, register_client};
+pub(crate) use push::{PushCtx, push_unacknowledged};
 use registry::REGISTER_EVERY;
-pub(crate) use rows::Shape;
 pub use trail::Reconciled;
 
 /// Receives progress of long phases (push, pull, snapshot), e.g. to draw a progress bar.
@@ -110,7 +109,7 @@ pub(crate) struct Engine {
     /// Whether to release the cache between syncs ([`Engine::release_between_syncs`]).
     release_between: bool,
     paths: CachePaths,
-    remote: Option<Remote>,
+    remote: Option<Box<dyn RemoteStore>>,
     /// The configuration this sync runs with: the version in force when it started.
     config: Arc<Config>,
     /// The handle's configuration, read again at the start of every sync (hot reload).
@@ -324,17 +323,16 @@ impl Engine {
     }
 
     /// The remote connection, opened (and its identity checked) if needed.
-    fn connect(&mut self) -> Result<&mut Remote, Error> {
+    fn connect(&mut self) -> Result<&mut dyn RemoteStore, Error> {
         if self.remote.is_none() {
-            let opts = RemoteOptions::from_config(&self.config, &self.origin);
-            let mut remote = Remote::open(&self.config.remote_path, opts)?;
+            let mut remote = crate::remote::open(&self.config, &self.origin)?;
             remote.check_identity(&self.remote_id)?;
             // A remote set up by an older sharecache gets this build's tables (once per
             // connection: a read of the migration version when current).
             remote.enroll(&self.clock.now_stamp())?;
             self.remote = Some(remote);
         }
-        Ok(self.remote.as_mut().expect("connected"))
+        Ok(self.remote.as_deref_mut().expect("connected"))
     }
 
     fn pull_rev(&self) -> Result<i64, Error> {
@@ -402,7 +400,7 @@ impl Engine {
             };
             report.reconciled = Some(self.reconcile(&shapes, policy, progress)?);
         } else if mark.generation.is_none() {
-            let remote = self.remote.as_ref().expect("connected");
+            let remote = self.remote.as_deref().expect("connected");
             trail::learn_generation(&self.local, &self.paths.db, remote)?;
         }
         let pull_rev = self.pull_rev()?;
@@ -412,10 +410,10 @@ impl Engine {
             lineage: &self.lineage,
             now: self.clock.now_stamp(),
             pulled_rev: outbox::horizon(&self.local, pull_rev).map_err(self.lerr())?,
-            host: crate::remote::lease::hostname(),
+            host: crate::platform::host_name(),
             batch_size: self.config.batch_size,
         };
-        let remote = self.remote.as_mut().expect("connected");
+        let remote = self.remote.as_deref_mut().expect("connected");
         let pushed = push::push(&self.local, &self.paths.db, remote, &shapes, &ctx, progress)?;
         report.pushed = pushed.rows;
         report.conflicts = pushed.conflicts;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::Shape;
 use crate::clock::stamp_of_ms_sql;
+use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
 
 /// One pending change with the row's current data.

@@ -9,7 +9,7 @@
 //! the next push decides it by the same rule and brings the winner back. Cost grows with the
 //! number of changed rows, not with the table size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
@@ -17,13 +17,11 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::conflict_log;
 use super::memory::PageCaches;
-use super::rows::Shape;
 use super::{Progress, failpoint};
 use crate::clock::{Clock, parse_stamp};
 use crate::error::Error;
-use crate::remote::Remote;
-use crate::remote::changelog::{self, Version};
-use crate::remote::image;
+use crate::remote::{RemoteStore, Version};
+use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
 use crate::store::LocalError;
 
@@ -38,13 +36,6 @@ pub(crate) struct Pulled {
     pub conflicts: usize,
     /// Set when this cache fell behind the pruned part of the change log and must be rebuilt.
     pub behind_pruned: bool,
-}
-
-struct Fetched {
-    entries: Vec<(Version, Option<Vec<Value>>)>,
-    /// Remote rev to set the cursor to when the log is exhausted.
-    tail: Option<i64>,
-    behind_pruned: bool,
 }
 
 /// Context of one pull.
@@ -87,7 +78,7 @@ fn apply_gap(hold: Duration) -> Duration {
 /// Pulls every remote change after the cache's cursor.
 pub(crate) fn pull(
     local: &Connection,
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     ctx: &PullCtx<'_>,
     progress: &dyn Progress,
 ) -> Result<Pulled, Error> {
@@ -100,7 +91,7 @@ pub(crate) fn pull(
     let mut last_apply: Option<(Instant, Duration)> = None;
     let mut page_caches = PageCaches::default();
     loop {
-        let f = remote.read(|c| fetch(c, cursor, ctx.batch_size, ctx.shapes))?;
+        let f = remote.changes_since(cursor, ctx.batch_size, ctx.shapes)?;
         if f.behind_pruned {
             out.behind_pruned = true;
             return Ok(out);
@@ -140,7 +131,7 @@ pub(crate) fn pull(
             let moved = chunk.len();
             let (applied, deferred, refused) = apply(local, chunk, ctx, upto).map_err(lerr)?;
             last_apply = Some((Instant::now(), apply_gap(began.elapsed())));
-            page_caches.moved(moved, local, remote.conn());
+            page_caches.moved(moved, local, remote);
             out.rows += applied;
             out.deferred += deferred;
             if applied > 0 {
@@ -172,77 +163,6 @@ pub(crate) fn pull(
         conflict_log::Either::Remote(e) => Error::Remote(e),
     })?;
     Ok(out)
-}
-
-fn fetch(
-    c: &Connection,
-    cursor: i64,
-    limit: usize,
-    shapes: &HashMap<String, Shape>,
-) -> rusqlite::Result<Fetched> {
-    let pruned: i64 = c.query_row(
-        "SELECT pruned_rev FROM sharecache_meta WHERE id = 1",
-        [],
-        |r| r.get(0),
-    )?;
-    if cursor < pruned {
-        return Ok(Fetched {
-            entries: vec![],
-            tail: None,
-            behind_pruned: true,
-        });
-    }
-    let log = changelog::since(c, cursor, limit)?;
-    let tail = if log.len() < limit {
-        Some(
-            c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
-                r.get(0)
-            })?,
-        )
-    } else {
-        None
-    };
-    // A key changed several times in this stretch of the log is applied once, at its newest
-    // entry (the last entry fetched is always kept, so the cursor still reaches it).
-    let mut seen = HashSet::new();
-    let mut newest_first = Vec::with_capacity(log.len());
-    for l in log.into_iter().rev() {
-        if seen.insert((l.version.tbl.clone(), l.version.pk.clone())) {
-            newest_first.push(l);
-        }
-    }
-    let mut entries = Vec::with_capacity(newest_first.len());
-    for l in newest_first.into_iter().rev() {
-        let v = l.version;
-        let row = match shapes.get(&v.tbl) {
-            Some(shape) if !v.deleted => {
-                // A pushed row carries its values; a direct write's row is read from its table.
-                match l
-                    .image
-                    .as_deref()
-                    .and_then(|img| image::values_for(img, &shape.columns))
-                {
-                    Some(values) => Some(values),
-                    None => {
-                        let key = decode_key(&v.pk).map_err(|m| {
-                            rusqlite::Error::InvalidColumnName(format!(
-                                "{} key {}: {m}",
-                                v.tbl, v.pk
-                            ))
-                        })?;
-                        shape.select(c, &key)?
-                    }
-                }
-            }
-            _ => None,
-        };
-        entries.push((v, row));
-    }
-    Ok(Fetched {
-        entries,
-        tail,
-        behind_pruned: false,
-    })
 }
 
 /// A pulled entry with the changed row (`None`: deleted or not fetched).

@@ -9,20 +9,21 @@
 
 use std::collections::HashMap;
 
+use rusqlite::Connection;
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, params};
 
 use super::conflict::{Current, Decision, Stamp, decide};
 use super::lineage::Lineage;
 use super::memory::PageCaches;
 use super::outbox::{self, Change, Outcome};
-use super::rows::Shape;
 use super::{Progress, failpoint};
 use crate::error::Error;
-use crate::remote::Remote;
-use crate::remote::changelog::{self, Found, Version};
-use crate::remote::image;
+use crate::remote::store::{BatchWriter, Keys, Refused};
+use crate::remote::{
+    ClientEntry, Found, LoggedConflict, PRUNED_ORIGIN, Pruned, RemoteError, RemoteStore, Version,
+};
 use crate::sql::row_to_json;
+use crate::sql::rows::Shape;
 use crate::store::LocalError;
 
 /// What a push did.
@@ -56,7 +57,7 @@ pub(crate) struct PushCtx<'a> {
 pub(crate) fn push(
     local: &Connection,
     local_path: &std::path::Path,
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     shapes: &HashMap<String, Shape>,
     ctx: &PushCtx<'_>,
     progress: &dyn Progress,
@@ -74,11 +75,11 @@ pub(crate) fn push(
         stats.unpushable += batch.unpushable;
         if !batch.changes.is_empty() {
             let (applied, written, conflicts) =
-                remote.write(|c| apply_batch(c, &batch.changes, shapes, ctx, &own))?;
+                write_batch(remote, &batch.changes, shapes, ctx, &own)?;
             failpoint::hit(failpoint::AFTER_REMOTE_COMMIT);
             own.add(applied.revs);
             outbox::acknowledge(local, shapes, &batch.changes, &applied).map_err(lerr)?;
-            page_caches.moved(batch.changes.len(), local, remote.conn());
+            page_caches.moved(batch.changes.len(), local, remote);
             stats.rows += written;
             stats.conflicts += conflicts;
             stats.batches += 1;
@@ -96,7 +97,7 @@ pub(crate) fn push(
 /// Pushes already-read changes without acknowledging them locally (salvage from a cache that
 /// cannot be written any more). Returns rows written and conflicts decided.
 pub(crate) fn push_unacknowledged(
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     changes: &[Change],
     shapes: &HashMap<String, Shape>,
     ctx: &PushCtx<'_>,
@@ -104,7 +105,7 @@ pub(crate) fn push_unacknowledged(
     let (mut rows, mut conflicts) = (0, 0);
     let mut own = OwnRevs::default();
     for batch in changes.chunks(ctx.batch_size.max(1)) {
-        let (applied, w, c) = remote.write(|c| apply_batch(c, batch, shapes, ctx, &own))?;
+        let (applied, w, c) = write_batch(remote, batch, shapes, ctx, &own)?;
         own.add(applied.revs);
         rows += w;
         conflicts += c;
@@ -148,12 +149,12 @@ impl OwnRevs {
 /// pulled (or deferred and re-read here) before the change was made; entries of the pruned part of
 /// the log are below every pending change's `seen_rev` (the registry's horizon).
 fn concurrent_versions(
-    c: &Connection,
+    c: &mut dyn BatchWriter,
     changes: &[Change],
     ctx: &PushCtx<'_>,
     own: &OwnRevs,
-) -> rusqlite::Result<HashMap<(String, String), Found>> {
-    let keys: HashMap<(String, String), (String, String)> = changes
+) -> Result<HashMap<(String, String), Found>, RemoteError> {
+    let keys: Keys = changes
         .iter()
         .map(|ch| {
             let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
@@ -166,7 +167,7 @@ fn concurrent_versions(
     let floor = changes.iter().map(|ch| ch.seen_rev).min().unwrap_or(0);
     let mut found = HashMap::new();
     for (after, upto) in own.others_after(floor) {
-        changelog::newest_in(c, after, upto, &keys, &mut found)?;
+        c.newest_versions(after, upto, &keys, &mut found)?;
     }
     Ok(found)
 }
@@ -176,13 +177,13 @@ fn concurrent_versions(
 /// since may have been pruned, so the row is taken as changed concurrently, at the newest stamp
 /// pruned. A change newer than every pruned stamp wins; otherwise the remote's row stays. Either
 /// way the losing version goes to the conflict log, so nothing is lost for want of history.
-fn pruned_version(ch: &Change, pruned: &changelog::Pruned) -> Version {
+fn pruned_version(ch: &Change, pruned: &Pruned) -> Version {
     Version {
         tbl: ch.tbl.clone(),
         pk: ch.pk.clone(),
         rev: pruned.rev,
         stamp: pruned.stamp.clone(),
-        origin: changelog::PRUNED_ORIGIN.to_string(),
+        origin: PRUNED_ORIGIN.to_string(),
         deleted: false,
     }
 }
@@ -190,19 +191,33 @@ fn pruned_version(ch: &Change, pruned: &changelog::Pruned) -> Version {
 /// Inside the remote write transaction: decide and write one batch. Returns the outcome per
 /// change (with the change-log revisions the batch took), rows written and conflicts decided.
 /// Re-runnable (the transaction may be retried).
-fn apply_batch(
-    c: &Connection,
+/// Decides and writes one batch in one atomic remote write.
+fn write_batch(
+    remote: &mut dyn RemoteStore,
     changes: &[Change],
     shapes: &HashMap<String, Shape>,
     ctx: &PushCtx<'_>,
     own: &OwnRevs,
-) -> rusqlite::Result<(outbox::Applied, usize, usize)> {
-    let mut rev: i64 = c.query_row("SELECT rev FROM sharecache_meta WHERE id = 1", [], |r| {
-        r.get(0)
+) -> Result<(outbox::Applied, usize, usize), RemoteError> {
+    let mut out = None;
+    remote.write(&mut |w| {
+        out = Some(apply_batch(w, changes, shapes, ctx, own)?);
+        Ok(())
     })?;
+    Ok(out.expect("the write ran"))
+}
+
+fn apply_batch(
+    c: &mut dyn BatchWriter,
+    changes: &[Change],
+    shapes: &HashMap<String, Shape>,
+    ctx: &PushCtx<'_>,
+    own: &OwnRevs,
+) -> Result<(outbox::Applied, usize, usize), RemoteError> {
+    let mut rev: i64 = c.rev()?;
     let first_rev = rev;
     let current = concurrent_versions(c, changes, ctx, own)?;
-    let pruned = changelog::pruned(c)?;
+    let pruned = c.pruned()?;
     let mut newest_stamp = String::new();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
     let (mut written, mut conflicts) = (0, 0);
@@ -256,13 +271,10 @@ fn apply_batch(
         last_pass = refused.len() == todo.len(); // no progress: the next pass rejects what is left
         todo = refused;
     }
-    changelog::advance(c, rev, &newest_stamp)?;
-    register_client(c, ctx)?;
+    c.advance(rev, &newest_stamp)?;
+    c.register(&ctx.client(ctx.pulled_rev))?;
     let newest = if rev > first_rev {
-        let (stamp, origin): (String, String) = c
-            .prepare_cached("SELECT stamp, origin FROM sharecache_log WHERE rev = ?1")?
-            .query_row([rev], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Some((rev, stamp, origin))
+        c.entry_at(rev)?.map(|(stamp, origin)| (rev, stamp, origin))
     } else {
         None
     };
@@ -294,14 +306,14 @@ enum Step {
 /// be concurrent with it. With `reject_refused`, a constraint refusal is final: the change goes to
 /// the conflict log and the remote's version comes back.
 fn apply_one(
-    c: &Connection,
+    c: &mut dyn BatchWriter,
     ch: &Change,
     shape: &Shape,
     ctx: &PushCtx<'_>,
     cur: Option<&Version>,
     rev: &mut i64,
     reject_refused: bool,
-) -> rusqlite::Result<Step> {
+) -> Result<Step, RemoteError> {
     // The origin the change was made under: this cache's, or the one it had before it found it
     // was a copy (then the original may push the same change: one version, one name).
     let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
@@ -336,11 +348,7 @@ fn apply_one(
             } else {
                 None
             };
-            let write = match &ch.row {
-                Some(row) => shape.upsert(c, row),
-                None => shape.delete(c, &ch.key),
-            };
-            match write {
+            match c.write_row(shape, &ch.key, ch.row.as_deref())? {
                 Ok(()) => {
                     if let (Some(loser_row), Some(v)) = (before, cur) {
                         let loser = Loser {
@@ -351,9 +359,7 @@ fn apply_one(
                         log_conflict(c, shape, ch, (&ch.stamp, born), &loser, "newer", ctx)?;
                     }
                     *rev += 1;
-                    let image = ch.row.as_ref().map(|r| image::encode(&shape.columns, r));
-                    changelog::append(
-                        c,
+                    c.append(
                         &Version {
                             tbl: ch.tbl.clone(),
                             pk: ch.pk.clone(),
@@ -362,7 +368,7 @@ fn apply_one(
                             origin: born.to_string(),
                             deleted: ch.row.is_none(),
                         },
-                        image.as_deref(),
+                        ch.row.as_deref().map(|r| (shape.columns.as_slice(), r)),
                     )?;
                     Ok(Step::Done {
                         outcome: Outcome::Applied,
@@ -370,13 +376,8 @@ fn apply_one(
                         conflict,
                     })
                 }
-                Err(e)
-                    if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
-                        && !reject_refused =>
-                {
-                    Ok(Step::Refused)
-                }
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                Err(Refused(_)) if !reject_refused => Ok(Step::Refused),
+                Err(Refused(e)) => {
                     // The remote refuses this row for good (e.g. a UNIQUE value another client
                     // took): keep it in the conflict log and take the remote's version.
                     let reason = format!("rejected by the remote: {e}");
@@ -387,7 +388,6 @@ fn apply_one(
                         conflict: true,
                     })
                 }
-                Err(e) => Err(e),
             }
         }
     }
@@ -395,16 +395,15 @@ fn apply_one(
 
 /// The remote's row for this change, or `None` when its current version is a tombstone.
 fn remote_row(
-    c: &Connection,
+    c: &mut dyn BatchWriter,
     shape: &Shape,
     ch: &Change,
     cur: Option<&Version>,
-) -> rusqlite::Result<Option<String>> {
+) -> Result<Option<String>, RemoteError> {
     if cur.is_some_and(|v| v.deleted) {
         return Ok(None);
     }
-    Ok(shape
-        .select(c, &ch.key)?
+    Ok(c.select(shape, &ch.key)?
         .map(|row| row_to_json(&shape.columns, &row)))
 }
 
@@ -420,17 +419,17 @@ pub(super) struct Loser<'a> {
 
 /// The local change loses: log it, and return the remote's version for the cache.
 fn lose(
-    c: &Connection,
+    c: &mut dyn BatchWriter,
     shape: &Shape,
     ch: &Change,
     cur: Option<&Version>,
     reason: &str,
     ctx: &PushCtx<'_>,
-) -> rusqlite::Result<Outcome> {
+) -> Result<Outcome, RemoteError> {
     let winner: Option<Vec<Value>> = if cur.is_some_and(|v| v.deleted) {
         None
     } else {
-        shape.select(c, &ch.key)?
+        c.select(shape, &ch.key)?
     };
     let row_json = ch.row.as_ref().map(|r| row_to_json(&shape.columns, r));
     let loser = Loser {
@@ -447,66 +446,65 @@ fn lose(
 }
 
 fn log_conflict(
-    c: &Connection,
+    c: &mut dyn BatchWriter,
     shape: &Shape,
     ch: &Change,
     winner: (&str, &str),
     loser: &Loser<'_>,
     reason: &str,
     ctx: &PushCtx<'_>,
-) -> rusqlite::Result<()> {
-    insert_conflict(
-        c,
+) -> Result<(), RemoteError> {
+    c.log_conflict(&conflict_record(
         (&shape.table, &ch.pk),
         winner,
         loser,
         reason,
         (&ctx.now, ctx.origin),
-    )
+    ))?;
+    tracing::info!(table = %shape.table, key = %ch.pk, reason, "conflict: losing version kept in the conflict log");
+    Ok(())
 }
 
-/// Appends one losing version to the remote's conflict log. `at`: the table and key text;
+/// A losing version as the remote's conflict log keeps it. `at`: the table and key text;
 /// `decided`: when and by which origin.
-pub(super) fn insert_conflict(
-    c: &Connection,
+pub(super) fn conflict_record(
     at: (&str, &str),
     winner: (&str, &str),
     loser: &Loser<'_>,
     reason: &str,
     decided: (&str, &str),
-) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO sharecache_conflicts (tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, \
-         loser_op, loser_row, decided_at, decided_by, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        at.0,
-        at.1,
-        winner.0,
-        winner.1,
-        loser.stamp,
-        loser.origin,
-        if loser.row.is_some() { "upsert" } else { "delete" },
-        loser.row,
-        decided.0,
-        decided.1,
-        reason
-    ])?;
-    tracing::info!(table = %at.0, key = %at.1, reason, "conflict: losing version kept in the conflict log");
-    Ok(())
+) -> LoggedConflict {
+    LoggedConflict {
+        id: 0,
+        tbl: at.0.to_string(),
+        pk: at.1.to_string(),
+        winner_stamp: winner.0.to_string(),
+        winner_origin: winner.1.to_string(),
+        loser_stamp: loser.stamp.to_string(),
+        loser_origin: loser.origin.to_string(),
+        loser_op: if loser.row.is_some() {
+            "upsert"
+        } else {
+            "delete"
+        }
+        .to_string(),
+        loser_row: loser.row.map(str::to_string),
+        decided_at: decided.0.to_string(),
+        decided_by: decided.1.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
-/// Records in the remote's client registry the revision below which this client needs no
-/// tombstone any more ([`PushCtx::pulled_rev`]; it may go down: a change made locally since
-/// lowers it).
-pub(crate) fn register_client(c: &Connection, ctx: &PushCtx<'_>) -> rusqlite::Result<()> {
-    c.prepare_cached(
-        "INSERT INTO sharecache_clients (origin, pulled_rev, last_seen, host) VALUES (?1, ?2, ?3, ?4) \
-         ON CONFLICT (origin) DO UPDATE SET pulled_rev = excluded.pulled_rev, \
-         last_seen = excluded.last_seen, host = excluded.host",
-    )?
-    .execute(params![ctx.origin, ctx.pulled_rev, ctx.now, ctx.host])?;
-    Ok(())
+impl PushCtx<'_> {
+    /// This client's registry entry with horizon `pulled_rev`.
+    pub(crate) fn client(&self, pulled_rev: i64) -> ClientEntry {
+        ClientEntry {
+            origin: self.origin.to_string(),
+            pulled_rev,
+            last_seen: self.now.clone(),
+            host: self.host.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

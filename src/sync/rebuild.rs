@@ -65,7 +65,7 @@ impl Engine {
                 report.exported = Some(path);
             }
             self.connect()?;
-            let remote = self.remote.as_mut().expect("connected");
+            let remote = self.remote.as_deref_mut().expect("connected");
             let mut p = |done, total| progress.step("snapshot", done, total);
             let rebuilt = snapshot::rebuild_in_place(
                 &self.local,
@@ -115,7 +115,7 @@ impl Engine {
     ) -> Result<Option<PathBuf>, Error> {
         tracing::warn!(reason, "rebuilding the cache from the remote");
         let exported = self.export_unpushable(shapes)?;
-        let remote = self.remote.as_mut().expect("connected");
+        let remote = self.remote.as_deref_mut().expect("connected");
         let mut p = |done, total| progress.step("snapshot", done, total);
         match snapshot::rebuild_in_place(
             &self.local,
@@ -196,7 +196,7 @@ pub(crate) fn export_pending(
         clock.now().format("%Y%m%dT%H%M%S%.3fZ")
     );
     let path = paths.dir.join(name);
-    let mut f = crate::remote::create_private(&path)?;
+    let mut f = crate::platform::create_private_file(&path)?;
     for (tbl, pk, op, stamp) in entries {
         let row = schema::read(local)
             .ok()

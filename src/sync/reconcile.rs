@@ -25,14 +25,14 @@
 
 use std::cmp::Ordering;
 
+use rusqlite::Connection;
 use rusqlite::types::Value;
-use rusqlite::{Connection, params_from_iter};
 
 use super::memory::PageCaches;
-use super::rows::Shape;
 use crate::error::Error;
-use crate::remote::Remote;
-use crate::sql::{Bind, encode_key, quote, read_value};
+use crate::remote::RemoteStore;
+use crate::sql::encode_key;
+use crate::sql::rows::{Shape, cmp_key};
 use crate::store::LocalError;
 
 /// One key whose row differs between the cache and the remote.
@@ -59,46 +59,6 @@ pub(crate) struct Compared {
     pub differing: u64,
 }
 
-/// SQLite's `BINARY` order of two values (NULL < numbers < TEXT < BLOB; numbers by value,
-/// TEXT and BLOB byte by byte): the order `ORDER BY … COLLATE BINARY` reads them in.
-pub(crate) fn cmp_value(a: &Value, b: &Value) -> Ordering {
-    fn rank(v: &Value) -> u8 {
-        match v {
-            Value::Null => 0,
-            Value::Integer(_) | Value::Real(_) => 1,
-            Value::Text(_) => 2,
-            Value::Blob(_) => 3,
-        }
-    }
-    match (a, b) {
-        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
-        (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
-        (Value::Integer(x), Value::Real(y)) => cmp_int_real(*x, *y),
-        (Value::Real(x), Value::Integer(y)) => cmp_int_real(*y, *x).reverse(),
-        (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-fn cmp_int_real(i: i64, r: f64) -> Ordering {
-    // Exact for every i64: compare as floats, and on a tie compare the integer with the
-    // float's integer value (a float that equals a large integer as f64 may not be it exactly).
-    match (i as f64).total_cmp(&r) {
-        Ordering::Equal if r.abs() < 9.2e18 => i.cmp(&(r as i64)),
-        o => o,
-    }
-}
-
-/// Compares two keys value by value in [`cmp_value`] order.
-pub(crate) fn cmp_key(a: &[Value], b: &[Value]) -> Ordering {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| cmp_value(x, y))
-        .find(|o| o.is_ne())
-        .unwrap_or_else(|| a.len().cmp(&b.len()))
-}
-
 /// Whether two rows hold the same values (a REAL and an INTEGER of the same value differ: the
 /// remote would store what the cache holds).
 fn same_row(a: &[Value], b: &[Value]) -> bool {
@@ -109,11 +69,9 @@ fn same_row(a: &[Value], b: &[Value]) -> bool {
         })
 }
 
-/// Reads one side's rows in key order, `batch` at a time.
+/// One side's rows in key order, read `batch` at a time.
 struct Side {
-    select: String,
     key_at: Vec<usize>,
-    ncols: usize,
     rows: std::collections::VecDeque<Vec<Value>>,
     after: Option<Vec<Value>>,
     exhausted: bool,
@@ -128,66 +86,13 @@ impl Side {
             .map(|k| shape.columns.iter().position(|c| c == k))
             .collect::<Option<Vec<usize>>>()
             .ok_or_else(|| format!("table {:?}: a key column is not synced", shape.table))?;
-        let cols: Vec<String> = shape.columns.iter().map(|c| quote(c)).collect();
-        let order: Vec<String> = shape
-            .pk
-            .iter()
-            .map(|k| format!("{} COLLATE BINARY", quote(k)))
-            .collect();
         Ok(Side {
-            select: format!(
-                "SELECT {} FROM {} WHERE {{after}} ORDER BY {} LIMIT {}",
-                cols.join(", "),
-                quote(&shape.table),
-                order.join(", "),
-                batch.max(1)
-            ),
             key_at,
-            ncols: cols.len(),
             rows: Default::default(),
             after: None,
             exhausted: false,
             batch: batch.max(1),
         })
-    }
-
-    /// `WHERE` text for "key after `after`" in `COLLATE BINARY` order, NULL first, with the
-    /// parameters to bind. A row value comparison `(a, b) > (?, ?)` would skip keys holding a
-    /// NULL (the comparison is NULL), so it is spelled out: `a > ?1 OR (a IS ?1 AND b > ?2) …`.
-    fn after_clause(&self, pk: &[String]) -> (String, Vec<Value>) {
-        let Some(after) = &self.after else {
-            return ("1".into(), vec![]);
-        };
-        let mut ors = Vec::new();
-        let mut params = Vec::new();
-        for i in 0..pk.len() {
-            let mut ands = Vec::new();
-            for (j, col) in pk.iter().enumerate().take(i) {
-                params.push(after[j].clone());
-                ands.push(format!("{} IS ?{}", quote(col), params.len()));
-            }
-            let col = quote(&pk[i]);
-            match &after[i] {
-                Value::Null => ands.push(format!("{col} IS NOT NULL")),
-                v => {
-                    params.push(v.clone());
-                    ands.push(format!("{col} COLLATE BINARY > ?{}", params.len()));
-                }
-            }
-            ors.push(format!("({})", ands.join(" AND ")));
-        }
-        (format!("({})", ors.join(" OR ")), params)
-    }
-
-    fn read(&self, c: &Connection, pk: &[String]) -> rusqlite::Result<Vec<Vec<Value>>> {
-        let (clause, params) = self.after_clause(pk);
-        let sql = self.select.replace("{after}", &clause);
-        let n = self.ncols;
-        let mut s = c.prepare_cached(&sql)?;
-        let rows = s.query_map(params_from_iter(Bind::all(&params)), |r| {
-            (0..n).map(|i| read_value(r, i)).collect()
-        })?;
-        rows.collect()
     }
 
     fn take(&mut self, rows: Vec<Vec<Value>>) {
@@ -222,7 +127,7 @@ impl Side {
 pub(crate) fn diff(
     local: &Connection,
     local_path: &std::path::Path,
-    remote: &Remote,
+    remote: &dyn RemoteStore,
     shape: &Shape,
     batch: usize,
     mut each: impl FnMut(&[Diff]) -> Result<(), Error>,
@@ -242,20 +147,21 @@ pub(crate) fn diff(
     loop {
         let mut read = 0;
         if l.rows.is_empty() && !l.exhausted {
-            let rows = local_read(local, |c| l.read(c, &shape.pk)).map_err(lerr)?;
+            let rows =
+                local_read(local, |c| shape.page(c, l.after.as_deref(), l.batch)).map_err(lerr)?;
             out.local_rows += rows.len() as u64;
             read += rows.len();
             l.take(rows);
         }
         if r.rows.is_empty() && !r.exhausted {
-            let rows = remote.read(|c| r.read(c, &shape.pk))?;
+            let rows = remote.rows_after(shape, r.after.as_deref(), r.batch)?;
             out.remote_rows += rows.len() as u64;
             read += rows.len();
             r.take(rows);
         }
         // Outside both read transactions: as a push or pull does, so the shared page pool
         // never fills with the table's pages (past its size, every page read is dropped again).
-        page_caches.moved(read, local, remote.conn());
+        page_caches.moved(read, local, remote);
         let next = match (l.rows.front(), r.rows.front()) {
             (None, None) => break,
             (Some(_), None) if !r.exhausted => continue,

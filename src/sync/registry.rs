@@ -34,18 +34,15 @@ impl Engine {
             batch_size: 0,
         };
         let cutoff = crate::clock::format_stamp(self.clock.now() - chrono::Duration::days(30));
-        let more = self.remote.as_mut().expect("connected").write(|c| {
-            push::register_client(c, &ctx)?;
-            let floor: Option<i64> = c.query_row(
-                "SELECT min(pulled_rev) FROM sharecache_clients WHERE last_seen > ?1",
-                [&cutoff],
-                |r| r.get(0),
+        let more = self
+            .remote
+            .as_deref_mut()
+            .expect("connected")
+            .register_and_prune(
+                &ctx.client(ctx.pulled_rev),
+                None,
+                Some((&cutoff, PRUNE_MAX)),
             )?;
-            match floor {
-                Some(floor) => crate::remote::changelog::prune(c, floor, PRUNE_MAX),
-                None => Ok(false),
-            }
-        })?;
         // With more left to prune, the next sync prunes again.
         self.pruned = match more {
             true => Instant::now()
@@ -67,16 +64,13 @@ impl Engine {
             lineage: &self.lineage,
             now: self.clock.now_stamp(),
             pulled_rev: outbox::horizon(&self.local, self.pull_rev()?).map_err(self.lerr())?,
-            host: crate::remote::lease::hostname(),
+            host: crate::platform::host_name(),
             batch_size: 0,
         };
-        self.remote.as_mut().expect("connected").write(|c| {
-            push::register_client(c, &ctx)?;
-            if let Some(former) = retire {
-                c.execute("DELETE FROM sharecache_clients WHERE origin = ?1", [former])?;
-            }
-            Ok(())
-        })?;
+        self.remote
+            .as_deref_mut()
+            .expect("connected")
+            .register_and_prune(&ctx.client(ctx.pulled_rev), retire, None)?;
         tracing::info!(origin = %self.origin, retired = ?retire, "registered this cache's new origin");
         self.registered = Some(Instant::now());
         Ok(())

@@ -40,11 +40,11 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use super::reconcile::{self, Diff};
-use super::rows::Shape;
 use super::write_tx;
 use crate::clock::{ms_of_stamp, next_clock_sql};
 use crate::error::Error;
-use crate::remote::Remote;
+use crate::remote::RemoteStore;
+use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
 use crate::store::LocalError;
 
@@ -53,7 +53,7 @@ use crate::store::LocalError;
 pub(crate) fn recover(
     local: &Connection,
     local_path: &Path,
-    remote: &Remote,
+    remote: &dyn RemoteStore,
     shape: &Shape,
     batch: usize,
     adopt: bool,
@@ -65,7 +65,7 @@ pub(crate) fn recover(
     let unpulled = if adopt {
         HashMap::new()
     } else {
-        remote.read(|c| unpulled(c, &shape.table, pull_rev))?
+        unpulled(remote, &shape.table, pull_rev)?
     };
     let tick = format!(
         "UPDATE sync_state SET hlc = {}",
@@ -164,20 +164,17 @@ fn restate_pending(local: &Connection, shape: &Shape) -> rusqlite::Result<u64> {
     Ok(changed)
 }
 
-/// Keys of `table` the remote changed after `pull_rev`, with the stamp (in milliseconds) of the
-/// oldest such change.
-fn unpulled(c: &Connection, table: &str, pull_rev: i64) -> rusqlite::Result<HashMap<String, i64>> {
-    let mut out = HashMap::new();
-    let mut s = c.prepare(
-        "SELECT pk, min(stamp) FROM sharecache_log WHERE rev > ?1 AND tbl = ?2 GROUP BY pk",
-    )?;
-    let rows = s.query_map(params![pull_rev, table], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (pk, stamp) = row?;
+/// For each key of `table` changed on the remote after `pull_rev`, the oldest such change's
+/// stamp in milliseconds.
+fn unpulled(
+    remote: &dyn RemoteStore,
+    table: &str,
+    pull_rev: i64,
+) -> Result<HashMap<String, i64>, Error> {
+    Ok(remote
+        .first_changes_since(table, pull_rev)?
+        .into_iter()
         // A stamp that cannot be read still marks the key as changed remotely.
-        out.insert(pk, ms_of_stamp(&stamp).unwrap_or(i64::MIN + 1));
-    }
-    Ok(out)
+        .map(|(pk, stamp)| (pk, ms_of_stamp(&stamp).unwrap_or(i64::MIN + 1)))
+        .collect())
 }

@@ -1,8 +1,8 @@
 //! Building the cache from the remote: the first snapshot, and in-place rebuilds (after a
 //! destructive remote schema change, a pruned change log, or `clear`).
 //!
-//! Both start with a page-exact copy of the remote file ([`Remote::copy_to`]) into a temporary
-//! file beside the cache. A first snapshot turns that copy into the cache (WAL, sharecache's
+//! Both start with a snapshot of the remote ([`RemoteStore::snapshot_into`]: for the share, a
+//! page-exact copy of its file) into a temporary file beside the cache. A first snapshot turns that copy into the cache (WAL, sharecache's
 //! tables, capture triggers) and renames it into place. A rebuild instead replaces the app's
 //! tables *inside* the existing cache file in one local transaction — other programs may have
 //! the cache open, and a renamed-over file would silently orphan their writes — and only when no
@@ -10,25 +10,28 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::clock::Clock;
 use crate::error::Error;
-use crate::remote::{CopyError, CopyInfo, Remote};
+use crate::remote::store::NewClient;
+use crate::remote::{CopyError, CopyInfo, RemoteStore};
 use crate::schema::{self, LOCAL_INTERNAL, REMOTE_INTERNAL, Sync};
-use crate::sql::{literal, quote};
+use crate::sql::quote;
 use crate::store::{CachePaths, LocalError, capture, make_private};
 
 fn copy(
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     dest: &Path,
     progress: &mut dyn FnMut(u64, u64),
-    then: Option<crate::remote::AfterCopy<'_>>,
+    register: Option<&NewClient>,
 ) -> Result<CopyInfo, Error> {
-    remote.copy_then(dest, progress, then).map_err(|e| match e {
-        CopyError::Remote(r) => Error::Remote(r),
-        CopyError::Local(io) => Error::Local(LocalError::from_io(dest, io)),
-    })
+    remote
+        .snapshot_into(dest, progress, register)
+        .map_err(|e| match e {
+            CopyError::Remote(r) => Error::Remote(r),
+            CopyError::Local(io) => Error::Local(LocalError::from_io(dest, io)),
+        })
 }
 
 /// `Err(Ok(table))` when the copy has an app table named like one of sharecache's own tables in
@@ -62,7 +65,7 @@ fn check_copy(conn: &Connection, path: &Path) -> Result<(), LocalError> {
 
 /// Creates the cache at `paths.db` from the (enrolled) remote.
 pub(crate) fn build(
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     paths: &CachePaths,
     origin: &str,
     clock: &Clock,
@@ -72,21 +75,13 @@ pub(crate) fn build(
     // The new client enters the remote's registry with the copy's revision, under the copy's
     // lease: tombstones after it are kept until it has pulled them, so its first edits are
     // decided against deletes it has not seen yet.
-    let mut register = |c: &Connection, info: &CopyInfo| {
-        crate::sync::register_client(
-            c,
-            &crate::sync::PushCtx {
-                origin,
-                lineage: &crate::sync::NO_LINEAGE,
-                now: clock.now_stamp(),
-                pulled_rev: info.rev,
-                host: crate::remote::lease::hostname(),
-                batch_size: 0,
-            },
-        )
+    let register = NewClient {
+        origin: origin.to_string(),
+        now: clock.now_stamp(),
+        host: crate::platform::host_name(),
     };
     let result = (|| {
-        let info = copy(remote, &tmp, progress, Some(&mut register))?;
+        let info = copy(remote, &tmp, progress, Some(&register))?;
         let remote_id = info.remote_id.clone().ok_or_else(|| LocalError::Corrupt {
             path: tmp.clone(),
             detail: "the snapshot has no sharecache identity (remote not set up)".into(),
@@ -103,11 +98,10 @@ pub(crate) fn build(
         let tx = conn.transaction().map_err(sql)?;
         // The hybrid clock starts above every stamp copied: an edit made here after the copy
         // must carry a later stamp than the version it edits, whatever this machine's clock says.
-        let now = newest_logged_stamp(&tx, "main")
-            .map_err(sql)?
+        let now = info
+            .newest_stamp
+            .clone()
             .map_or_else(|| clock.now_stamp(), |s| s.max(clock.now_stamp()));
-        let trail = trail_of_copy(&tx, "main", info.rev).map_err(sql)?;
-        drop_remote_objects(&tx).map_err(sql)?;
         crate::migrate::CACHE.apply(&tx, &now).map_err(sql)?;
         tx.execute(
             &format!(
@@ -115,10 +109,10 @@ pub(crate) fn build(
              VALUES (1, ?1, {}, ?3, ?4, ?5, ?2, ?2)",
                 crate::clock::ms_of_stamp_sql("?2")
             ),
-            params![origin, now, info.rev, remote_id, remote.path().to_string_lossy()],
+            params![origin, now, info.rev, remote_id, remote.location()],
         )
         .map_err(sql)?;
-        set_trail(&tx, "main", &trail).map_err(sql)?;
+        set_trail(&tx, &info).map_err(sql)?;
         register_tables(&tx, None).map_err(sql)?;
         tx.commit().map_err(sql)?;
         drop(conn);
@@ -133,89 +127,17 @@ pub(crate) fn build(
     result
 }
 
-/// The newest stamp in the copied change log, or the remote's clock if newer, of database
-/// `schema` (`main`, `snap`), if any.
-fn newest_logged_stamp(c: &Connection, schema: &str) -> rusqlite::Result<Option<String>> {
-    let has_log: bool = c.query_row(
-        &format!(
-            "SELECT count(*) > 0 FROM {}.sqlite_master WHERE type = 'table' AND name = 'sharecache_log'",
-            quote(schema)
-        ),
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_log {
-        return Ok(None);
-    }
-    let logged: Option<String> = c.query_row(
-        &format!("SELECT max(stamp) FROM {}.sharecache_log", quote(schema)),
-        [],
-        |r| r.get(0),
-    )?;
-    // The remote's clock: the newest stamp ever logged, pruned entries included (format 2 on).
-    let has_clock: bool = c.query_row(
-        &format!(
-            "SELECT count(*) > 0 FROM pragma_table_info('sharecache_meta', {}) WHERE name = 'hlc'",
-            literal(schema)
-        ),
-        [],
-        |r| r.get(0),
-    )?;
-    let clock: Option<String> = if has_clock {
-        c.query_row(
-            &format!(
-                "SELECT max(hlc) FROM {}.sharecache_meta WHERE hlc != ''",
-                quote(schema)
-            ),
-            [],
-            |r| r.get(0),
-        )?
-    } else {
-        None
-    };
-    Ok(logged.max(clock))
-}
-
-/// What a copy of the remote tells of its history: its newest change-log entry at or below `rev`
-/// and its generation (the cache's trail mark, see [`crate::remote::Mark`]). Nothing when the
-/// copy has no entry (all pruned): the next pull sets the mark.
-struct CopyTrail {
-    newest: Option<(i64, String, String)>,
-    generation: Option<String>,
-}
-
-fn trail_of_copy(c: &Connection, schema: &str, rev: i64) -> rusqlite::Result<CopyTrail> {
-    let s = quote(schema);
-    let newest = c
-        .query_row(
-            &format!(
-                "SELECT rev, stamp, origin FROM {s}.sharecache_log WHERE rev <= ?1 ORDER BY rev DESC LIMIT 1"
-            ),
-            [rev],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let generation = c
-        .query_row(
-            &format!("SELECT generation FROM {s}.sharecache_meta WHERE id = 1"),
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(CopyTrail { newest, generation })
-}
-
-fn set_trail(c: &Connection, schema: &str, t: &CopyTrail) -> rusqlite::Result<()> {
-    let (rev, stamp, origin) = t
+/// Sets the cache's trail mark (see [`crate::remote::Mark`]) to what the snapshot tells of the
+/// remote's history: its newest change-log entry at or below the copy's revision and its
+/// generation. Nothing when the copy has no entry (all pruned): the next pull sets the mark.
+fn set_trail(c: &Connection, info: &CopyInfo) -> rusqlite::Result<()> {
+    let (rev, stamp, origin) = info
         .newest
         .clone()
         .unwrap_or((0, String::new(), String::new()));
     c.execute(
-        &format!(
-            "UPDATE {}.sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3, generation = ?4",
-            quote(schema)
-        ),
-        params![rev, stamp, origin, t.generation],
+        "UPDATE main.sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3, generation = ?4",
+        params![rev, stamp, origin, info.generation],
     )?;
     Ok(())
 }
@@ -228,34 +150,6 @@ pub(crate) fn remove_with_sidecars(path: &Path) {
         s.push(ext);
         let _ = std::fs::remove_file(s);
     }
-}
-
-/// Drops what the copy brought from the remote that belongs to sharecache's remote side.
-fn drop_remote_objects(c: &Connection) -> rusqlite::Result<()> {
-    let names: Vec<(String, String)> = c
-        .prepare("SELECT type, name FROM sqlite_master WHERE type IN ('trigger', 'table')")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<(String, String)>>>()?
-        .into_iter()
-        .filter(|(kind, name)| {
-            if kind == "trigger" {
-                crate::remote::changelog::is_trigger_name(name)
-            } else {
-                REMOTE_INTERNAL.contains(&name.as_str())
-            }
-        })
-        .collect();
-    for (kind, name) in names.iter().filter(|(k, _)| k == "trigger") {
-        c.execute_batch(&format!(
-            "DROP {} IF EXISTS {};",
-            kind.to_uppercase(),
-            quote(name)
-        ))?;
-    }
-    for (_, name) in names.iter().filter(|(k, _)| k == "table") {
-        c.execute_batch(&format!("DROP TABLE IF EXISTS {};", quote(name)))?;
-    }
-    Ok(())
 }
 
 /// Reinstalls the capture triggers of the tables recorded as synced, as this build writes them.
@@ -333,7 +227,7 @@ pub(crate) enum RebuildBlocked {
 pub(crate) fn rebuild_in_place(
     local: &Connection,
     local_path: &Path,
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     paths: &CachePaths,
     clock: &Clock,
     progress: &mut dyn FnMut(u64, u64),
@@ -374,11 +268,11 @@ pub(crate) fn rebuild_in_place(
                         info.rev,
                         remote_id,
                         clock.now_stamp(),
-                        newest_logged_stamp(local, "snap")?.unwrap_or_default()
+                        info.newest_stamp.clone().unwrap_or_default()
                     ],
                 )?;
                 local.execute("DELETE FROM main.sync_tracking", [])?;
-                set_trail(local, "main", &trail_of_copy(local, "snap", info.rev)?)?;
+                set_trail(local, &info)?;
                 register_tables(local, None)?;
                 local.execute_batch("COMMIT")
             })();
@@ -426,9 +320,7 @@ fn replace_app_objects(c: &Connection) -> rusqlite::Result<()> {
         .collect::<Result<_, _>>()?;
     for (kind, name, table, sql) in &new {
         let internal = |n: &str| REMOTE_INTERNAL.contains(&n) || LOCAL_INTERNAL.contains(&n);
-        let changelog_trigger =
-            kind == "trigger" && crate::remote::changelog::is_trigger_name(name);
-        if internal(name) || internal(table) || changelog_trigger || is_shadow(c, name)? {
+        if internal(name) || internal(table) || is_shadow(c, name)? {
             continue; // sharecache's own, or created by its virtual table
         }
         c.execute_batch(sql)?;

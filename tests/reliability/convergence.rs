@@ -1130,7 +1130,7 @@ fn an_edit_from_a_client_that_never_synced_still_loses_to_a_newer_concurrent_del
 fn prune_all_history(share: &Share) {
     let remote = share.remote();
     let rev: i64 = crate::support::one(&remote, "SELECT rev FROM sharecache_meta");
-    sharecache::remote::changelog::prune(&remote, rev, i64::MAX).unwrap();
+    sharecache::remote::share::changelog::prune(&remote, rev, i64::MAX).unwrap();
     let left: i64 = crate::support::one(&remote, "SELECT count(*) FROM sharecache_log");
     assert_eq!(left, 0, "precondition: the log is pruned");
 }

@@ -19,7 +19,7 @@ use postgres::{Client, GenericClient};
 
 use super::PgError;
 use super::types::Column;
-use crate::remote::changelog::DIRECT_ORIGIN;
+use crate::remote::DIRECT_ORIGIN;
 use crate::sql::{literal, quote};
 
 /// A log entry as a pull reads it.
@@ -52,7 +52,7 @@ pub struct NewEntry {
     pub stamp: String,
     /// A tombstone.
     pub deleted: bool,
-    /// The row image ([`crate::remote::image`]).
+    /// The row image ([`crate::remote::share::image`]).
     pub image: Option<Vec<u8>>,
 }
 

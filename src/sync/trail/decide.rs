@@ -9,19 +9,19 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{Ctx, Policy, Reconciled, Start};
 use crate::clock::next_clock_sql;
 use crate::error::Error;
-use crate::remote::Remote;
-use crate::remote::changelog::{self, Found};
+use crate::remote::store::Keys;
+use crate::remote::{Found, RemoteStore, Version};
+use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value, row_to_json};
 use crate::store::LocalError;
-use crate::sync::push::{Loser, insert_conflict};
+use crate::sync::push::{Loser, conflict_record};
 use crate::sync::reconcile::Diff;
-use crate::sync::rows::Shape;
 use crate::sync::write_tx;
 
 /// The differences of one batch, decided.
 pub(super) struct Decided {
     /// Diffs where the remote's row goes into the cache, with the remote's version.
-    pub remote_wins: Vec<(Diff, Option<changelog::Version>)>,
+    pub remote_wins: Vec<(Diff, Option<Version>)>,
     /// Diffs where the cache's row is pushed again.
     pub cache_wins: Vec<Diff>,
 }
@@ -29,7 +29,7 @@ pub(super) struct Decided {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn decide(
     local: &Connection,
-    remote: &Remote,
+    remote: &dyn RemoteStore,
     ctx: &Ctx<'_>,
     shape: &Shape,
     start: &Start,
@@ -57,18 +57,15 @@ pub(super) fn decide(
     } else {
         HashSet::new()
     };
-    let keys: HashMap<(String, String), (String, String)> = diffs
+    let keys: Keys = diffs
         .iter()
         .map(|d| {
             let key = (shape.table.clone(), d.pk.clone());
             (key, (String::new(), ctx.origin.to_string()))
         })
         .collect();
-    let found: HashMap<(String, String), Found> = remote.read(|c| {
-        let mut found = HashMap::new();
-        changelog::newest_in(c, start.pruned_rev, None, &keys, &mut found)?;
-        Ok(found)
-    })?;
+    let found: HashMap<(String, String), Found> =
+        remote.newest_versions(start.pruned_rev, &keys)?;
     let mut out = Decided {
         remote_wins: Vec::new(),
         cache_wins: Vec::new(),
@@ -98,13 +95,13 @@ pub(super) fn decide(
 #[allow(clippy::too_many_arguments)]
 pub(super) fn apply_remote_wins(
     local: &Connection,
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     ctx: &Ctx<'_>,
     shape: &Shape,
     policy: Policy,
     known: &str,
     pending_at_start: &HashMap<(String, String), i64>,
-    wins: &[(Diff, Option<changelog::Version>)],
+    wins: &[(Diff, Option<Version>)],
     out: &mut Reconciled,
 ) -> Result<(), Error> {
     if wins.is_empty() {
@@ -133,7 +130,7 @@ pub(super) fn apply_remote_wins(
         .iter()
         .map(|(d, _)| d.local.as_ref().map(|r| row_to_json(&shape.columns, r)))
         .collect();
-    remote.write(|c| {
+    remote.write(&mut |w| {
         for (((d, v), stamp), row) in wins.iter().zip(&stamps).zip(&rows) {
             let winner = v
                 .as_ref()
@@ -143,14 +140,13 @@ pub(super) fn apply_remote_wins(
                 origin: ctx.origin,
                 row: row.as_deref(),
             };
-            insert_conflict(
-                c,
+            w.log_conflict(&conflict_record(
                 (&shape.table, &d.pk),
                 winner,
                 &loser,
                 policy.conflict_reason(),
                 (&ctx.now, ctx.origin),
-            )?;
+            ))?;
         }
         Ok(())
     })?;

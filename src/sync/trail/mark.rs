@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use crate::error::Error;
-use crate::remote::{Mark, Remote};
+use crate::remote::{Mark, RemoteStore};
 use crate::store::LocalError;
 
 /// The cache's [`Mark`].
@@ -47,15 +47,9 @@ pub(crate) fn mark_seen(
 pub(crate) fn learn_generation(
     local: &Connection,
     local_path: &Path,
-    remote: &Remote,
+    remote: &dyn RemoteStore,
 ) -> Result<(), Error> {
-    let generation: String = remote.read(|c| {
-        c.query_row(
-            "SELECT generation FROM sharecache_meta WHERE id = 1",
-            [],
-            |r| r.get(0),
-        )
-    })?;
+    let generation = remote.head()?.generation;
     local
         .execute(
             "UPDATE sync_state SET generation = ?1 WHERE id = 1 AND generation IS NULL",

@@ -43,17 +43,17 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 pub(crate) use mark::{learn_generation, mark_seen, read_mark};
 
 use super::reconcile::{self, Diff};
-use super::rows::Shape;
 use super::{Progress, metadata, write_tx};
 use crate::clock::stamp_of_ms;
 use crate::error::Error;
-use crate::remote::Remote;
+use crate::remote::RemoteStore;
+use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value};
 use crate::store::LocalError;
 use decide::{apply_remote_wins, decide, queue_again};
@@ -119,15 +119,7 @@ impl Reconciled {
 }
 
 /// The remote's state when a reconcile starts.
-struct Start {
-    rev: i64,
-    pruned_rev: i64,
-    generation: String,
-    /// The remote's clock: at or after every stamp its log holds (`sharecache_meta.hlc`).
-    hlc: String,
-    /// The newest log entry at or below `rev`: the cache's mark afterwards.
-    newest: Option<(i64, String, String)>,
-}
+type Start = crate::remote::Head;
 
 /// Context of one reconcile.
 pub(crate) struct Ctx<'a> {
@@ -143,33 +135,13 @@ pub(crate) struct Ctx<'a> {
 /// sets the cursor and the mark to the remote's state read before comparing.
 pub(crate) fn reconcile(
     local: &Connection,
-    remote: &mut Remote,
+    remote: &mut dyn RemoteStore,
     ctx: &Ctx<'_>,
     policy: Policy,
     progress: &dyn Progress,
 ) -> Result<Reconciled, Error> {
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
-    let start: Start = remote.read(|c| {
-        let (rev, pruned_rev, generation, hlc): (i64, i64, String, String) = c.query_row(
-            "SELECT rev, pruned_rev, generation, hlc FROM sharecache_meta WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
-        let newest = c
-            .query_row(
-                "SELECT rev, stamp, origin FROM sharecache_log WHERE rev <= ?1 ORDER BY rev DESC LIMIT 1",
-                [rev],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        Ok(Start {
-            rev,
-            pruned_rev,
-            generation,
-            hlc,
-            newest,
-        })
-    })?;
+    let start: Start = remote.head()?;
     // Below every entry the log still has: all of them count as concurrent with the cache's
     // changes, and a change older than the pruned part is decided against its newest stamp.
     let floor = (start.pruned_rev - 1).max(0);
@@ -311,7 +283,7 @@ impl super::Engine {
             origin: &self.origin,
             now: started,
         };
-        let remote = self.remote.as_mut().expect("connected");
+        let remote = self.remote.as_deref_mut().expect("connected");
         let result = reconcile(&self.local, remote, &ctx, policy, progress);
         self.finish_run(
             run,

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use sharecache::remote::{Remote, RemoteOptions};
+use sharecache::remote::{RemoteOptions, Share as ShareStore};
 
 use super::{KEYS, Key, Run, TABLES, Version, row_value, seed};
 
@@ -123,7 +123,7 @@ impl Run<'_> {
         let i = candidates[which % candidates.len()];
         let from = self.restores.backups[i].path.clone();
         if declare {
-            let mut remote = Remote::open(
+            let mut remote = ShareStore::open(
                 &from,
                 RemoteOptions::from_config(&self.share.config("admin"), "admin"),
             )

@@ -16,28 +16,9 @@ use std::collections::hash_map::Entry;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::clock::{SQL_STAMP_FORMAT, stamp_or_empty};
+use crate::remote::{DIRECT_ORIGIN, Found, Pruned, Version};
 use crate::schema::Table;
 use crate::sql::{key_expr, literal, quote};
-
-/// Origin recorded for changes written directly on the remote, not through a sharecache push.
-pub const DIRECT_ORIGIN: &str = "direct";
-
-/// A row's version as recorded in the change log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    /// Table name.
-    pub tbl: String,
-    /// Key text.
-    pub pk: String,
-    /// Revision of the change.
-    pub rev: i64,
-    /// Stamp of the version.
-    pub stamp: String,
-    /// Origin of the version.
-    pub origin: String,
-    /// Whether the row is deleted (a tombstone).
-    pub deleted: bool,
-}
 
 /// The columns [`Version::from_row`] reads, in its order.
 const VERSION_COLUMNS: &str = "tbl, pk, rev, stamp, origin, deleted";
@@ -226,17 +207,6 @@ pub fn append(conn: &Connection, v: &Version, image: Option<&[u8]>) -> rusqlite:
     Ok(())
 }
 
-/// What the log holds for one row of a batch: its newest entry in the searched range, and
-/// whether the batch's own version of it (same origin and stamp) is among the entries — the
-/// change was pushed before (its acknowledgement was lost) even if a newer version followed.
-#[derive(Debug, Clone)]
-pub struct Found {
-    /// The newest entry.
-    pub newest: Version,
-    /// Whether the change being pushed is already logged.
-    pub mine_logged: bool,
-}
-
 /// For every `(table, key)` in `keys` (with the stamp and origin of the change about to be
 /// pushed), what the entries with `after < rev <= upto` hold (no upper bound when `upto` is
 /// `None`), merged into `found` (a later entry replaces an earlier one as the newest).
@@ -274,18 +244,6 @@ pub fn newest_in(
     }
     Ok(())
 }
-
-/// What pruning removed: versions at or below `rev`, none stamped after `stamp`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pruned {
-    /// Highest pruned revision.
-    pub rev: i64,
-    /// Newest stamp of a pruned entry (empty when none).
-    pub stamp: String,
-}
-
-/// Origin of the stand-in version of a row whose versions were pruned (see [`Pruned`]).
-pub const PRUNED_ORIGIN: &str = "pruned";
 
 /// How far the log was pruned.
 pub fn pruned(conn: &Connection) -> rusqlite::Result<Pruned> {

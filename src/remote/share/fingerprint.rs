@@ -5,65 +5,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use super::{Remote, RemoteError};
-
-/// What a sync needs to know about the remote before deciding there is nothing to do.
-///
-/// Equal fingerprints mean nothing on the remote needs pulling: no new change-log entry (`rev`),
-/// no schema change (`schema_version`) and no new conflict-log entry (`conflicts`: a conflict
-/// another client lost while pushing changes no row, so it does not move `rev`).
-///
-/// ```
-/// # use sharecache::remote::{Fingerprint, Trail};
-/// let a = Fingerprint { rev: 7, schema_version: 3, conflicts: 0, trail: Trail::Intact };
-/// let b = Fingerprint { conflicts: 1, ..a };
-/// assert_ne!(a, b);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint {
-    /// The change log's last revision.
-    pub rev: i64,
-    /// SQLite's schema cookie.
-    pub schema_version: i64,
-    /// The conflict log's last id (0 when empty).
-    pub conflicts: i64,
-    /// Whether the remote still holds what the cache knows of it ([`Mark`]).
-    pub trail: Trail,
-}
-
-/// What a cache knows of the remote's history, checked by every full fingerprint: the newest
-/// change-log entry it has seen or written, and the remote's generation when it last followed it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Mark {
-    /// Revision of that entry (0: nothing known yet, nothing to check).
-    pub rev: i64,
-    /// Its stamp.
-    pub stamp: String,
-    /// Its origin.
-    pub origin: String,
-    /// The remote's generation last followed (`None`: not known yet).
-    pub generation: Option<String>,
-}
-
-/// Whether the remote's history still contains what a cache knows of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trail {
-    /// It does (or the cache knows nothing to check yet).
-    Intact,
-    /// The change log went back in time: its revision is below the cache's mark, or the entry
-    /// at the mark's revision is gone or another one (the file was restored from a backup, or
-    /// an older copy was put at its path). Changes the cache saw or wrote may be missing.
-    WentBack,
-    /// An admin declared the remote's current content authoritative (a new generation).
-    Declared,
-}
-
-impl Trail {
-    /// Whether incremental sync can go on from the cache's cursor.
-    pub fn is_intact(self) -> bool {
-        self == Trail::Intact
-    }
-}
+use super::Share;
+use crate::remote::{Fingerprint, Mark, RemoteError, Trail};
 
 /// What an idle sync compares with the last full fingerprint.
 ///
@@ -134,7 +77,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-impl Remote {
+impl Share {
     /// A cheap fingerprint of the remote's state. When it is unchanged since the last pull,
     /// nothing on the remote needs pulling.
     ///

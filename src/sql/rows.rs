@@ -1,4 +1,7 @@
-//! Row-level reads and writes by primary key, the same SQL on the cache and on the remote.
+//! Row-level reads and writes by primary key, the same SQL on the cache and on a SQLite
+//! remote, and the order keys compare in (SQLite's `BINARY`), which every side pages in.
+
+use std::cmp::Ordering;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
@@ -8,7 +11,7 @@ use crate::sql::{Bind, quote, read_value};
 
 /// The columns a sync moves for one table: those both sides have, in the cache's order.
 #[derive(Debug, Clone)]
-pub(crate) struct Shape {
+pub struct Shape {
     /// Table name.
     pub table: String,
     /// Columns moved.
@@ -50,6 +53,65 @@ impl Shape {
             .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// Up to `limit` rows in key order (`COLLATE BINARY`, NULL first: [`cmp_key`]'s order) after
+    /// the key `after` (from the start: `None`), values in `columns` order. Every key column must
+    /// be among the columns.
+    pub fn page(
+        &self,
+        c: &Connection,
+        after: Option<&[Value]>,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<Vec<Value>>> {
+        let order: Vec<String> = self
+            .pk
+            .iter()
+            .map(|k| format!("{} COLLATE BINARY", quote(k)))
+            .collect();
+        let (clause, params) = self.after_clause(after);
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {clause} ORDER BY {} LIMIT {}",
+            self.column_list(),
+            quote(&self.table),
+            order.join(", "),
+            limit.max(1)
+        );
+        let n = self.columns.len();
+        let mut s = c.prepare_cached(&sql)?;
+        let rows = s.query_map(params_from_iter(Bind::all(&params)), |r| {
+            (0..n).map(|i| read_value(r, i)).collect()
+        })?;
+        rows.collect()
+    }
+
+    /// `WHERE` text for "key after `after`" in `COLLATE BINARY` order, NULL first, with the
+    /// parameters to bind. A row value comparison `(a, b) > (?, ?)` would skip keys holding a
+    /// NULL (the comparison is NULL), so it is spelled out: `a > ?1 OR (a IS ?1 AND b > ?2) …`.
+    fn after_clause(&self, after: Option<&[Value]>) -> (String, Vec<Value>) {
+        let Some(after) = after else {
+            return ("1".into(), vec![]);
+        };
+        let pk = &self.pk;
+        let mut ors = Vec::new();
+        let mut params = Vec::new();
+        for i in 0..pk.len() {
+            let mut ands = Vec::new();
+            for (j, col) in pk.iter().enumerate().take(i) {
+                params.push(after[j].clone());
+                ands.push(format!("{} IS ?{}", quote(col), params.len()));
+            }
+            let col = quote(&pk[i]);
+            match &after[i] {
+                Value::Null => ands.push(format!("{col} IS NOT NULL")),
+                v => {
+                    params.push(v.clone());
+                    ands.push(format!("{col} COLLATE BINARY > ?{}", params.len()));
+                }
+            }
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        (format!("({})", ors.join(" OR ")), params)
     }
 
     /// The row with this key, in `columns` order.
@@ -161,9 +223,50 @@ impl Shape {
     }
 }
 
+/// SQLite's `BINARY` order of two values (NULL < numbers < TEXT < BLOB; numbers by value,
+/// TEXT and BLOB byte by byte): the order `ORDER BY … COLLATE BINARY` reads them in.
+pub fn cmp_value(a: &Value, b: &Value) -> Ordering {
+    fn rank(v: &Value) -> u8 {
+        match v {
+            Value::Null => 0,
+            Value::Integer(_) | Value::Real(_) => 1,
+            Value::Text(_) => 2,
+            Value::Blob(_) => 3,
+        }
+    }
+    match (a, b) {
+        (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+        (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
+        (Value::Integer(x), Value::Real(y)) => cmp_int_real(*x, *y),
+        (Value::Real(x), Value::Integer(y)) => cmp_int_real(*y, *x).reverse(),
+        (Value::Text(x), Value::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Value::Blob(x), Value::Blob(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+fn cmp_int_real(i: i64, r: f64) -> Ordering {
+    // Exact for every i64: compare as floats, and on a tie compare the integer with the
+    // float's integer value (a float that equals a large integer as f64 may not be it exactly).
+    match (i as f64).total_cmp(&r) {
+        Ordering::Equal if r.abs() < 9.2e18 => i.cmp(&(r as i64)),
+        o => o,
+    }
+}
+
+/// Compares two keys value by value in [`cmp_value`] order.
+pub fn cmp_key(a: &[Value], b: &[Value]) -> Ordering {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| cmp_value(x, y))
+        .find(|o| o.is_ne())
+        .unwrap_or_else(|| a.len().cmp(&b.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::types::Value;
 
     #[test]
     fn a_key_with_a_null_part_is_found_updated_once_and_deleted() {
@@ -189,5 +292,38 @@ mod tests {
         assert_eq!(shape.select(&c, &key).unwrap(), Some(row("second")));
         shape.delete(&c, &key).unwrap();
         assert_eq!(shape.select(&c, &key).unwrap(), None);
+    }
+
+    #[test]
+    fn values_compare_in_the_order_sqlite_sorts_them() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE v(x); INSERT INTO v VALUES (NULL), (-1), (0.5), (3), (9223372036854775807), \
+             (9.3e18), (-9.3e18), (-9223372036854775808), (2.0), (2), ('a'), ('B'), (''), ('é'), \
+             (x''), (x'00'), (x'ff'), (1e308), (-0.0);",
+        )
+        .unwrap();
+        let sorted: Vec<Value> = c
+            .prepare("SELECT x FROM v ORDER BY x COLLATE BINARY")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for w in sorted.windows(2) {
+            assert_ne!(
+                cmp_value(&w[0], &w[1]),
+                Ordering::Greater,
+                "{:?} > {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        let mut mine = sorted.clone();
+        mine.reverse();
+        mine.sort_by(cmp_value);
+        for (a, b) in mine.iter().zip(&sorted) {
+            assert_eq!(cmp_value(a, b), Ordering::Equal, "{a:?} vs {b:?}");
+        }
     }
 }

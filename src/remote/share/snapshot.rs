@@ -14,58 +14,27 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, ffi};
 
-use super::{Remote, RemoteError, lease};
-
-/// What a snapshot copy produced.
-#[derive(Debug, Clone)]
-pub struct CopyInfo {
-    /// Bytes copied.
-    pub bytes: u64,
-    /// The change-log revision the copy is consistent with (0 on a remote never written through
-    /// sharecache).
-    pub rev: i64,
-    /// The remote's identity at the time of the copy.
-    pub remote_id: Option<String>,
-}
+use super::{Share, clean, lease};
+use crate::remote::store::NewClient;
+use crate::remote::{ClientEntry, CopyError, CopyInfo};
 
 const CHUNK: usize = 1 << 20;
 
 /// Reads of the remote file in flight during a snapshot copy.
 const IN_FLIGHT: usize = 4;
 
-/// A write run right after a snapshot copy, under the same lease (see [`Remote::copy_then`]).
-pub(crate) type AfterCopy<'a> =
-    &'a mut dyn FnMut(&rusqlite::Connection, &CopyInfo) -> rusqlite::Result<()>;
-
-/// A snapshot copy failed on one side or the other.
-#[derive(Debug)]
-pub enum CopyError {
-    /// Reading the remote failed.
-    Remote(RemoteError),
-    /// Writing the local copy failed.
-    Local(std::io::Error),
-}
-
-impl Remote {
+impl Share {
     /// Copies the remote database into `dest` (created user-only; must not exist), reporting
-    /// progress as (bytes done, bytes total).
-    pub fn copy_to(
+    /// progress as (bytes done, bytes total), then leaves in the copy only what is the app's
+    /// (see [`clean`]). With `register`, the new client enters the registry with the copy's
+    /// revision in a write transaction under the same lease, so that no other sharecache writer
+    /// runs between the copy and it (nothing can be pruned in between); that write failing is
+    /// logged and does not fail the copy.
+    pub(crate) fn copy_to(
         &mut self,
         dest: &Path,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<CopyInfo, CopyError> {
-        self.copy_then(dest, progress, None)
-    }
-
-    /// [`Remote::copy_to`], then `then` in a write transaction under the same lease, so that no
-    /// other sharecache writer runs between the copy and it (a new client registers itself with
-    /// the copy's revision this way: nothing can be pruned in between). `then` failing is logged
-    /// and does not fail the copy.
-    pub(crate) fn copy_then(
-        &mut self,
-        dest: &Path,
-        progress: &mut dyn FnMut(u64, u64),
-        then: Option<AfterCopy<'_>>,
+        register: Option<&NewClient>,
     ) -> Result<CopyInfo, CopyError> {
         let held = lease::acquire(
             &self.path,
@@ -96,25 +65,45 @@ impl Remote {
             };
             let total = (page_size * pages) as u64;
             copy_file(c, dest, total, progress, &mut local_error)?;
-            Ok(CopyInfo { bytes: total, rev, remote_id })
+            Ok(CopyInfo {
+                bytes: total,
+                rev,
+                remote_id,
+                newest_stamp: None,
+                newest: None,
+                generation: None,
+            })
         });
-        if let (Ok(info), None, Some(then)) = (&result, &local_error, then) {
+        if let (Ok(info), None, Some(client)) = (&result, &local_error, register) {
+            let entry = ClientEntry {
+                origin: client.origin.clone(),
+                pulled_rev: info.rev,
+                last_seen: client.now.clone(),
+                host: client.host.clone(),
+            };
             let c = &self.conn;
-            let done = c
-                .execute_batch("BEGIN IMMEDIATE")
-                .and_then(|()| then(c, info).and_then(|()| c.execute_batch("COMMIT")));
+            let done = c.execute_batch("BEGIN IMMEDIATE").and_then(|()| {
+                super::batch::register(c, &entry).and_then(|()| c.execute_batch("COMMIT"))
+            });
             if let Err(e) = done {
                 if !c.is_autocommit() {
                     let _ = c.execute_batch("ROLLBACK");
                 }
-                tracing::warn!(error = %e, "after the snapshot copy: the follow-up write failed");
+                tracing::warn!(error = %e, "after the snapshot copy: registering the new client failed");
             }
         }
         held.release();
-        match (result, local_error) {
-            (_, Some(e)) => Err(CopyError::Local(e)),
-            (r, None) => r.map_err(CopyError::Remote),
-        }
+        let mut info = match (result, local_error) {
+            (_, Some(e)) => return Err(CopyError::Local(e)),
+            (r, None) => r.map_err(CopyError::Remote)?,
+        };
+        clean::app_only(dest, &mut info).map_err(|e| {
+            CopyError::Local(std::io::Error::other(format!(
+                "cleaning the snapshot copy {}: {e}",
+                dest.display()
+            )))
+        })?;
+        Ok(info)
     }
 }
 

@@ -1,0 +1,145 @@
+//! [`BatchWriter`] on the share: the operations of one push or reconcile, inside the remote's
+//! `BEGIN IMMEDIATE` transaction under the write lease ([`Share::write`](super::Share)).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::{changelog, image};
+use crate::remote::store::{BatchWriter, Keys, Refused};
+use crate::remote::{ClientEntry, Found, LoggedConflict, Pruned, RemoteError, Version};
+use crate::sql::rows::Shape;
+
+/// The share's batch writer: the write transaction's connection.
+pub(super) struct Writer<'a> {
+    pub c: &'a Connection,
+    pub path: &'a Path,
+}
+
+impl Writer<'_> {
+    fn err(&self, e: rusqlite::Error) -> RemoteError {
+        RemoteError::from_sqlite(self.path, e)
+    }
+}
+
+impl BatchWriter for Writer<'_> {
+    fn rev(&mut self) -> Result<i64, RemoteError> {
+        self.c
+            .prepare_cached("SELECT rev FROM sharecache_meta WHERE id = 1")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))
+    }
+
+    fn pruned(&mut self) -> Result<Pruned, RemoteError> {
+        changelog::pruned(self.c).map_err(|e| self.err(e))
+    }
+
+    fn newest_versions(
+        &mut self,
+        after: i64,
+        upto: Option<i64>,
+        keys: &Keys,
+        found: &mut HashMap<(String, String), Found>,
+    ) -> Result<(), RemoteError> {
+        changelog::newest_in(self.c, after, upto, keys, found).map_err(|e| self.err(e))
+    }
+
+    fn select(&mut self, shape: &Shape, key: &[Value]) -> Result<Option<Vec<Value>>, RemoteError> {
+        shape.select(self.c, key).map_err(|e| self.err(e))
+    }
+
+    fn write_row(
+        &mut self,
+        shape: &Shape,
+        key: &[Value],
+        row: Option<&[Value]>,
+    ) -> Result<Result<(), Refused>, RemoteError> {
+        let written = match row {
+            Some(row) => shape.upsert(self.c, row),
+            None => shape.delete(self.c, key),
+        };
+        match written {
+            Ok(()) => Ok(Ok(())),
+            Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
+                Ok(Err(Refused(e.to_string())))
+            }
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn append(
+        &mut self,
+        v: &Version,
+        row: Option<(&[String], &[Value])>,
+    ) -> Result<(), RemoteError> {
+        let image = row.map(|(columns, values)| image::encode(columns, values));
+        changelog::append(self.c, v, image.as_deref()).map_err(|e| self.err(e))
+    }
+
+    fn entry_at(&mut self, rev: i64) -> Result<Option<(String, String)>, RemoteError> {
+        self.c
+            .prepare_cached("SELECT stamp, origin FROM sharecache_log WHERE rev = ?1")
+            .and_then(|mut s| {
+                s.query_row([rev], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    fn advance(&mut self, rev: i64, newest_stamp: &str) -> Result<(), RemoteError> {
+        changelog::advance(self.c, rev, newest_stamp).map_err(|e| self.err(e))
+    }
+
+    fn log_conflict(&mut self, x: &LoggedConflict) -> Result<(), RemoteError> {
+        self.c
+            .prepare_cached(
+                "INSERT INTO sharecache_conflicts (tbl, pk, winner_stamp, winner_origin, loser_stamp, \
+                 loser_origin, loser_op, loser_row, decided_at, decided_by, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    x.tbl,
+                    x.pk,
+                    x.winner_stamp,
+                    x.winner_origin,
+                    x.loser_stamp,
+                    x.loser_origin,
+                    x.loser_op,
+                    x.loser_row,
+                    x.decided_at,
+                    x.decided_by,
+                    x.reason
+                ])
+            })
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    fn conflicts_after(&mut self, after: i64) -> Result<Vec<LoggedConflict>, RemoteError> {
+        super::reads::conflicts_after(self.c, after).map_err(|e| self.err(e))
+    }
+
+    fn register(&mut self, client: &ClientEntry) -> Result<(), RemoteError> {
+        register(self.c, client).map_err(|e| self.err(e))
+    }
+}
+
+/// Records a client's horizon in `sharecache_clients` (it may go down: a change made locally
+/// since lowers it).
+pub(super) fn register(c: &Connection, client: &ClientEntry) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO sharecache_clients (origin, pulled_rev, last_seen, host) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (origin) DO UPDATE SET pulled_rev = excluded.pulled_rev, \
+         last_seen = excluded.last_seen, host = excluded.host",
+    )?
+    .execute(params![
+        client.origin,
+        client.pulled_rev,
+        client.last_seen,
+        client.host
+    ])?;
+    Ok(())
+}
