@@ -6,9 +6,12 @@
 //! newer stamp wins, ties broken by origin id, so every replica picks the same winner. A client
 //! never conflicts with itself (its stamps are totally ordered by its own clock), and re-sending a
 //! version the remote already has (a crash between remote commit and local acknowledgement)
-//! changes nothing.
+//! changes nothing. The losing version is kept whole: [`conflict_record`] is what the remote's
+//! conflict log holds of it.
 
 use std::cmp::Ordering;
+
+use crate::remote::LoggedConflict;
 
 /// A version of a row: its stamp and origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,46 @@ pub fn decide(local: Stamp<'_>, seen_rev: i64, remote: Option<Current<'_>>) -> D
         Decision::Apply { conflict: true }
     } else {
         Decision::Lose
+    }
+}
+
+/// A losing version of a row, as the conflict log keeps it.
+pub(crate) struct Loser<'a> {
+    /// Its stamp.
+    pub stamp: &'a str,
+    /// Its origin.
+    pub origin: &'a str,
+    /// The row as JSON ([`row_to_json`]), `None` for a delete.
+    pub row: Option<&'a str>,
+}
+
+/// A losing version as the remote's conflict log keeps it. `at`: the table and key text;
+/// `decided`: when and by which origin.
+pub(crate) fn conflict_record(
+    at: (&str, &str),
+    winner: (&str, &str),
+    loser: &Loser<'_>,
+    reason: &str,
+    decided: (&str, &str),
+) -> LoggedConflict {
+    LoggedConflict {
+        id: 0,
+        tbl: at.0.to_string(),
+        pk: at.1.to_string(),
+        winner_stamp: winner.0.to_string(),
+        winner_origin: winner.1.to_string(),
+        loser_stamp: loser.stamp.to_string(),
+        loser_origin: loser.origin.to_string(),
+        loser_op: if loser.row.is_some() {
+            "upsert"
+        } else {
+            "delete"
+        }
+        .to_string(),
+        loser_row: loser.row.map(str::to_string),
+        decided_at: decided.0.to_string(),
+        decided_by: decided.1.to_string(),
+        reason: reason.to_string(),
     }
 }
 

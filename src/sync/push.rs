@@ -12,16 +12,14 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use super::conflict::{Current, Decision, Stamp, decide};
+use super::conflict::{Current, Decision, Loser, Stamp, conflict_record, decide};
 use super::lineage::Lineage;
 use super::memory::PageCaches;
 use super::outbox::{self, Change, Outcome};
 use super::{Progress, failpoint};
 use crate::error::Error;
 use crate::remote::store::{BatchWriter, Keys, Refused};
-use crate::remote::{
-    ClientEntry, Found, LoggedConflict, PRUNED_ORIGIN, Pruned, RemoteError, RemoteStore, Version,
-};
+use crate::remote::{ClientEntry, Found, PRUNED_ORIGIN, Pruned, RemoteError, RemoteStore, Version};
 use crate::sql::row_to_json;
 use crate::sql::rows::Shape;
 use crate::store::LocalError;
@@ -407,16 +405,6 @@ fn remote_row(
         .map(|row| row_to_json(&shape.columns, &row)))
 }
 
-/// A losing version of a row, as the conflict log keeps it.
-pub(super) struct Loser<'a> {
-    /// Its stamp.
-    pub stamp: &'a str,
-    /// Its origin.
-    pub origin: &'a str,
-    /// The row as JSON ([`row_to_json`]), `None` for a delete.
-    pub row: Option<&'a str>,
-}
-
 /// The local change loses: log it, and return the remote's version for the cache.
 fn lose(
     c: &mut dyn BatchWriter,
@@ -463,36 +451,6 @@ fn log_conflict(
     ))?;
     tracing::info!(table = %shape.table, key = %ch.pk, reason, "conflict: losing version kept in the conflict log");
     Ok(())
-}
-
-/// A losing version as the remote's conflict log keeps it. `at`: the table and key text;
-/// `decided`: when and by which origin.
-pub(super) fn conflict_record(
-    at: (&str, &str),
-    winner: (&str, &str),
-    loser: &Loser<'_>,
-    reason: &str,
-    decided: (&str, &str),
-) -> LoggedConflict {
-    LoggedConflict {
-        id: 0,
-        tbl: at.0.to_string(),
-        pk: at.1.to_string(),
-        winner_stamp: winner.0.to_string(),
-        winner_origin: winner.1.to_string(),
-        loser_stamp: loser.stamp.to_string(),
-        loser_origin: loser.origin.to_string(),
-        loser_op: if loser.row.is_some() {
-            "upsert"
-        } else {
-            "delete"
-        }
-        .to_string(),
-        loser_row: loser.row.map(str::to_string),
-        decided_at: decided.0.to_string(),
-        decided_by: decided.1.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 impl PushCtx<'_> {

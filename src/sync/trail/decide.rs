@@ -14,7 +14,7 @@ use crate::remote::{Found, RemoteStore, Version};
 use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value, row_to_json};
 use crate::store::LocalError;
-use crate::sync::push::{Loser, conflict_record};
+use crate::sync::conflict::{Loser, conflict_record};
 use crate::sync::reconcile::Diff;
 use crate::sync::write_tx;
 
