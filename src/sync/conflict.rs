@@ -6,7 +6,7 @@
 //! newer stamp wins, ties broken by origin id, so every replica picks the same winner. A client
 //! never conflicts with itself (its stamps are totally ordered by its own clock), and re-sending a
 //! version the remote already has (a crash between remote commit and local acknowledgement)
-//! changes nothing. The losing version is kept whole: [`conflict_record`] is what the remote's
+//! changes nothing. The losing version is kept whole: `conflict_record` is what the remote's
 //! conflict log holds of it.
 
 use std::cmp::Ordering;
