@@ -55,7 +55,7 @@ fn trigger_name(kind: &str, table: &str) -> String {
 /// Whether `name` is the name of a change-log trigger.
 ///
 /// ```
-/// use sharecache::remote::changelog::is_trigger_name;
+/// use sharecache::remote::share::changelog::is_trigger_name;
 /// assert!(is_trigger_name("sharecache_au_notes"));
 /// assert!(!is_trigger_name("sharecache_settings_touch"));
 /// ```
