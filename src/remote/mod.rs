@@ -53,7 +53,9 @@ impl RemoteOptions {
     }
 }
 
-/// Opens the configured remote for sharecache's own use (never creates it).
+/// Opens the configured remote for sharecache's own use (never creates it). Today that is always
+/// the share at `config.remote_path`: a PostgreSQL URL is refused before any remote is opened
+/// (`Config::share_path`, in the handle) until that backend implements [`RemoteStore`].
 pub fn open(
     config: &crate::config::Config,
     origin: &str,
