@@ -1,4 +1,4 @@
-//! Errors of the remote database on the share, classified the way a sync loop needs them.
+//! Errors of the remote (the database on the share, or the PostgreSQL server), classified the way a sync loop needs them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,6 +104,16 @@ pub enum RemoteError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The PostgreSQL server failed or refused (`kind`: what the sync does about it).
+    #[error("{location}: {detail}")]
+    Server {
+        /// The server, as `database.path` names it (never with a password).
+        location: String,
+        /// Retry (offline, locked) or stop (remote).
+        kind: ErrorKind,
+        /// What happened and what to do.
+        detail: String,
+    },
     /// Any other SQLite error on the remote.
     #[error("{}: {source}", path.display())]
     Sqlite {
@@ -129,6 +139,7 @@ impl RemoteError {
             | RemoteError::PermissionDenied { .. }
             | RemoteError::WalInUse { .. }
             | RemoteError::TooNew { .. } => ErrorKind::Remote,
+            RemoteError::Server { kind, .. } => *kind,
             RemoteError::Sqlite { .. } => ErrorKind::Other,
         }
     }

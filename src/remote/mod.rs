@@ -6,9 +6,8 @@
 //! on a network share, with everything share-specific inside it (the lease file, journal mode,
 //! header peeks, page-cache release, identity and same-file checks). `tests/conformance/` is the
 //! suite any backend must pass. A new backend is a new module here, a branch in [`open`], and a
-//! harness for the conformance suite; nothing under `sync/` changes. [`postgres`] holds the
-//! PostgreSQL backend's parts (its schema and change log, its type mapping), not yet behind the
-//! interface.
+//! harness for the conformance suite; nothing under `sync/` changes. [`postgres`] is the second:
+//! a PostgreSQL server (`database.path: postgres://…`).
 
 mod error;
 #[cfg(feature = "postgres")]
@@ -53,13 +52,31 @@ impl RemoteOptions {
     }
 }
 
-/// Opens the configured remote for sharecache's own use (never creates it). Today that is always
-/// the share at `config.remote_path`: a PostgreSQL URL is refused before any remote is opened
-/// (`Config::share_path`, in the handle) until that backend implements [`RemoteStore`].
+/// Opens the configured remote for sharecache's own use (never creates it): the PostgreSQL
+/// server when `database.path` is a `postgres://` URL (connected at its first operation), the
+/// share at `config.remote_path` otherwise.
 pub fn open(
     config: &crate::config::Config,
     origin: &str,
 ) -> Result<Box<dyn RemoteStore>, RemoteError> {
+    #[cfg(feature = "postgres")]
+    if let Some(target) = &config.postgres {
+        return Ok(Box::new(postgres::Postgres::open(
+            target,
+            &config.schema,
+            origin,
+        )));
+    }
+    #[cfg(not(feature = "postgres"))]
+    if let Some(target) = &config.postgres {
+        return Err(RemoteError::Server {
+            location: target.display_url(),
+            kind: crate::error_kind::ErrorKind::Remote,
+            detail: "this build of sharecache has no PostgreSQL support (cargo feature \
+                     `postgres`); use a build with it, or point database.path at a share"
+                .into(),
+        });
+    }
     let opts = RemoteOptions::from_config(config, origin);
     Ok(Box::new(Share::open(&config.remote_path, opts)?))
 }

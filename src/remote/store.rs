@@ -235,10 +235,12 @@ pub trait RemoteStore: Send + std::fmt::Debug {
 }
 
 /// The operations of one atomic remote write ([`RemoteStore::write`]).
+///
+/// Revisions are the backend's to give: [`append`](BatchWriter::append) queues an entry and
+/// [`finish`](BatchWriter::finish) numbers the write's entries, consecutively and above every
+/// entry any reader has seen, and says which revisions they took. (A backend whose writers run
+/// concurrently numbers them at the end, under a lock held only for that step.)
 pub trait BatchWriter {
-    /// The log's last revision as this write sees it.
-    fn rev(&mut self) -> Result<i64, RemoteError>;
-
     /// How far the log was pruned.
     fn pruned(&mut self) -> Result<Pruned, RemoteError>;
 
@@ -264,18 +266,20 @@ pub trait BatchWriter {
         row: Option<&[Value]>,
     ) -> Result<Result<(), Refused>, RemoteError>;
 
-    /// Appends `v` to the log at `v.rev` (above every entry), with the row's values for a write.
+    /// Appends `v` to the log (its `rev` is ignored: [`finish`](BatchWriter::finish) numbers
+    /// it), with the row's values for a write.
     fn append(
         &mut self,
         v: &Version,
         row: Option<(&[String], &[Value])>,
     ) -> Result<(), RemoteError>;
 
-    /// The `(stamp, origin)` of the entry at `rev`.
-    fn entry_at(&mut self, rev: i64) -> Result<Option<(String, String)>, RemoteError>;
-
-    /// Moves the revision counter to `rev` and the remote's clock past `newest_stamp`.
-    fn advance(&mut self, rev: i64, newest_stamp: &str) -> Result<(), RemoteError>;
+    /// Numbers the entries appended in this write, in append order, and moves the remote's
+    /// clock past `newest_stamp`. Returns `(before, last)`: the entries took the revisions
+    /// `before + 1 ..= last`, and no other entry has one of them (`before == last`: none
+    /// appended; `before` is then the log's last revision as this write sees it). Called once,
+    /// after the last append.
+    fn finish(&mut self, newest_stamp: &str) -> Result<(i64, i64), RemoteError>;
 
     /// Appends a losing version to the conflict log (`c.id` is ignored).
     fn log_conflict(&mut self, c: &LoggedConflict) -> Result<(), RemoteError>;

@@ -212,8 +212,8 @@ fn apply_batch(
     ctx: &PushCtx<'_>,
     own: &OwnRevs,
 ) -> Result<(outbox::Applied, usize, usize), RemoteError> {
-    let mut rev: i64 = c.rev()?;
-    let first_rev = rev;
+    // The newest entry this batch appended: (stamp, origin).
+    let mut last: Option<(String, String)> = None;
     let current = concurrent_versions(c, changes, ctx, own)?;
     let pruned = c.pruned()?;
     let mut newest_stamp = String::new();
@@ -245,7 +245,7 @@ fn apply_batch(
                     conflict: false,
                 }
             } else {
-                apply_one(c, ch, &shapes[&ch.tbl], ctx, cur, &mut rev, last_pass)?
+                apply_one(c, ch, &shapes[&ch.tbl], ctx, cur, &mut last, last_pass)?
             };
             match step {
                 Step::Done {
@@ -269,13 +269,11 @@ fn apply_batch(
         last_pass = refused.len() == todo.len(); // no progress: the next pass rejects what is left
         todo = refused;
     }
-    c.advance(rev, &newest_stamp)?;
+    let (first_rev, rev) = c.finish(&newest_stamp)?;
     c.register(&ctx.client(ctx.pulled_rev))?;
-    let newest = if rev > first_rev {
-        c.entry_at(rev)?.map(|(stamp, origin)| (rev, stamp, origin))
-    } else {
-        None
-    };
+    let newest = last
+        .filter(|_| rev > first_rev)
+        .map(|(stamp, origin)| (rev, stamp, origin));
     failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
     let applied = outbox::Applied {
         outcomes: outcomes
@@ -309,7 +307,7 @@ fn apply_one(
     shape: &Shape,
     ctx: &PushCtx<'_>,
     cur: Option<&Version>,
-    rev: &mut i64,
+    last: &mut Option<(String, String)>,
     reject_refused: bool,
 ) -> Result<Step, RemoteError> {
     // The origin the change was made under: this cache's, or the one it had before it found it
@@ -356,18 +354,18 @@ fn apply_one(
                         };
                         log_conflict(c, shape, ch, (&ch.stamp, born), &loser, "newer", ctx)?;
                     }
-                    *rev += 1;
                     c.append(
                         &Version {
                             tbl: ch.tbl.clone(),
                             pk: ch.pk.clone(),
-                            rev: *rev,
+                            rev: 0, // numbered by `finish`
                             stamp: ch.stamp.clone(),
                             origin: born.to_string(),
                             deleted: ch.row.is_none(),
                         },
                         ch.row.as_deref().map(|r| (shape.columns.as_slice(), r)),
                     )?;
+                    *last = Some((ch.stamp.clone(), born.to_string()));
                     Ok(Step::Done {
                         outcome: Outcome::Applied,
                         wrote: true,

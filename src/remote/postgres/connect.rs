@@ -17,8 +17,11 @@ use crate::config::{PgTarget, SslMode};
 
 /// Session settings that make text forms of values exact and independent of the server's
 /// defaults: ISO dates, UTC for `timestamptz`, and floats printed round-trippably.
+/// READ COMMITTED whatever the server's default: the change log's numbering needs it
+/// ([`super::server`]).
 const SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; \
-                       SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
+                       SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; \
+                       SET default_transaction_isolation = 'read committed'";
 
 /// Connects to `target`.
 pub fn connect(target: &PgTarget) -> Result<Client, PgError> {

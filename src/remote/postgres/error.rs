@@ -43,3 +43,86 @@ pub enum PgError {
         supported: i32,
     },
 }
+
+impl PgError {
+    /// This failure as the sync sees it: whether to retry (the server unreachable, restarting,
+    /// read-only while a standby is promoted, a lock or serialisation conflict) or to stop (a
+    /// login, permission or schema problem), with what to do. `location` names the server.
+    pub fn into_remote(self, location: &str) -> crate::remote::RemoteError {
+        use crate::error_kind::ErrorKind;
+        use postgres::error::SqlState;
+        let (kind, detail) = match &self {
+            PgError::Db(e) => match e.code() {
+                None => (
+                    ErrorKind::Offline,
+                    format!(
+                        "the server is unreachable ({e}); local reads and writes go on and will be \
+                         synced when it is back"
+                    ),
+                ),
+                Some(code) => {
+                    let class = &code.code()[..2];
+                    if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                        || *code == SqlState::T_R_DEADLOCK_DETECTED
+                        || *code == SqlState::LOCK_NOT_AVAILABLE
+                    {
+                        (ErrorKind::Locked, format!("{e}; will retry"))
+                    } else if class == "08"
+                        || class == "57"
+                        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+                        || *code == SqlState::TOO_MANY_CONNECTIONS
+                    {
+                        (
+                            ErrorKind::Offline,
+                            format!(
+                                "the server cannot serve sharecache now ({e}): restarting, shutting \
+                                 down, read-only (a standby) or full; will retry"
+                            ),
+                        )
+                    } else if class == "28" {
+                        (
+                            ErrorKind::Remote,
+                            format!(
+                                "the server refused the login ({e}); check the user in database.path \
+                                 and the password (URL, password_file or PGPASSWORD)"
+                            ),
+                        )
+                    } else if *code == SqlState::INVALID_CATALOG_NAME {
+                        (
+                            ErrorKind::Remote,
+                            format!(
+                                "no such database ({e}); sharecache never creates the remote database: \
+                                 check database.path"
+                            ),
+                        )
+                    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+                        (
+                            ErrorKind::Remote,
+                            format!(
+                                "permission denied ({e}); the role needs USAGE and CREATE on the \
+                                 app's schema and on schema sharecache, and read and write on the \
+                                 app's tables (README, When you outgrow the share)"
+                            ),
+                        )
+                    } else {
+                        (ErrorKind::Other, e.to_string())
+                    }
+                }
+            },
+            PgError::Unsupported(_) | PgError::UnsupportedType { .. } | PgError::Value { .. } => {
+                (ErrorKind::Remote, self.to_string())
+            }
+            PgError::TooNew { .. } => (ErrorKind::Remote, self.to_string()),
+        };
+        crate::remote::RemoteError::Server {
+            location: location.to_owned(),
+            kind,
+            detail,
+        }
+    }
+
+    /// Whether a constraint (unique, check, not null, foreign key) refused a write.
+    pub fn is_constraint(&self) -> bool {
+        matches!(self, PgError::Db(e) if e.code().is_some_and(|c| c.code().starts_with("23")))
+    }
+}

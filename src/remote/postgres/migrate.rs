@@ -8,10 +8,16 @@ use postgres::Client;
 use super::PgError;
 
 /// `(version, sql)`, ascending from 1.
-const STEPS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const STEPS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_store.sql"),
+    ),
+];
 
 /// The newest version this build knows.
 pub fn latest() -> i32 {
@@ -50,7 +56,7 @@ pub fn migrate(client: &mut Client, remote_id: &str, now: &str) -> Result<i32, P
     }
     if found == 0 {
         tx.execute(
-            "INSERT INTO sharecache.meta (id, remote_id, created_at) VALUES (1, $1, $2)",
+            "INSERT INTO sharecache.meta (id, remote_id, created_at, generation) VALUES (1, $1, $2, $1)",
             &[&remote_id, &now],
         )?;
     }

@@ -1,19 +1,33 @@
-//! The PostgreSQL remote's core (issue 16): sharecache's schema on the server, a change log that
-//! hands out revisions in the order they become visible, and the mapping between PostgreSQL and
-//! SQLite values. Concrete code, tested against a real server (`tests/pg_*.rs`); it is wired
-//! into the remote-store interface once that exists (issue 15), so nothing in sync calls it yet.
+//! The PostgreSQL remote (issue 16): the same cache, API and sync against a server, for teams
+//! that outgrew one file on a share. [`Postgres`] implements the remote-store interface
+//! ([`crate::remote::RemoteStore`]); `database.path: postgres://…` selects it
+//! ([`crate::remote::open`]).
+//!
+//! Files: `server` (the connection, opened lazily and again after a failure), `store` (the
+//! interface), `writer` (one atomic write), `reads` (the log, rows, conflicts), `snapshot` (the
+//! first copy), `schema` (tables as the cache mirrors them), `carry` (a cache's additions as
+//! DDL), `prune`, `log` (capture triggers and the numbering of revisions), `migrate`, `rows`
+//! (rows in one statement), `types` (the value mapping), `connect`, `error`.
 //!
 //! PostgreSQL features relied on, all core (no extension): PL/pgSQL functions and row triggers,
-//! row locks (`FOR UPDATE`), window functions, transaction-local settings (`set_config(…, true)`),
-//! `array_to_json`/`jsonb_array_elements_text`. Migrations also take a transaction-scoped
-//! advisory lock (only there: two first opens at once).
+//! row locks (`FOR UPDATE`), transaction advisory locks (one per key), window functions,
+//! transaction-local settings (`set_config(…, true)`), `array_to_json`/`jsonb_array_elements_text`.
 
+mod carry;
 mod connect;
 mod error;
 pub mod log;
 pub mod migrate;
+mod prune;
+mod reads;
 pub mod rows;
+mod schema;
+mod server;
+mod snapshot;
+mod store;
 pub mod types;
+mod writer;
 
 pub use connect::connect;
 pub use error::PgError;
+pub use server::Postgres;

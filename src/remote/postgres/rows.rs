@@ -186,3 +186,41 @@ pub fn delete(
     let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Array::param).collect();
     Ok(client.execute(&sql, &params)?)
 }
+
+/// Locks the existing rows with `keys` (key values in key order) of `schema.table`, in key
+/// order (`FOR UPDATE`), in one statement. Rows that do not exist are not locked (see
+/// `sharecache.lock_key` for those).
+pub fn lock(
+    client: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+    key_columns: &[Column],
+    keys: &[Vec<Value>],
+) -> Result<(), PgError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let kinds = kinds(table, key_columns)?;
+    let arrays = arrays(key_columns, &kinds, keys)?;
+    let all: Vec<&Column> = key_columns.iter().collect();
+    let (from, values) = unnest(&kinds, &all);
+    let matches: Vec<String> = key_columns
+        .iter()
+        .zip(&values)
+        .map(|(c, v)| format!("t.{} = {v}", quote(&c.name)))
+        .collect();
+    let order: Vec<String> = key_columns
+        .iter()
+        .map(|c| format!("t.{}", quote(&c.name)))
+        .collect();
+    let sql = format!(
+        "SELECT 1 FROM {}.{} t, {from} WHERE {} ORDER BY {} FOR UPDATE OF t",
+        quote(schema),
+        quote(table),
+        matches.join(" AND "),
+        order.join(", ")
+    );
+    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Array::param).collect();
+    client.execute(&sql, &params)?;
+    Ok(())
+}

@@ -100,7 +100,7 @@ pub fn kind_of(typname: &str, element: Option<(&str, &str)>) -> Option<Kind> {
 /// The columns of `schema.table` in their order, primary-key columns flagged; key columns come
 /// first, in key order, so `key_sql` and `encode_key` agree on the order.
 pub fn describe(
-    client: &mut postgres::Client,
+    client: &mut impl postgres::GenericClient,
     schema: &str,
     table: &str,
 ) -> Result<Vec<Column>, PgError> {

@@ -5,33 +5,45 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, params};
 
 use super::{changelog, image};
 use crate::remote::store::{BatchWriter, Keys, Refused};
 use crate::remote::{ClientEntry, Found, LoggedConflict, Pruned, RemoteError, Version};
 use crate::sql::rows::Shape;
 
-/// The share's batch writer: the write transaction's connection.
+/// The share's batch writer: the write transaction's connection. The write lease and
+/// `BEGIN IMMEDIATE` serialise writers, so an entry is numbered as it is appended.
 pub(super) struct Writer<'a> {
     pub c: &'a Connection,
     pub path: &'a Path,
+    /// `(before, last)`: the log's revision when the first entry was appended, and the last
+    /// revision taken since.
+    pub revs: Option<(i64, i64)>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    pub fn new(c: &'a Connection, path: &'a Path) -> Writer<'a> {
+        Writer {
+            c,
+            path,
+            revs: None,
+        }
+    }
+
     fn err(&self, e: rusqlite::Error) -> RemoteError {
         RemoteError::from_sqlite(self.path, e)
     }
-}
 
-impl BatchWriter for Writer<'_> {
-    fn rev(&mut self) -> Result<i64, RemoteError> {
+    fn rev(&self) -> Result<i64, RemoteError> {
         self.c
             .prepare_cached("SELECT rev FROM sharecache_meta WHERE id = 1")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(|e| self.err(e))
     }
+}
 
+impl BatchWriter for Writer<'_> {
     fn pruned(&mut self) -> Result<Pruned, RemoteError> {
         changelog::pruned(self.c).map_err(|e| self.err(e))
     }
@@ -74,22 +86,33 @@ impl BatchWriter for Writer<'_> {
         v: &Version,
         row: Option<(&[String], &[Value])>,
     ) -> Result<(), RemoteError> {
+        let (before, last) = match self.revs {
+            Some(revs) => revs,
+            None => {
+                let rev = self.rev()?;
+                (rev, rev)
+            }
+        };
         let image = row.map(|(columns, values)| image::encode(columns, values));
-        changelog::append(self.c, v, image.as_deref()).map_err(|e| self.err(e))
+        let v = Version {
+            rev: last + 1,
+            ..v.clone()
+        };
+        changelog::append(self.c, &v, image.as_deref()).map_err(|e| self.err(e))?;
+        self.revs = Some((before, last + 1));
+        Ok(())
     }
 
-    fn entry_at(&mut self, rev: i64) -> Result<Option<(String, String)>, RemoteError> {
-        self.c
-            .prepare_cached("SELECT stamp, origin FROM sharecache_log WHERE rev = ?1")
-            .and_then(|mut s| {
-                s.query_row([rev], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.err(e))
-    }
-
-    fn advance(&mut self, rev: i64, newest_stamp: &str) -> Result<(), RemoteError> {
-        changelog::advance(self.c, rev, newest_stamp).map_err(|e| self.err(e))
+    fn finish(&mut self, newest_stamp: &str) -> Result<(i64, i64), RemoteError> {
+        let revs = match self.revs {
+            Some(revs) => revs,
+            None => {
+                let rev = self.rev()?;
+                (rev, rev)
+            }
+        };
+        changelog::advance(self.c, revs.1, newest_stamp).map_err(|e| self.err(e))?;
+        Ok(revs)
     }
 
     fn log_conflict(&mut self, x: &LoggedConflict) -> Result<(), RemoteError> {

@@ -132,7 +132,7 @@ impl RemoteStore for Share {
         f: &mut dyn FnMut(&mut dyn BatchWriter) -> Result<(), RemoteError>,
     ) -> Result<(), RemoteError> {
         self.write_with(|c, path| {
-            let mut w = Writer { c, path };
+            let mut w = Writer::new(c, path);
             f(&mut w)
         })
     }

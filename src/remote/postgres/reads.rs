@@ -1,0 +1,346 @@
+//! Reading the PostgreSQL remote: the change log (a pull's stretch of it, the versions of a
+//! batch's keys), rows by key and in the cache's key order, the conflict log and the client
+//! registry. Free functions over any client or transaction, so a write sees what it reads.
+//!
+//! Key order: the cache pages rows in SQLite's `BINARY` order ([`crate::sql::rows::cmp_key`]).
+//! Integers, booleans and `bytea` sort the same on the server; text sorts so with `COLLATE "C"`
+//! (bytewise UTF-8); a key kept as text but typed otherwise on the server (`uuid`, `date`,
+//! `numeric`, …) is compared as its text, which an index on the column does not serve.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use postgres::GenericClient;
+use postgres::types::ToSql;
+use rusqlite::types::Value;
+
+use super::PgError;
+use super::types::{Column, Kind, select_list};
+use super::writer::UNNUMBERED;
+use crate::remote::share::image;
+use crate::remote::store::Keys;
+use crate::remote::{ClientEntry, Fetched, Found, LoggedConflict, Version};
+use crate::sql::rows::Shape;
+use crate::sql::{decode_key, quote};
+
+fn kind<'a>(table: &str, c: &'a Column) -> Result<&'a Kind, PgError> {
+    c.kind.as_ref().ok_or_else(|| PgError::UnsupportedType {
+        table: table.to_owned(),
+        column: c.name.clone(),
+        pg_type: c.pg_type.clone(),
+        hint: "sharecache does not sync this table (see `sharecache status`)".to_owned(),
+    })
+}
+
+/// For every key of `keys`, merges what the log's entries with `after < rev ≤ upto` hold into
+/// `found` (see [`crate::remote::BatchWriter::newest_versions`]); with no `upto`, entries not
+/// numbered yet count too, as the newest.
+pub fn newest_in(
+    client: &mut impl GenericClient,
+    after: i64,
+    upto: Option<i64>,
+    keys: &Keys,
+    found: &mut HashMap<(String, String), Found>,
+) -> Result<(), PgError> {
+    let (t, p): (Vec<&str>, Vec<&str>) = keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
+    let rows = client.query(
+        "SELECT l.tbl, l.pk, coalesce(l.rev, $5), l.stamp, l.origin, l.deleted FROM sharecache.log l \
+         JOIN unnest($1::text[], $2::text[]) AS k(t, p) ON l.tbl = k.t AND l.pk = k.p \
+         WHERE (l.rev > $3 AND l.rev <= $4) OR (l.rev IS NULL AND $6) \
+         ORDER BY l.rev NULLS LAST, l.id",
+        &[
+            &t,
+            &p,
+            &after,
+            &upto.unwrap_or(i64::MAX),
+            &UNNUMBERED,
+            &upto.is_none(),
+        ],
+    )?;
+    for r in rows {
+        let key: (String, String) = (r.get(0), r.get(1));
+        let (my_stamp, my_origin) = &keys[&key];
+        let v = Version {
+            tbl: key.0.clone(),
+            pk: key.1.clone(),
+            rev: r.get(2),
+            stamp: r.get(3),
+            origin: r.get(4),
+            deleted: r.get(5),
+        };
+        let mine = v.origin == *my_origin && v.stamp == *my_stamp;
+        match found.entry(key) {
+            Entry::Occupied(mut e) => {
+                let f = e.get_mut();
+                f.mine_logged |= mine;
+                f.newest = v;
+            }
+            Entry::Vacant(e) => {
+                e.insert(Found {
+                    newest: v,
+                    mine_logged: mine,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parameters of one statement, each of its own type.
+type Params = Vec<Box<dyn ToSql + Sync>>;
+
+/// `t.k = <param n>` for each key column, and the parameters.
+fn key_match(
+    table: &str,
+    keys: &[Column],
+    key: &[Value],
+    first: usize,
+) -> Result<(Vec<String>, Params), PgError> {
+    let mut conds = Vec::new();
+    let mut params = Vec::new();
+    for (i, (c, v)) in keys.iter().zip(key).enumerate() {
+        let k = kind(table, c)?;
+        conds.push(format!(
+            "{} = {}",
+            quote(&c.name),
+            k.param_sql(first + i, &c.pg_type)
+        ));
+        params.push(k.param(v, &c.name)?);
+    }
+    Ok((conds, params))
+}
+
+fn read_row(table: &str, cols: &[Column], r: &postgres::Row) -> Result<Vec<Value>, PgError> {
+    cols.iter()
+        .enumerate()
+        .map(|(i, c)| kind(table, c)?.read(r, i, &c.name))
+        .collect()
+}
+
+/// The row of `schema.table` with `key` (values of `keys`, in order), its `cols` read.
+pub fn select_row(
+    client: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+    cols: &[Column],
+    keys: &[Column],
+    key: &[Value],
+) -> Result<Option<Vec<Value>>, PgError> {
+    for c in cols {
+        kind(table, c)?;
+    }
+    let (conds, params) = key_match(table, keys, key, 1)?;
+    let sql = format!(
+        "SELECT {} FROM {}.{} WHERE {}",
+        select_list(cols),
+        quote(schema),
+        quote(table),
+        conds.join(" AND ")
+    );
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+    match client.query_opt(&sql, &refs)? {
+        Some(r) => Ok(Some(read_row(table, cols, &r)?)),
+        None => Ok(None),
+    }
+}
+
+/// The expression a key column sorts by, as the cache sorts it (see the module docs).
+fn order_expr(c: &Column) -> String {
+    let q = quote(&c.name);
+    match c.kind {
+        Some(Kind::Text) if c.pg_type == "text" || c.pg_type.starts_with("character varying") => {
+            format!("{q} COLLATE \"C\"")
+        }
+        Some(Kind::Text) => format!("({q})::text COLLATE \"C\""),
+        _ => q,
+    }
+}
+
+/// Up to `limit` rows of `schema.table` after the key `after`, in the cache's key order.
+pub fn page(
+    client: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+    cols: &[Column],
+    keys: &[Column],
+    after: Option<&[Value]>,
+    limit: usize,
+) -> Result<Vec<Vec<Value>>, PgError> {
+    for c in cols.iter().chain(keys) {
+        kind(table, c)?;
+    }
+    let order: Vec<String> = keys.iter().map(order_expr).collect();
+    let mut params: Params = vec![Box::new(limit as i64)];
+    let filter = match after {
+        None => String::new(),
+        Some(after) => {
+            let mut bound = Vec::new();
+            for (i, (c, v)) in keys.iter().zip(after).enumerate() {
+                let k = kind(table, c)?;
+                let n = i + 2;
+                bound.push(match c.kind {
+                    Some(Kind::Text) => format!("${n}::text COLLATE \"C\""),
+                    _ => k.param_sql(n, &c.pg_type),
+                });
+                params.push(k.param(v, &c.name)?);
+            }
+            format!("WHERE ({}) > ({})", order.join(", "), bound.join(", "))
+        }
+    };
+    let sql = format!(
+        "SELECT {} FROM {}.{} {filter} ORDER BY {} LIMIT $1",
+        select_list(cols),
+        quote(schema),
+        quote(table),
+        order.join(", ")
+    );
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+    client
+        .query(&sql, &refs)?
+        .iter()
+        .map(|r| read_row(table, cols, r))
+        .collect()
+}
+
+/// A pull's stretch of the log after `cursor` (at most `limit` entries, up to the head `head`
+/// the caller numbered), rows from the pushed images or, for direct writes, from the tables.
+/// `describe`: the server's columns of a table.
+pub fn fetch(
+    client: &mut impl GenericClient,
+    schema: &str,
+    head: i64,
+    cursor: i64,
+    limit: usize,
+    shapes: &HashMap<String, Shape>,
+) -> Result<Fetched, PgError> {
+    let pruned: i64 = client
+        .query_one("SELECT pruned_rev FROM sharecache.meta WHERE id = 1", &[])?
+        .get(0);
+    if cursor < pruned {
+        return Ok(Fetched {
+            entries: vec![],
+            tail: None,
+            behind_pruned: true,
+        });
+    }
+    let log = client.query(
+        "SELECT rev, tbl, pk, stamp, origin, deleted, image FROM sharecache.log \
+         WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3",
+        &[&cursor, &head, &(limit as i64)],
+    )?;
+    let tail = (log.len() < limit).then_some(head);
+    let mut seen = HashSet::new();
+    let mut newest_first = Vec::with_capacity(log.len());
+    for r in log.iter().rev() {
+        let key: (String, String) = (r.get(1), r.get(2));
+        if seen.insert(key) {
+            newest_first.push(r);
+        }
+    }
+    let mut described: HashMap<String, Vec<Column>> = HashMap::new();
+    let mut entries = Vec::with_capacity(newest_first.len());
+    for r in newest_first.into_iter().rev() {
+        let v = Version {
+            rev: r.get(0),
+            tbl: r.get(1),
+            pk: r.get(2),
+            stamp: r.get(3),
+            origin: r.get(4),
+            deleted: r.get(5),
+        };
+        let img: Option<Vec<u8>> = r.get(6);
+        let row = match shapes.get(&v.tbl) {
+            Some(shape) if !v.deleted => {
+                match img
+                    .as_deref()
+                    .and_then(|i| image::values_for(i, &shape.columns))
+                {
+                    Some(values) => Some(values),
+                    None => {
+                        if !described.contains_key(&v.tbl) {
+                            let cols = super::types::describe(client, schema, &v.tbl)?;
+                            described.insert(v.tbl.clone(), cols);
+                        }
+                        let all = &described[&v.tbl];
+                        let (cols, keys) = shape_columns(&v.tbl, all, shape)?;
+                        let key = decode_key(&v.pk).map_err(|m| PgError::Value {
+                            column: v.tbl.clone(),
+                            message: m,
+                        })?;
+                        select_row(client, schema, &v.tbl, &cols, &keys, &key)?
+                    }
+                }
+            }
+            _ => None,
+        };
+        entries.push((v, row));
+    }
+    Ok(Fetched {
+        entries,
+        tail,
+        behind_pruned: false,
+    })
+}
+
+/// The server's columns of `shape` in its order, and its key columns in key order.
+pub fn shape_columns(
+    table: &str,
+    all: &[Column],
+    shape: &Shape,
+) -> Result<(Vec<Column>, Vec<Column>), PgError> {
+    let find = |n: &String| {
+        all.iter().find(|c| &c.name == n).cloned().ok_or_else(|| {
+            PgError::Unsupported(format!(
+                "{table}.{n} is not a column on the server (its schema changed): the next sync \
+                 follows it"
+            ))
+        })
+    };
+    let cols = shape
+        .columns
+        .iter()
+        .map(find)
+        .collect::<Result<Vec<_>, _>>()?;
+    let keys = shape.pk.iter().map(find).collect::<Result<Vec<_>, _>>()?;
+    Ok((cols, keys))
+}
+
+/// The conflict log's records with an id above `after`, in id order.
+pub fn conflicts_after(
+    client: &mut impl GenericClient,
+    after: i64,
+) -> Result<Vec<LoggedConflict>, PgError> {
+    Ok(client
+        .query(
+            "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, \
+             loser_row, decided_at, decided_by, reason FROM sharecache.conflicts WHERE id > $1 ORDER BY id",
+            &[&after],
+        )?
+        .iter()
+        .map(|r| LoggedConflict {
+            id: r.get(0),
+            tbl: r.get(1),
+            pk: r.get(2),
+            winner_stamp: r.get(3),
+            winner_origin: r.get(4),
+            loser_stamp: r.get(5),
+            loser_origin: r.get(6),
+            loser_op: r.get(7),
+            loser_row: r.get(8),
+            decided_at: r.get(9),
+            decided_by: r.get(10),
+            reason: r.get(11),
+        })
+        .collect())
+}
+
+/// Records a client's horizon (it may go down).
+pub fn register(client: &mut impl GenericClient, c: &ClientEntry) -> Result<(), PgError> {
+    client.execute(
+        "INSERT INTO sharecache.clients (origin, pulled_rev, last_seen, host) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (origin) DO UPDATE SET pulled_rev = EXCLUDED.pulled_rev, \
+         last_seen = EXCLUDED.last_seen, host = EXCLUDED.host",
+        &[&c.origin, &c.pulled_rev, &c.last_seen, &c.host],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! [`Postgres`]: one client's connection to the server remote, opened lazily and opened again
+//! after the server went away (a restart, a dropped connection, a failover to a promoted
+//! standby: the next operation connects anew; an operation that failed is the caller's to retry,
+//! with the error kinds of [`PgError::into_remote`]).
+//!
+//! The connection is marked as sharecache's (`sharecache.writer`, a session setting), so the
+//! capture triggers leave its writes to the push, which logs them itself. It runs in READ COMMITTED (set at connect): the change log's numbering
+//! (`sharecache.sequence`, `sharecache.finish`) relies on each statement seeing what committed
+//! before its locks were granted. Snapshots use their own REPEATABLE READ transaction.
+
+use std::cell::RefCell;
+
+use postgres::Client;
+
+use super::PgError;
+use crate::config::PgTarget;
+use crate::remote::RemoteError;
+
+/// The PostgreSQL remote of one client (see the module docs).
+pub struct Postgres {
+    pub(super) target: PgTarget,
+    /// The schema holding the app's tables (`database.schema`).
+    pub(super) schema: String,
+    /// This client's origin.
+    pub(super) origin: String,
+    /// The identity the cache expects, once [`crate::remote::RemoteStore::check_identity`] said it.
+    pub(super) expected: Option<String>,
+    client: RefCell<Option<Client>>,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("server", &self.target.display_url())
+            .field("schema", &self.schema)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Postgres {
+    /// The remote at `target`, app tables in `schema`, for the client `origin`. Connects at the
+    /// first operation, so a client starts (and works on its cache) while the server is away.
+    pub fn open(target: &PgTarget, schema: &str, origin: &str) -> Postgres {
+        Postgres {
+            target: target.clone(),
+            schema: schema.to_owned(),
+            origin: origin.to_owned(),
+            expected: None,
+            client: RefCell::new(None),
+        }
+    }
+
+    /// The server as messages name it (no password).
+    pub fn location(&self) -> String {
+        let url = self.target.display_url();
+        if self.schema == crate::config::DEFAULT_SCHEMA {
+            url
+        } else {
+            format!("{url} (schema {})", self.schema)
+        }
+    }
+
+    /// Runs `f` on the connection, connecting first if needed. A failure that closed the
+    /// connection drops it, so the next call connects again.
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, PgError>,
+    ) -> Result<T, RemoteError> {
+        self.try_with(f)
+            .map_err(|e| e.into_remote(&self.location()))
+    }
+
+    /// [`Postgres::with`] keeping the [`PgError`] (for callers that tell constraint refusals
+    /// apart).
+    pub(super) fn try_with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, PgError>,
+    ) -> Result<T, PgError> {
+        let mut slot = self.client.borrow_mut();
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            let mut client = super::connect(&self.target)?;
+            // This connection writes app tables only in pushes, which log their own entries
+            // (with the row's image): the capture triggers stay silent for it.
+            client.execute(
+                "SELECT set_config('sharecache.writer', $1, false)",
+                &[&self.origin],
+            )?;
+            *slot = Some(client);
+        }
+        let client = slot.as_mut().expect("connected above");
+        let out = f(client);
+        if let Err(PgError::Db(e)) = &out
+            && (e.code().is_none() || client.is_closed())
+        {
+            *slot = None;
+        }
+        out
+    }
+}
