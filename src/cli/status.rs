@@ -77,9 +77,9 @@ pub fn probe(remote: &Path) -> Probe {
 
 /// The status of the configured cache, without opening (or creating) it.
 pub fn status_of(config: &Config) -> anyhow::Result<Status> {
-    config.share_path()?;
     let decision = local::decide(config);
     if !decision.cached {
+        config.share_path()?;
         let mode = Mode::Direct {
             reason: decision.rule.clone(),
         };

@@ -397,8 +397,9 @@ impl Config {
 }
 
 impl Config {
-    /// The remote as a share path; a PostgreSQL URL is a `Config`-kind error until the backend is
-    /// wired into sync (issue 16), so nothing treats the URL as a file name.
+    /// The remote as a SQLite file, for direct mode (the app served from the remote itself); a
+    /// PostgreSQL server has none, so a config that asks for direct mode with one is a
+    /// `Config`-kind error and nothing treats the URL as a file name.
     pub fn share_path(&self) -> Result<&Path, ConfigError> {
         match &self.postgres {
             None => Ok(&self.remote_path),
@@ -406,8 +407,9 @@ impl Config {
                 path: self.source.clone().unwrap_or_default(),
                 key: "database.path".to_owned(),
                 message: format!(
-                    "{} is a PostgreSQL server, and the PostgreSQL backend is not yet available \
-                     in this build; point database.path at a SQLite file on a share",
+                    "{} is a PostgreSQL server, which sharecache always caches (the app works on \
+                     a SQLite file, and a server has none to hand it directly); set \
+                     enable_cache: auto or true",
                     target.display_url()
                 ),
             }),

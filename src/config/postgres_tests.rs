@@ -228,18 +228,21 @@ fn auto_caches_a_server_url() {
 }
 
 #[test]
-fn opening_a_postgres_url_is_a_config_error_saying_the_backend_is_not_in_this_build() {
-    let config = pg("postgres://app:pw@127.0.0.1:1/sales").unwrap();
+fn a_postgres_url_with_the_cache_switched_off_is_a_config_error_saying_a_server_is_always_cached() {
+    let config =
+        parse("database:\n  path: 'postgres://app:pw@127.0.0.1:1/sales'\n  enable_cache: false\n")
+            .unwrap();
     let e = config.share_path().unwrap_err();
     assert!(matches!(e, ConfigError::Unsupported { .. }));
     let err = match crate::Cache::open(config) {
-        Ok(_) => panic!("a PostgreSQL URL opened as if it were a share"),
+        Ok(_) => panic!("a PostgreSQL URL opened in direct mode, as if it were a file"),
         Err(e) => e,
     };
     assert_eq!(err.kind(), crate::error::ErrorKind::Config);
     let text = err.to_string();
     assert!(
-        text.contains("PostgreSQL backend is not yet available in this build"),
+        text.contains("which sharecache always caches")
+            && text.contains("enable_cache: auto or true"),
         "{text}"
     );
     assert!(!text.contains(":pw@"), "{text}");

@@ -55,6 +55,10 @@ impl Inner {
             return false;
         };
         let config = self.config.get();
+        if let Some(server) = &config.postgres {
+            tracing::error!(cache_error = %e, server = %server.display_url(), "the cache cannot work, and a PostgreSQL remote has no direct mode (the app needs a SQLite file); pending writes stay in the cache, retrying later");
+            return false;
+        }
         let conn = match remote::share::open_connection(&config.remote_path, config.busy_timeout) {
             Ok(c) => c,
             Err(re) => {

@@ -106,12 +106,13 @@ impl Cache {
     /// # Ok::<(), sharecache::Error>(())
     /// ```
     pub fn open_with(config: Config, opts: OpenOptions) -> Result<Cache> {
-        config.share_path()?;
         let clock = opts.clock;
         let decision = detect::decide(config.enable_cache, &config.remote_path);
         let background = opts.background.unwrap_or(config.background);
         let watch = opts.watch_config.unwrap_or(background) && config.source.is_some();
         if !decision.cached {
+            // Direct mode hands the app the remote's SQLite file: a server has none.
+            config.share_path()?;
             let handovers = handover::before_direct(&config, clock)?;
             let live = Live::new(config);
             let mut inner = Inner::direct(live, clock, None, decision.rule.clone(), decision.rule)?;

@@ -18,6 +18,7 @@ use sharecache::remote::{
 };
 use sharecache::sql::rows::Shape;
 
+#[cfg(feature = "postgres")]
 mod postgres;
 mod share;
 

@@ -1,0 +1,184 @@
+//! Caches syncing through a PostgreSQL server (issue 16): the same `Cache`, API and rules as on
+//! a share, with `database.path` a `postgres://` URL. Also the interleaving that a `bigserial`
+//! revision gets wrong, forced with a direct writer's open transaction.
+
+use std::collections::HashMap;
+
+use sharecache::config::EnableCache;
+use sharecache::remote::RemoteStore;
+use sharecache::remote::postgres::Postgres;
+use sharecache::{Cache, Config};
+
+use crate::support::pg::{self, PgDb};
+
+fn setup(test: &str) -> Option<(PgDb, tempfile::TempDir)> {
+    let db = pg::database(test)?;
+    db.connect()
+        .batch_execute(
+            "CREATE TABLE tasks (id text PRIMARY KEY, title text, done boolean NOT NULL DEFAULT false, \
+             price numeric(10,2));
+             INSERT INTO tasks (id, title, price) VALUES ('seed', 'from the server', 1.50);",
+        )
+        .unwrap();
+    Some((db, tempfile::tempdir().unwrap()))
+}
+
+fn config(db: &PgDb, dir: &tempfile::TempDir, name: &str) -> Config {
+    let mut c = Config::for_remote(db.url.as_str());
+    c.cache_directory = dir.path().join(format!("cache-{name}"));
+    c.enable_cache = EnableCache::Auto;
+    c.background = false;
+    c
+}
+
+fn titles(cache: &Cache) -> HashMap<String, String> {
+    let conn = cache.conn();
+    let mut s = conn.prepare("SELECT id, title FROM tasks").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn two_caches_sync_through_a_postgres_server_and_a_direct_writer_reaches_both() {
+    let Some((db, dir)) = setup("two_caches") else {
+        return;
+    };
+    let a = Cache::open(config(&db, &dir, "a")).unwrap();
+    let b = Cache::open(config(&db, &dir, "b")).unwrap();
+    assert_eq!(titles(&a)["seed"], "from the server", "the first snapshot");
+    let price: String = a
+        .conn()
+        .query_row("SELECT price FROM tasks WHERE id = 'seed'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(price, "1.50", "numeric kept exact, as text");
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title, done) VALUES ('t1', 'written in a', 1)",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    assert_eq!(titles(&b)["t1"], "written in a");
+    let done: bool = db
+        .connect()
+        .query_one("SELECT done FROM tasks WHERE id = 't1'", &[])
+        .unwrap()
+        .get(0);
+    assert!(done, "the cache's 1 is the server's true");
+    // A web backend writes the server directly: captured, pulled by both.
+    db.connect()
+        .execute(
+            "UPDATE tasks SET title = 'from the web' WHERE id = 't1'",
+            &[],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    assert_eq!(titles(&a)["t1"], "from the web");
+    assert_eq!(titles(&b)["t1"], "from the web");
+    b.conn()
+        .execute("DELETE FROM tasks WHERE id = 'seed'", [])
+        .unwrap();
+    b.sync_now().unwrap();
+    a.sync_now().unwrap();
+    assert!(!titles(&a).contains_key("seed"), "a delete travels too");
+    let left: i64 = db
+        .connect()
+        .query_one("SELECT count(*) FROM tasks WHERE id = 'seed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn concurrent_edits_through_postgres_keep_the_newest_and_log_the_loser() {
+    let Some((db, dir)) = setup("concurrent_edits") else {
+        return;
+    };
+    let a = Cache::open(config(&db, &dir, "a")).unwrap();
+    let b = Cache::open(config(&db, &dir, "b")).unwrap();
+    a.conn()
+        .execute("UPDATE tasks SET title = 'a edits' WHERE id = 'seed'", [])
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.conn()
+        .execute(
+            "UPDATE tasks SET title = 'b edits later' WHERE id = 'seed'",
+            [],
+        )
+        .unwrap();
+    b.sync_now().unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    assert_eq!(titles(&a)["seed"], "b edits later");
+    assert_eq!(titles(&b)["seed"], "b edits later");
+    let server: String = db
+        .connect()
+        .query_one("SELECT title FROM tasks WHERE id = 'seed'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(server, "b edits later");
+    let losers: Vec<String> = db
+        .connect()
+        .query("SELECT loser_row FROM sharecache.conflicts", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(losers.len(), 1, "{losers:?}");
+    assert!(
+        losers[0].contains("a edits"),
+        "the loser kept whole: {losers:?}"
+    );
+}
+
+/// The interleaving a `bigserial` revision gets wrong: a change written first (here a direct
+/// writer's, its transaction left open) commits after a later push that a reader has already
+/// pulled past. Its revision must come after what the reader saw.
+#[test]
+fn a_change_that_commits_after_a_later_one_was_read_is_still_pulled() {
+    let Some((db, _dir)) = setup("interleaving") else {
+        return;
+    };
+    let target = db.target();
+    let mut setup = Postgres::open(&target, "public", "setup");
+    setup.enroll("2026-12-04T09:00:00.000Z").unwrap();
+    let mut slow = db.connect();
+    let mut open = slow.transaction().unwrap();
+    open.execute(
+        "INSERT INTO tasks (id, title) VALUES ('early', 'written first')",
+        &[],
+    )
+    .unwrap();
+    // Another program commits a change after the open one began.
+    db.connect()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('late', 'committed first')",
+            &[],
+        )
+        .unwrap();
+    let reader = Postgres::open(&target, "public", "reader");
+    let shapes = HashMap::new();
+    let first = reader.changes_since(0, 100, &shapes).unwrap();
+    let seen: Vec<&str> = first.entries.iter().map(|(v, _)| v.pk.as_str()).collect();
+    assert_eq!(seen, ["'late'"], "only the committed change");
+    let cursor = first.tail.expect("the whole log was read");
+    open.commit().unwrap();
+    let next = reader.changes_since(cursor, 100, &shapes).unwrap();
+    let seen: Vec<(&str, i64)> = next
+        .entries
+        .iter()
+        .map(|(v, _)| (v.pk.as_str(), v.rev))
+        .collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "'early'");
+    assert!(
+        seen[0].1 > cursor,
+        "numbered after what the reader saw: {seen:?}"
+    );
+}
