@@ -182,3 +182,47 @@ fn a_change_that_commits_after_a_later_one_was_read_is_still_pulled() {
         "numbered after what the reader saw: {seen:?}"
     );
 }
+
+/// The server away (every connection refused, then every connection dropped): a sync fails as
+/// offline, the write stays pending in the cache, and the next sync once the server is back
+/// pushes it — through a fresh connection.
+#[test]
+fn a_server_that_goes_away_is_offline_and_nothing_pending_is_lost() {
+    let Some((db, dir)) = setup("server_away") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(db.server_addr());
+    let mut c = Config::for_remote(db.url_via(proxy.addr()).as_str());
+    c.cache_directory = dir.path().join("cache-a");
+    c.background = false;
+    let a = Cache::open(c).unwrap();
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('p1', 'while away')",
+            [],
+        )
+        .unwrap();
+    proxy.set_offline(true);
+    proxy.drop_all();
+    let err = a.sync_now().unwrap_err();
+    assert_eq!(err.kind(), sharecache::ErrorKind::Offline, "{err}");
+    let pending: i64 = a
+        .conn()
+        .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 1, "the write is still pending");
+    proxy.set_offline(false);
+    a.sync_now().unwrap();
+    let there: i64 = db
+        .connect()
+        .query_one("SELECT count(*) FROM tasks WHERE id = 'p1'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(there, 1, "pushed once the server was back");
+    let done: bool = db
+        .connect()
+        .query_one("SELECT done FROM tasks WHERE id = 'p1'", &[])
+        .unwrap()
+        .get(0);
+    assert!(!done, "the server's constant default is the cache's too");
+}

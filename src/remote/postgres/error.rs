@@ -6,7 +6,7 @@
 #[non_exhaustive]
 pub enum PgError {
     /// The server or the connection failed (the client crate's error, never holding a password).
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", db_message(.0))]
     Db(#[from] postgres::Error),
     /// This build cannot do what the config asks (e.g. TLS).
     #[error("{0}")]
@@ -44,6 +44,24 @@ pub enum PgError {
     },
 }
 
+/// The server's own message (with its detail and hint) when it sent one; the client's otherwise
+/// (whose `Display` says only "db error" for a server's).
+fn db_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!(" ({d})"));
+            }
+            if let Some(h) = db.hint() {
+                m.push_str(&format!("; {h}"));
+            }
+            m
+        }
+        None => e.to_string(),
+    }
+}
+
 impl PgError {
     /// This failure as the sync sees it: whether to retry (the server unreachable, restarting,
     /// read-only while a standby is promoted, a lock or serialisation conflict) or to stop (a
@@ -52,15 +70,15 @@ impl PgError {
         use crate::error_kind::ErrorKind;
         use postgres::error::SqlState;
         let (kind, detail) = match &self {
-            PgError::Db(e) => match e.code() {
+            PgError::Db(err) => match err.code().map(|c| (c, db_message(err))) {
                 None => (
                     ErrorKind::Offline,
                     format!(
-                        "the server is unreachable ({e}); local reads and writes go on and will be \
-                         synced when it is back"
+                        "the server is unreachable ({err}); local reads and writes go on and will \
+                         be synced when it is back"
                     ),
                 ),
-                Some(code) => {
+                Some((code, e)) => {
                     let class = &code.code()[..2];
                     if *code == SqlState::T_R_SERIALIZATION_FAILURE
                         || *code == SqlState::T_R_DEADLOCK_DETECTED
@@ -105,7 +123,7 @@ impl PgError {
                             ),
                         )
                     } else {
-                        (ErrorKind::Other, e.to_string())
+                        (ErrorKind::Other, e)
                     }
                 }
             },

@@ -1,7 +1,7 @@
 //! The app's tables on the server as the cache mirrors them: each PostgreSQL table becomes a
 //! SQLite table with the same name, columns and primary key, each column's SQLite type from
-//! [`super::types`]; constraints other than the key stay the server's to enforce (a push the
-//! server refuses keeps the row in the conflict log). A table with no primary key or a column
+//! [`super::types`], `NOT NULL` and constant defaults ([`sqlite_default`]); other constraints
+//! stay the server's to enforce (a push the server refuses keeps the row in the conflict log). A table with no primary key or a column
 //! with no mapping is not synced, and `status` says why. Indexes and views stay on the server.
 
 use postgres::GenericClient;
@@ -41,10 +41,19 @@ pub fn sqlite_table(table: &str, columns: &[Column]) -> Table {
         .collect();
     let defs: Vec<String> = cols
         .iter()
-        .map(|c| {
-            format!("{} {}", quote(&c.name), c.decl_type)
+        .zip(columns)
+        .map(|(c, pg)| {
+            let mut def = format!("{} {}", quote(&c.name), c.decl_type)
                 .trim_end()
-                .to_owned()
+                .to_owned();
+            let default = pg.default.as_deref().and_then(sqlite_default);
+            if pg.not_null && !pg.key && (pg.default.is_none() || default.is_some()) {
+                def.push_str(" NOT NULL");
+            }
+            if let Some(d) = default {
+                def.push_str(&format!(" DEFAULT {d}"));
+            }
+            def
         })
         .collect();
     let pk: Vec<String> = key.iter().map(|c| c.name.clone()).collect();
@@ -61,6 +70,40 @@ pub fn sqlite_table(table: &str, columns: &[Column]) -> Table {
         sql,
         updated_at: None,
     }
+}
+
+/// A server default as a SQLite constant, when it is one: a number, `true`/`false` (1/0), or a
+/// quoted string with a cast (`'x'::text`). A default the server computes (`now()`,
+/// `nextval(…)`) has no cache form: the column is left nullable and without a default in the
+/// cache, and the app gives it a value (README, When you outgrow the share).
+pub fn sqlite_default(expr: &str) -> Option<String> {
+    let e = expr.trim();
+    match e {
+        "true" => return Some("1".into()),
+        "false" => return Some("0".into()),
+        _ => {}
+    }
+    let bare = e.trim_start_matches('(').trim_end_matches(')');
+    let bare = bare
+        .split("::")
+        .next()
+        .unwrap_or(bare)
+        .trim_end_matches(')');
+    if bare.parse::<f64>().is_ok()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    {
+        return Some(bare.to_owned());
+    }
+    if let Some(rest) = e.strip_prefix('\'') {
+        let end = rest.rfind('\'')?;
+        let (text, after) = (&rest[..end], &rest[end + 1..]);
+        if after.is_empty() || after.starts_with("::") {
+            return Some(format!("'{text}'"));
+        }
+    }
+    None
 }
 
 /// Why `columns` cannot be synced, if they cannot.
@@ -104,5 +147,21 @@ pub fn server_type(decl: &str) -> &'static str {
         "double precision"
     } else {
         "numeric"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_default;
+
+    #[test]
+    fn constant_server_defaults_become_sqlite_constants_and_computed_ones_none() {
+        assert_eq!(sqlite_default("false").as_deref(), Some("0"));
+        assert_eq!(sqlite_default("42").as_deref(), Some("42"));
+        assert_eq!(sqlite_default("'-1.5'::numeric").as_deref(), Some("'-1.5'"));
+        assert_eq!(sqlite_default("'it''s'::text").as_deref(), Some("'it''s'"));
+        assert_eq!(sqlite_default("(-3)").as_deref(), Some("-3"));
+        assert_eq!(sqlite_default("now()"), None);
+        assert_eq!(sqlite_default("nextval('t_id_seq'::regclass)"), None);
     }
 }

@@ -73,6 +73,10 @@ pub struct Column {
     pub kind: Option<Kind>,
     /// Whether it is part of the primary key (in key order: see [`describe`]).
     pub key: bool,
+    /// `NOT NULL`.
+    pub not_null: bool,
+    /// Its default as the server prints it (`false`, `'x'::text`, `now()`), if any.
+    pub default: Option<String>,
 }
 
 /// The mapping of a base type by its `pg_type.typname`.
@@ -107,13 +111,15 @@ pub fn describe(
     let rows = client.query(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
                 e.typname::text, format_type(t.typelem, NULL), \
-                array_position(i.indkey::int2[], a.attnum) \
+                array_position(i.indkey::int2[], a.attnum), a.attnotnull, \
+                pg_get_expr(d.adbin, d.adrelid) \
          FROM pg_attribute a \
          JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_type t ON t.oid = a.atttypid \
          LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
          LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
          WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
          ORDER BY array_position(i.indkey::int2[], a.attnum) NULLS LAST, a.attnum",
         &[&schema, &table],
@@ -130,6 +136,8 @@ pub fn describe(
                 pg_type: r.get(1),
                 kind: kind_of(&typname, element),
                 key: r.get::<_, Option<i32>>(5).is_some(),
+                not_null: r.get(6),
+                default: r.get(7),
             }
         })
         .collect())
