@@ -226,3 +226,28 @@ fn a_server_that_goes_away_is_offline_and_nothing_pending_is_lost() {
         .get(0);
     assert!(!done, "the server's constant default is the cache's too");
 }
+
+/// What an idle sync costs on a server: the fingerprint, one statement, one round trip.
+#[test]
+fn an_idle_sync_through_postgres_is_one_round_trip() {
+    let Some((db, dir)) = setup("idle") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(db.server_addr());
+    let mut c = Config::for_remote(db.url_via(proxy.addr()).as_str());
+    c.cache_directory = dir.path().join("cache-a");
+    c.background = false;
+    let a = Cache::open(c).unwrap();
+    a.sync_now().unwrap();
+    a.sync_now().unwrap();
+    for _ in 0..3 {
+        let before = proxy.round_trips();
+        let r = a.sync_now().unwrap();
+        assert!(r.idle, "{r:?}");
+        assert_eq!(
+            proxy.round_trips() - before,
+            1,
+            "round trips of one idle sync"
+        );
+    }
+}

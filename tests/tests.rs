@@ -29,6 +29,8 @@ mod pg_log;
 #[cfg(feature = "postgres")]
 mod pg_rows;
 #[cfg(feature = "postgres")]
+mod pg_schema;
+#[cfg(feature = "postgres")]
 mod pg_sync;
 #[cfg(feature = "postgres")]
 mod pg_types;

@@ -28,6 +28,8 @@ struct Shared {
     offline: AtomicBool,
     hung: AtomicBool,
     stopping: AtomicBool,
+    /// Round trips: the times a client sent something after hearing from the server (or first).
+    round_trips: AtomicU64,
     /// Both sockets of every live connection, to cut them.
     conns: Mutex<Vec<(TcpStream, TcpStream)>>,
 }
@@ -44,6 +46,7 @@ impl Proxy {
             offline: AtomicBool::new(false),
             hung: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            round_trips: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -94,6 +97,12 @@ impl Proxy {
         self.shared.hung.store(hung, Ordering::SeqCst);
     }
 
+    /// Round trips so far, over all connections: each time a client sent bytes after the server
+    /// last spoke on that connection (however many chunks the request took).
+    pub fn round_trips(&self) -> u64 {
+        self.shared.round_trips.load(Ordering::SeqCst)
+    }
+
     /// Live connections through the proxy.
     pub fn connections(&self) -> usize {
         self.shared.conns.lock().unwrap().len()
@@ -131,8 +140,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         shared.conns.lock().unwrap().push((c2, s2));
-        pipe(&client, &server, shared.clone(), true);
-        pipe(&server, &client, shared.clone(), false);
+        // Whether the server spoke last on this connection (a client's next bytes start a
+        // round trip).
+        let turn = Arc::new(AtomicBool::new(true));
+        pipe(&client, &server, shared.clone(), true, turn.clone());
+        pipe(&server, &client, shared.clone(), false, turn);
     }
 }
 
@@ -143,7 +155,7 @@ enum Chunk {
 
 /// Forward `from` → `to`: a reader stamps each chunk with its delivery time, a writer delivers it
 /// then (and holds it while the proxy is hung).
-fn pipe(from: &TcpStream, to: &TcpStream, shared: Arc<Shared>, up: bool) {
+fn pipe(from: &TcpStream, to: &TcpStream, shared: Arc<Shared>, up: bool, turn: Arc<AtomicBool>) {
     let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
     let (tx, rx) = mpsc::channel::<Chunk>();
     let s = shared.clone();
@@ -156,6 +168,11 @@ fn pipe(from: &TcpStream, to: &TcpStream, shared: Arc<Shared>, up: bool) {
                     return;
                 }
                 Ok(n) => {
+                    if !up {
+                        turn.store(true, Ordering::SeqCst);
+                    } else if turn.swap(false, Ordering::SeqCst) {
+                        s.round_trips.fetch_add(1, Ordering::SeqCst);
+                    }
                     let us = if up { &s.up_us } else { &s.down_us }.load(Ordering::SeqCst);
                     let due = Instant::now() + Duration::from_micros(us);
                     if tx.send(Chunk::Data(due, buf[..n].to_vec())).is_err() {

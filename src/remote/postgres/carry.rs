@@ -1,6 +1,6 @@
 //! A cache's schema additions carried to the server as DDL, in one transaction: new tables
-//! (with their key), new columns (nullable: SQLite's defaults and constraints are not
-//! translated), the app's schema versions. Index definitions are SQLite's and stay in the cache.
+//! (with their key), new columns (with their default when it is a constant, and then their
+//! `NOT NULL`; other defaults and constraints are not translated), the app's schema versions. Index definitions are SQLite's and stay in the cache.
 //! A table of the same name with another key is refused, nothing applied.
 
 use super::schema::{entries, server_type, table_names};
@@ -54,14 +54,25 @@ pub fn carry(pg: &mut Postgres, add: &Additions) -> Result<Carry, RemoteError> {
             }
             tables.push(t.name.clone());
         }
-        for (t, cols, _) in &add.columns {
+        for (t, cols, facts) in &add.columns {
             for col in cols {
+                // A constant default fills the server's existing rows as it filled the cache's.
+                let (not_null, default) = facts
+                    .iter()
+                    .find(|f| f.0 == col.name)
+                    .map_or((false, None), |f| (f.1, f.2.as_deref().and_then(constant)));
+                let mut def = server_type(&col.decl_type).to_owned();
+                if let Some(d) = &default {
+                    def.push_str(&format!(" DEFAULT {d}"));
+                    if not_null {
+                        def.push_str(" NOT NULL");
+                    }
+                }
                 tx.batch_execute(&format!(
-                    "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}",
+                    "ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {def}",
                     quote(&schema),
                     quote(&t.name),
                     quote(&col.name),
-                    server_type(&col.decl_type)
                 ))?;
                 columns.push(format!("{}.{}", t.name, col.name));
             }
@@ -78,4 +89,34 @@ pub fn carry(pg: &mut Postgres, add: &Additions) -> Result<Carry, RemoteError> {
             indexes: vec![],
         })
     })
+}
+
+/// A SQLite default that is a constant (a number, a quoted string, NULL), as the server writes it.
+fn constant(dflt: &str) -> Option<String> {
+    let d = dflt.trim();
+    let number = d.strip_prefix('-').unwrap_or(d);
+    if !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && d.parse::<f64>().is_ok()
+    {
+        return Some(d.to_owned());
+    }
+    if d.len() >= 2 && d.starts_with('\'') && d.ends_with('\'') {
+        return Some(d.to_owned());
+    }
+    d.eq_ignore_ascii_case("null").then(|| "NULL".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant;
+
+    #[test]
+    fn only_constant_sqlite_defaults_are_carried() {
+        assert_eq!(constant("5").as_deref(), Some("5"));
+        assert_eq!(constant("-1.5").as_deref(), Some("-1.5"));
+        assert_eq!(constant("'red'").as_deref(), Some("'red'"));
+        assert_eq!(constant("CURRENT_TIMESTAMP"), None);
+        assert_eq!(constant("(abs(-1))"), None);
+    }
 }

@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use postgres::GenericClient;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use rusqlite::types::Value;
 
 use super::PgError;
@@ -43,18 +43,18 @@ pub fn newest_in(
     found: &mut HashMap<(String, String), Found>,
 ) -> Result<(), PgError> {
     let (t, p): (Vec<&str>, Vec<&str>) = keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
-    let rows = client.query(
+    let rows = client.query_typed(
         "SELECT l.tbl, l.pk, coalesce(l.rev, $5), l.stamp, l.origin, l.deleted FROM sharecache.log l \
          JOIN unnest($1::text[], $2::text[]) AS k(t, p) ON l.tbl = k.t AND l.pk = k.p \
          WHERE (l.rev > $3 AND l.rev <= $4) OR (l.rev IS NULL AND $6) \
          ORDER BY l.rev NULLS LAST, l.id",
         &[
-            &t,
-            &p,
-            &after,
-            &upto.unwrap_or(i64::MAX),
-            &UNNUMBERED,
-            &upto.is_none(),
+            (&t, Type::TEXT_ARRAY),
+            (&p, Type::TEXT_ARRAY),
+            (&after, Type::INT8),
+            (&upto.unwrap_or(i64::MAX), Type::INT8),
+            (&UNNUMBERED, Type::INT8),
+            (&upto.is_none(), Type::BOOL),
         ],
     )?;
     for r in rows {
@@ -86,8 +86,16 @@ pub fn newest_in(
     Ok(())
 }
 
-/// Parameters of one statement, each of its own type.
-type Params = Vec<Box<dyn ToSql + Sync>>;
+/// Parameters of one statement, each of its own type, with the type the server gets.
+type Params = Vec<(Box<dyn ToSql + Sync>, Type)>;
+
+/// `params` as `query_typed` takes them.
+fn typed(params: &Params) -> Vec<(&(dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .map(|(p, t)| (p.as_ref(), t.clone()))
+        .collect()
+}
 
 /// `t.k = <param n>` for each key column, and the parameters.
 fn key_match(
@@ -105,7 +113,7 @@ fn key_match(
             quote(&c.name),
             k.param_sql(first + i, &c.pg_type)
         ));
-        params.push(k.param(v, &c.name)?);
+        params.push((k.param(v, &c.name)?, k.plain_pg_type()));
     }
     Ok((conds, params))
 }
@@ -137,8 +145,7 @@ pub fn select_row(
         quote(table),
         conds.join(" AND ")
     );
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-    match client.query_opt(&sql, &refs)? {
+    match client.query_typed_opt(&sql, &typed(&params))? {
         Some(r) => Ok(Some(read_row(table, cols, &r)?)),
         None => Ok(None),
     }
@@ -170,7 +177,7 @@ pub fn page(
         kind(table, c)?;
     }
     let order: Vec<String> = keys.iter().map(order_expr).collect();
-    let mut params: Params = vec![Box::new(limit as i64)];
+    let mut params: Params = vec![(Box::new(limit as i64), Type::INT8)];
     let filter = match after {
         None => String::new(),
         Some(after) => {
@@ -182,7 +189,7 @@ pub fn page(
                     Some(Kind::Text) => format!("${n}::text COLLATE \"C\""),
                     _ => k.param_sql(n, &c.pg_type),
                 });
-                params.push(k.param(v, &c.name)?);
+                params.push((k.param(v, &c.name)?, k.plain_pg_type()));
             }
             format!("WHERE ({}) > ({})", order.join(", "), bound.join(", "))
         }
@@ -194,9 +201,8 @@ pub fn page(
         quote(table),
         order.join(", ")
     );
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
     client
-        .query(&sql, &refs)?
+        .query_typed(&sql, &typed(&params))?
         .iter()
         .map(|r| read_row(table, cols, r))
         .collect()
@@ -214,7 +220,7 @@ pub fn fetch(
     shapes: &HashMap<String, Shape>,
 ) -> Result<Fetched, PgError> {
     let pruned: i64 = client
-        .query_one("SELECT pruned_rev FROM sharecache.meta WHERE id = 1", &[])?
+        .query_typed_one("SELECT pruned_rev FROM sharecache.meta WHERE id = 1", &[])?
         .get(0);
     if cursor < pruned {
         return Ok(Fetched {
@@ -223,10 +229,14 @@ pub fn fetch(
             behind_pruned: true,
         });
     }
-    let log = client.query(
+    let log = client.query_typed(
         "SELECT rev, tbl, pk, stamp, origin, deleted, image FROM sharecache.log \
          WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3",
-        &[&cursor, &head, &(limit as i64)],
+        &[
+            (&cursor, Type::INT8),
+            (&head, Type::INT8),
+            (&(limit as i64), Type::INT8),
+        ],
     )?;
     let tail = (log.len() < limit).then_some(head);
     let mut seen = HashSet::new();
@@ -311,10 +321,10 @@ pub fn conflicts_after(
     after: i64,
 ) -> Result<Vec<LoggedConflict>, PgError> {
     Ok(client
-        .query(
+        .query_typed(
             "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, \
              loser_row, decided_at, decided_by, reason FROM sharecache.conflicts WHERE id > $1 ORDER BY id",
-            &[&after],
+            &[(&after, Type::INT8)],
         )?
         .iter()
         .map(|r| LoggedConflict {
@@ -336,11 +346,16 @@ pub fn conflicts_after(
 
 /// Records a client's horizon (it may go down).
 pub fn register(client: &mut impl GenericClient, c: &ClientEntry) -> Result<(), PgError> {
-    client.execute(
+    client.execute_typed(
         "INSERT INTO sharecache.clients (origin, pulled_rev, last_seen, host) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (origin) DO UPDATE SET pulled_rev = EXCLUDED.pulled_rev, \
          last_seen = EXCLUDED.last_seen, host = EXCLUDED.host",
-        &[&c.origin, &c.pulled_rev, &c.last_seen, &c.host],
+        &[
+            (&c.origin, Type::TEXT),
+            (&c.pulled_rev, Type::INT8),
+            (&c.last_seen, Type::TEXT),
+            (&c.host, Type::TEXT),
+        ],
     )?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! which calls these with the rows it decided to write.
 
 use postgres::GenericClient;
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use rusqlite::types::Value;
 
 use super::PgError;
@@ -48,6 +48,15 @@ impl Array {
             Array::Blob(a) => a,
         }
     }
+}
+
+/// The arrays as parameters with their types (one round trip: no prepare).
+fn typed<'a>(arrays: &'a [Array], kinds: &[&Kind]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    arrays
+        .iter()
+        .zip(kinds)
+        .map(|(a, k)| (a.param(), k.plain_array_type()))
+        .collect()
 }
 
 /// The columns' kinds, refusing unmapped ones.
@@ -151,8 +160,7 @@ pub fn upsert(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Array::param).collect();
-    Ok(client.execute(&sql, &params)?)
+    Ok(client.execute_typed(&sql, &typed(&arrays, &kinds))?)
 }
 
 /// Deletes the rows with `keys` (key values in key order) from `schema.table`, in one statement.
@@ -183,8 +191,7 @@ pub fn delete(
         quote(table),
         matches.join(" AND ")
     );
-    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Array::param).collect();
-    Ok(client.execute(&sql, &params)?)
+    Ok(client.execute_typed(&sql, &typed(&arrays, &kinds))?)
 }
 
 /// Locks the existing rows with `keys` (key values in key order) of `schema.table`, in key
@@ -220,7 +227,6 @@ pub fn lock(
         matches.join(" AND "),
         order.join(", ")
     );
-    let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(Array::param).collect();
-    client.execute(&sql, &params)?;
+    client.execute_typed(&sql, &typed(&arrays, &kinds))?;
     Ok(())
 }

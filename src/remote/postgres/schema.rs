@@ -14,10 +14,10 @@ use crate::sql::quote;
 /// The names of the app's tables (`relkind` r or p) in `schema`, sorted.
 pub fn table_names(client: &mut impl GenericClient, schema: &str) -> Result<Vec<String>, PgError> {
     Ok(client
-        .query(
+        .query_typed(
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
-            &[&schema],
+            &[(&schema, postgres::types::Type::TEXT)],
         )?
         .iter()
         .map(|r| r.get(0))

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use postgres::IsolationLevel;
+use postgres::types::Type;
 use rusqlite::types::Value;
 
 use super::reads;
@@ -152,10 +153,10 @@ impl RemoteStore for Postgres {
 
     fn fingerprint(&self, _before_write: bool, mark: &Mark) -> Result<Fingerprint, RemoteError> {
         let r = self.with(|c| {
-            Ok(c.query_one(
+            Ok(c.query_typed_one(
                 "SELECT rev, schema_hash, conflicts, pruned_rev, generation, remote_id, mark_stamp, \
                  mark_origin FROM sharecache.fingerprint($1, $2)",
-                &[&self.schema, &mark.rev],
+                &[(&self.schema, Type::TEXT), (&mark.rev, Type::INT8)],
             )?)
         })?;
         let (rev, pruned_rev): (i64, i64) = (r.get(0), r.get(3));
@@ -195,15 +196,15 @@ impl RemoteStore for Postgres {
 
     fn head(&self) -> Result<Head, RemoteError> {
         self.with(|c| {
-            let rev: i64 = c.query_one("SELECT sharecache.head()", &[])?.get(0);
-            let m = c.query_one(
+            let rev: i64 = c.query_typed_one("SELECT sharecache.head()", &[])?.get(0);
+            let m = c.query_typed_one(
                 "SELECT pruned_rev, generation, hlc FROM sharecache.meta WHERE id = 1",
                 &[],
             )?;
             let newest = c
-                .query_opt(
+                .query_typed_opt(
                     "SELECT rev, stamp, origin FROM sharecache.log WHERE rev <= $1 ORDER BY rev DESC LIMIT 1",
-                    &[&rev],
+                    &[(&rev, Type::INT8)],
                 )?
                 .map(|r| (r.get(0), r.get(1), r.get(2)));
             Ok(Head {
@@ -273,11 +274,18 @@ impl RemoteStore for Postgres {
                     rows,
                 });
             }
-            let columns = plan
-                .new_columns
-                .iter()
-                .map(|(t, cols)| (t.clone(), cols.clone(), Vec::new()))
-                .collect();
+            // A constant default is the cache's too: the server filled its existing rows with it.
+            let mut columns = Vec::new();
+            for (t, cols) in &plan.new_columns {
+                let facts = describe(c, &self.schema, t)?
+                    .into_iter()
+                    .map(|col| {
+                        let default = col.default.as_deref().and_then(pg_schema::sqlite_default);
+                        (col.name, col.not_null, default)
+                    })
+                    .collect();
+                columns.push((t.clone(), cols.clone(), facts));
+            }
             Ok((tables, columns))
         })
     }
@@ -295,7 +303,7 @@ impl RemoteStore for Postgres {
         shapes: &HashMap<String, Shape>,
     ) -> Result<Fetched, RemoteError> {
         self.with(|c| {
-            let head: i64 = c.query_one("SELECT sharecache.head()", &[])?.get(0);
+            let head: i64 = c.query_typed_one("SELECT sharecache.head()", &[])?.get(0);
             reads::fetch(c, &self.schema, head, cursor, limit, shapes)
         })
     }
@@ -330,10 +338,10 @@ impl RemoteStore for Postgres {
         after: i64,
     ) -> Result<HashMap<String, String>, RemoteError> {
         self.with(|c| {
-            Ok(c.query(
+            Ok(c.query_typed(
                 "SELECT pk, min(stamp) FROM sharecache.log WHERE (rev > $1 OR rev IS NULL) AND tbl = $2 \
                  GROUP BY pk",
-                &[&after, &table],
+                &[(&after, Type::INT8), (&table, Type::TEXT)],
             )?
             .iter()
             .map(|r| (r.get(0), r.get(1)))

@@ -25,7 +25,7 @@
 //! ([`Kind::param_sql`], [`Kind::param`]). The connection's session settings
 //! ([`super::connect`]) make the text forms independent of the server's defaults.
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use rusqlite::types::Value;
 
 use super::PgError;
@@ -108,7 +108,7 @@ pub fn describe(
     schema: &str,
     table: &str,
 ) -> Result<Vec<Column>, PgError> {
-    let rows = client.query(
+    let rows = client.query_typed(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
                 e.typname::text, format_type(t.typelem, NULL), \
                 array_position(i.indkey::int2[], a.attnum), a.attnotnull, \
@@ -122,7 +122,7 @@ pub fn describe(
          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
          WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
          ORDER BY array_position(i.indkey::int2[], a.attnum) NULLS LAST, a.attnum",
-        &[&schema, &table],
+        &[(&schema, Type::TEXT), (&table, Type::TEXT)],
     )?;
     Ok(rows
         .iter()
@@ -235,6 +235,29 @@ impl Kind {
             },
         };
         Ok(value.unwrap_or(Value::Null))
+    }
+
+    /// [`Kind::plain_type`] as the client names it (for statements sent with their types, in
+    /// one round trip).
+    pub fn plain_pg_type(&self) -> postgres::types::Type {
+        use postgres::types::Type;
+        match self.plain_type() {
+            "int8" => Type::INT8,
+            "float8" => Type::FLOAT8,
+            "bytea" => Type::BYTEA,
+            _ => Type::TEXT,
+        }
+    }
+
+    /// An array of [`Kind::plain_pg_type`].
+    pub fn plain_array_type(&self) -> postgres::types::Type {
+        use postgres::types::Type;
+        match self.plain_type() {
+            "int8" => Type::INT8_ARRAY,
+            "float8" => Type::FLOAT8_ARRAY,
+            "bytea" => Type::BYTEA_ARRAY,
+            _ => Type::TEXT_ARRAY,
+        }
     }
 
     /// The plain type a cache value travels to the server as (see [`Kind::plain`]).

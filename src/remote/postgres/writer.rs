@@ -18,6 +18,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use postgres::Transaction;
+use postgres::types::Type;
 use rusqlite::types::Value;
 
 use super::PgError;
@@ -202,9 +203,9 @@ impl<'t, 'c> Writer<'t, 'c> {
             keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).collect();
         let (t, p): (Vec<&str>, Vec<&str>) = sorted.into_iter().unzip();
         self.tx
-            .execute(
+            .execute_typed(
                 "SELECT sharecache.lock_key(t, p) FROM unnest($1::text[], $2::text[]) AS u(t, p) ORDER BY t, p",
-                &[&t, &p],
+                &[(&t, Type::TEXT_ARRAY), (&p, Type::TEXT_ARRAY)],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -223,7 +224,7 @@ impl BatchWriter for Writer<'_, '_> {
     fn pruned(&mut self) -> Result<Pruned, RemoteError> {
         let r = self
             .tx
-            .query_one(
+            .query_typed_one(
                 "SELECT pruned_rev, pruned_hlc FROM sharecache.meta WHERE id = 1",
                 &[],
             )
@@ -319,28 +320,28 @@ impl BatchWriter for Writer<'_, '_> {
             conflicts.iter().map(|x| x.loser_row.as_deref()).collect();
         let r = self
             .tx
-            .query_one(
+            .query_typed_one(
                 "SELECT before, last FROM sharecache.finish($1, $2, $3, $4, $5, $6, $7, \
                  $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
                 &[
-                    &tbl,
-                    &pk,
-                    &stamp,
-                    &origin,
-                    &deleted,
-                    &images,
-                    &newest_stamp,
-                    &c(|x| &x.tbl),
-                    &c(|x| &x.pk),
-                    &c(|x| &x.winner_stamp),
-                    &c(|x| &x.winner_origin),
-                    &c(|x| &x.loser_stamp),
-                    &c(|x| &x.loser_origin),
-                    &c(|x| &x.loser_op),
-                    &loser_row,
-                    &c(|x| &x.decided_at),
-                    &c(|x| &x.decided_by),
-                    &c(|x| &x.reason),
+                    (&tbl, Type::TEXT_ARRAY),
+                    (&pk, Type::TEXT_ARRAY),
+                    (&stamp, Type::TEXT_ARRAY),
+                    (&origin, Type::TEXT_ARRAY),
+                    (&deleted, Type::BOOL_ARRAY),
+                    (&images, Type::BYTEA_ARRAY),
+                    (&newest_stamp, Type::TEXT),
+                    (&c(|x| &x.tbl), Type::TEXT_ARRAY),
+                    (&c(|x| &x.pk), Type::TEXT_ARRAY),
+                    (&c(|x| &x.winner_stamp), Type::TEXT_ARRAY),
+                    (&c(|x| &x.winner_origin), Type::TEXT_ARRAY),
+                    (&c(|x| &x.loser_stamp), Type::TEXT_ARRAY),
+                    (&c(|x| &x.loser_origin), Type::TEXT_ARRAY),
+                    (&c(|x| &x.loser_op), Type::TEXT_ARRAY),
+                    (&loser_row, Type::TEXT_ARRAY),
+                    (&c(|x| &x.decided_at), Type::TEXT_ARRAY),
+                    (&c(|x| &x.decided_by), Type::TEXT_ARRAY),
+                    (&c(|x| &x.reason), Type::TEXT_ARRAY),
                 ],
             )
             .map_err(|e| self.err(e))?;

@@ -1,0 +1,141 @@
+//! Schema changes through a PostgreSQL server (issue 16): a table or column added on the server
+//! reaches the caches (and a new table's direct writes are captured); a table or column an app
+//! adds in its cache is carried to the server as DDL and reaches the other caches.
+
+use std::collections::HashMap;
+
+use sharecache::config::EnableCache;
+use sharecache::{Cache, Config};
+
+use crate::support::pg::{self, PgDb};
+
+fn setup(test: &str) -> Option<(PgDb, tempfile::TempDir)> {
+    let db = pg::database(test)?;
+    db.connect()
+        .batch_execute(
+            "CREATE TABLE tasks (id text PRIMARY KEY, title text);
+             INSERT INTO tasks VALUES ('t1', 'first'), ('t2', 'second');",
+        )
+        .unwrap();
+    Some((db, tempfile::tempdir().unwrap()))
+}
+
+fn open(db: &PgDb, dir: &tempfile::TempDir, name: &str) -> Cache {
+    let mut c = Config::for_remote(db.url.as_str());
+    c.cache_directory = dir.path().join(format!("cache-{name}"));
+    c.enable_cache = EnableCache::On;
+    c.background = false;
+    Cache::open(c).unwrap()
+}
+
+fn rows(cache: &Cache, sql: &str) -> Vec<Vec<String>> {
+    let conn = cache.conn();
+    let mut s = conn.prepare(sql).unwrap();
+    let n = s.column_count();
+    s.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                Ok(match r.get::<_, rusqlite::types::Value>(i)? {
+                    rusqlite::types::Value::Null => "NULL".to_owned(),
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    v => format!("{v:?}"),
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[test]
+fn a_table_and_a_column_added_on_the_server_reach_the_cache_and_are_captured() {
+    let Some((db, dir)) = setup("server_schema") else {
+        return;
+    };
+    let a = open(&db, &dir, "a");
+    db.connect()
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, body text);
+             INSERT INTO notes VALUES (1, 'one');
+             ALTER TABLE tasks ADD COLUMN color text DEFAULT 'red';",
+        )
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(r.schema_changes > 0, "{r:?}");
+    assert_eq!(rows(&a, "SELECT id, body FROM notes"), [["1", "one"]]);
+    assert_eq!(
+        rows(&a, "SELECT id, color FROM tasks ORDER BY id"),
+        [["t1", "red"], ["t2", "red"]]
+    );
+    // The new table's direct writes are captured like the others'.
+    db.connect()
+        .execute("INSERT INTO notes VALUES (2, 'two')", &[])
+        .unwrap();
+    a.sync_now().unwrap();
+    assert_eq!(
+        rows(&a, "SELECT id, body FROM notes ORDER BY id"),
+        [["1", "one"], ["2", "two"]]
+    );
+    // And the cache's writes to it go to the server.
+    a.conn()
+        .execute("UPDATE notes SET body = 'uno' WHERE id = 1", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    let body: String = db
+        .connect()
+        .query_one("SELECT body FROM notes WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(body, "uno");
+}
+
+#[test]
+fn a_table_and_columns_added_in_a_cache_are_carried_to_the_server_and_the_other_caches() {
+    let Some((db, dir)) = setup("cache_schema") else {
+        return;
+    };
+    let a = open(&db, &dir, "a");
+    let b = open(&db, &dir, "b");
+    a.conn()
+        .execute_batch(
+            "ALTER TABLE tasks ADD COLUMN rank INTEGER NOT NULL DEFAULT 5;
+             ALTER TABLE tasks ADD COLUMN color TEXT;
+             UPDATE tasks SET color = 'blue' WHERE id = 't1';
+             CREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO tags VALUES (1, 'urgent');",
+        )
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(
+        r.carried.iter().any(|c| c == "tasks.rank") && r.carried.iter().any(|c| c == "tags"),
+        "{:?}",
+        r.carried
+    );
+    let server: HashMap<String, (i64, Option<String>)> = db
+        .connect()
+        .query("SELECT id, rank, color FROM tasks", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect();
+    assert_eq!(server["t1"], (5, Some("blue".to_owned())));
+    assert_eq!(
+        server["t2"],
+        (5, None),
+        "the default filled the server's rows"
+    );
+    let tag: String = db
+        .connect()
+        .query_one("SELECT name FROM tags WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tag, "urgent");
+    b.sync_now().unwrap();
+    assert_eq!(rows(&b, "SELECT id, name FROM tags"), [["1", "urgent"]]);
+    assert_eq!(
+        rows(&b, "SELECT id, rank, color FROM tasks ORDER BY id"),
+        [["t1", "5", "blue"], ["t2", "5", "NULL"]]
+    );
+}
