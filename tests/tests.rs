@@ -27,6 +27,8 @@ mod pg_connect;
 #[cfg(feature = "postgres")]
 mod pg_log;
 #[cfg(feature = "postgres")]
+mod pg_migrate;
+#[cfg(feature = "postgres")]
 mod pg_rows;
 #[cfg(feature = "postgres")]
 mod pg_schema;

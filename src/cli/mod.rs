@@ -9,6 +9,7 @@ mod daemon;
 mod demo;
 mod history;
 mod local;
+mod migrate;
 mod progress;
 mod status;
 mod sync;
@@ -142,6 +143,25 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Adopt {
         /// Print what was pushed as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the database on the share to a PostgreSQL server, keeping every cache's history
+    ///
+    /// Copies the synced tables (keys, rows, constant defaults) into database.schema on the
+    /// server, with sharecache's own state: the identity, the change log and its revisions, the
+    /// client registry, the conflict log. Then point database.path at the server on every desk:
+    /// each makes its cache from the server, and a cache still holding writes for the share is
+    /// refused until `sharecache adopt` pushes them to the server. Stop the apps first (the share is read in one
+    /// transaction, which keeps its writers waiting); refused if the server already holds a
+    /// sharecache remote or one of the tables.
+    #[command(name = "migrate-remote", after_help = EXIT_CODES)]
+    MigrateRemote {
+        /// The server: postgres://user[:password]@host[:port]/database (the password may come
+        /// from PGPASSWORD instead)
+        #[arg(long)]
+        to: String,
+        /// Print what was copied as JSON
         #[arg(long)]
         json: bool,
     },
@@ -293,6 +313,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::Daemon => daemon::run(load_config(cli)?),
         Command::Adopt { json } => adopt::run(&load_config(cli)?, *json),
+        Command::MigrateRemote { to, json } => migrate::run(&load_config(cli)?, to, *json),
         Command::Demo { dir } => demo::run(dir),
     }
 }

@@ -92,7 +92,7 @@ pub fn carry(pg: &mut Postgres, add: &Additions) -> Result<Carry, RemoteError> {
 }
 
 /// A SQLite default that is a constant (a number, a quoted string, NULL), as the server writes it.
-fn constant(dflt: &str) -> Option<String> {
+pub(super) fn constant(dflt: &str) -> Option<String> {
     let d = dflt.trim();
     let number = d.strip_prefix('-').unwrap_or(d);
     if !number.is_empty()

@@ -3,7 +3,7 @@
 //! Separate from that runner because the SQL dialect and the client differ; the rule is the same:
 //! apply each missing step once, in order, in one transaction, and refuse a newer schema.
 
-use postgres::Client;
+use postgres::GenericClient;
 
 use super::PgError;
 
@@ -27,7 +27,11 @@ pub fn latest() -> i32 {
 /// Brings the server's `sharecache` schema to [`latest`]; returns the version it found. Two
 /// clients doing this at once are serialised by a transaction advisory lock. `remote_id` and `now`
 /// fill the meta row the first time.
-pub fn migrate(client: &mut Client, remote_id: &str, now: &str) -> Result<i32, PgError> {
+pub fn migrate(
+    client: &mut impl GenericClient,
+    remote_id: &str,
+    now: &str,
+) -> Result<i32, PgError> {
     let mut tx = client.transaction()?;
     tx.batch_execute(
         "SELECT pg_advisory_xact_lock(hashtext('sharecache.migrate')); \

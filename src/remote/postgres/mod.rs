@@ -16,6 +16,7 @@
 mod carry;
 mod connect;
 mod error;
+pub mod import;
 pub mod log;
 pub mod migrate;
 mod prune;

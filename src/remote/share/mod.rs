@@ -21,6 +21,7 @@ mod fingerprint;
 pub mod image;
 pub mod lease;
 mod reads;
+pub(crate) use reads::conflicts_after;
 mod schema_carry;
 mod snapshot;
 mod store;

@@ -99,7 +99,7 @@ impl Share {
 }
 
 /// The conflict log's records with an id above `after`, in id order.
-pub(super) fn conflicts_after(c: &Connection, after: i64) -> rusqlite::Result<Vec<LoggedConflict>> {
+pub(crate) fn conflicts_after(c: &Connection, after: i64) -> rusqlite::Result<Vec<LoggedConflict>> {
     c.prepare_cached(
         "SELECT id, tbl, pk, winner_stamp, winner_origin, loser_stamp, loser_origin, loser_op, \
          loser_row, decided_at, decided_by, reason FROM sharecache_conflicts WHERE id > ?1 ORDER BY id",

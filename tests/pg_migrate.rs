@@ -1,0 +1,139 @@
+//! `sharecache migrate-remote`: a share's database moved to a PostgreSQL server with its
+//! sharecache state, and the caches that synced with the share going on against the server.
+
+use sharecache::remote::postgres::import;
+
+use crate::support::pg;
+use crate::support::{Share, rows};
+
+#[test]
+fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
+    let Some(db) = pg::database("migrate") else {
+        return;
+    };
+    let share = Share::new();
+    let a = share.client("a");
+    let b = share.client("b");
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('m1', 'before the move')",
+            [],
+        )
+        .unwrap();
+    a.conn()
+        .execute(
+            "INSERT INTO tags (task_id, tag, weight) VALUES ('m1', 'x', 0.5)",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    // A write b made after its last sync, left in its cache for the share.
+    b.conn()
+        .execute(
+            "UPDATE tasks SET title = 'pending in b' WHERE id = 'm1'",
+            [],
+        )
+        .unwrap();
+    let share_rev: i64 = crate::support::one(&share.remote(), "SELECT rev FROM sharecache_meta");
+    let q = "SELECT id, title, done FROM tasks ORDER BY id";
+    let before = rows(&share.remote(), q);
+    let mut seen = Vec::new();
+    let got = import::from_share(
+        &share.remote_path(),
+        std::time::Duration::from_secs(5),
+        &db.target(),
+        "public",
+        &mut |t, n| seen.push((t.to_owned(), n)),
+    )
+    .unwrap();
+    assert_eq!(got.log.1, share_rev);
+    assert!(
+        got.skipped.iter().any(|(t, _)| t == "audit_log"),
+        "a table without a key is named, not silently left: {:?}",
+        got.skipped
+    );
+    let mut server = db.connect();
+    let max_rev: i64 = server
+        .query_one("SELECT max(rev) FROM sharecache.log", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(max_rev, share_rev, "the log keeps its revisions");
+    let id: String = server
+        .query_one("SELECT remote_id FROM sharecache.meta", &[])
+        .unwrap()
+        .get(0);
+    let share_id: String =
+        crate::support::one(&share.remote(), "SELECT remote_id FROM sharecache_meta");
+    assert_eq!(id, share_id, "the identity is kept");
+    // The caches now point at the server and go on.
+    drop((a, b));
+    let config = |name: &str| {
+        let mut c = sharecache::Config::for_remote(db.url.as_str());
+        c.cache_directory = share.config(name).cache_directory;
+        c.background = false;
+        c
+    };
+    let open = |name: &str| sharecache::Cache::open(config(name)).unwrap();
+    let a = open("a");
+    assert_eq!(rows(&a.conn(), q), before);
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('m2', 'after the move')",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    // b's cache holds a write for this database (its identity) made under the share's path:
+    // the first open under the server's URL refuses to guess, and says to adopt.
+    let refused = match sharecache::Cache::open(config("b")) {
+        Ok(_) => panic!("b's pending write for the share was passed over"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains("sharecache adopt"), "{refused}");
+    let adopted =
+        sharecache::handle::handover::adopt(&config("b"), sharecache::clock::Clock::system())
+            .unwrap();
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    let b = open("b");
+    b.sync_now().unwrap();
+    a.sync_now().unwrap();
+    assert_eq!(rows(&b.conn(), q), rows(&a.conn(), q));
+    assert!(
+        rows(&a.conn(), q).iter().any(|r| r[1] == "pending in b"),
+        "b's write made before the move reached the server and a"
+    );
+    let title: String = server
+        .query_one("SELECT title FROM tasks WHERE id = 'm2'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(title, "after the move");
+    // A direct writer on the server reaches the caches.
+    server
+        .execute(
+            "UPDATE tasks SET title = 'edited on the server' WHERE id = 'm2'",
+            &[],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    assert!(
+        rows(&a.conn(), q)
+            .iter()
+            .any(|r| r[1] == "edited on the server")
+    );
+    // Moving again is refused: the server holds a sharecache remote now.
+    let again = import::from_share(
+        &share.remote_path(),
+        std::time::Duration::from_secs(5),
+        &db.target(),
+        "public",
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("already holds a sharecache remote"),
+        "{again}"
+    );
+}
