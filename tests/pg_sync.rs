@@ -251,3 +251,38 @@ fn an_idle_sync_through_postgres_is_one_round_trip() {
         );
     }
 }
+
+/// A pull of many direct writes (no row images: a web backend's, say) reads their rows in one
+/// statement per table and page of the log, not one per row.
+#[test]
+fn a_pull_of_many_direct_writes_reads_their_rows_in_one_statement() {
+    let Some((db, dir)) = setup("many_direct") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(db.server_addr());
+    let mut c = Config::for_remote(db.url_via(proxy.addr()).as_str());
+    c.cache_directory = dir.path().join("cache-a");
+    c.background = false;
+    let a = Cache::open(c).unwrap();
+    a.sync_now().unwrap();
+    let pull = |sql: &str| {
+        db.connect().batch_execute(sql).unwrap();
+        let before = proxy.round_trips();
+        let r = a.sync_now().unwrap();
+        (r.pulled, proxy.round_trips() - before)
+    };
+    pull("INSERT INTO tasks (id, title) VALUES ('warm', 'up')"); // first-pull costs
+    let (n10, rt10) = pull(
+        "INSERT INTO tasks (id, title) SELECT 'd' || g, 'direct ' || g FROM generate_series(1, 10) g",
+    );
+    let (n500, rt500) = pull(
+        "INSERT INTO tasks (id, title) SELECT 'e' || g, 'direct ' || g FROM generate_series(1, 500) g",
+    );
+    assert_eq!((n10, n500), (10, 500));
+    // A few statements per page of the log (the head, the page, the rows), none per row.
+    assert!(
+        rt500 < rt10 + 10,
+        "round trips of a pull of 500 direct writes: {rt500}, of 10: {rt10}"
+    );
+    assert_eq!(titles(&a)["e500"], "direct 500");
+}

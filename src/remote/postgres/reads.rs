@@ -21,7 +21,7 @@ use crate::remote::share::image;
 use crate::remote::store::Keys;
 use crate::remote::{ClientEntry, Fetched, Found, LoggedConflict, Version};
 use crate::sql::rows::Shape;
-use crate::sql::{decode_key, quote};
+use crate::sql::{decode_key, encode_key, quote};
 
 fn kind<'a>(table: &str, c: &'a Column) -> Result<&'a Kind, PgError> {
     c.kind.as_ref().ok_or_else(|| PgError::UnsupportedType {
@@ -247,8 +247,10 @@ pub fn fetch(
             newest_first.push(r);
         }
     }
-    let mut described: HashMap<String, Vec<Column>> = HashMap::new();
-    let mut entries = Vec::with_capacity(newest_first.len());
+    // Rows come from the pushed images; the rows of direct writes (no image) are read from
+    // their tables, one statement per table for the whole stretch.
+    let mut entries: Vec<(Version, Option<Vec<Value>>)> = Vec::with_capacity(newest_first.len());
+    let mut wanted: HashMap<String, Vec<usize>> = HashMap::new();
     for r in newest_first.into_iter().rev() {
         let v = Version {
             rev: r.get(0),
@@ -261,29 +263,50 @@ pub fn fetch(
         let img: Option<Vec<u8>> = r.get(6);
         let row = match shapes.get(&v.tbl) {
             Some(shape) if !v.deleted => {
-                match img
+                let values = img
                     .as_deref()
-                    .and_then(|i| image::values_for(i, &shape.columns))
-                {
-                    Some(values) => Some(values),
-                    None => {
-                        if !described.contains_key(&v.tbl) {
-                            let cols = super::types::describe(client, schema, &v.tbl)?;
-                            described.insert(v.tbl.clone(), cols);
-                        }
-                        let all = &described[&v.tbl];
-                        let (cols, keys) = shape_columns(&v.tbl, all, shape)?;
-                        let key = decode_key(&v.pk).map_err(|m| PgError::Value {
-                            column: v.tbl.clone(),
-                            message: m,
-                        })?;
-                        select_row(client, schema, &v.tbl, &cols, &keys, &key)?
-                    }
+                    .and_then(|i| image::values_for(i, &shape.columns));
+                if values.is_none() {
+                    wanted.entry(v.tbl.clone()).or_default().push(entries.len());
                 }
+                values
             }
             _ => None,
         };
         entries.push((v, row));
+    }
+    for (table, at) in wanted {
+        let shape = &shapes[&table];
+        let all = super::types::describe(client, schema, &table)?;
+        let (cols, keys) = shape_columns(&table, &all, shape)?;
+        let decoded = at
+            .iter()
+            .map(|&i| {
+                decode_key(&entries[i].0.pk).map_err(|m| PgError::Value {
+                    column: table.clone(),
+                    message: m,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key_at: Vec<usize> = shape
+            .pk
+            .iter()
+            .map(|k| {
+                shape
+                    .columns
+                    .iter()
+                    .position(|c| c == k)
+                    .expect("a key column")
+            })
+            .collect();
+        let mut found: HashMap<String, Vec<Value>> = HashMap::new();
+        for row in super::rows::select_many(client, schema, &table, &cols, &keys, &decoded)? {
+            let key: Vec<Value> = key_at.iter().map(|&i| row[i].clone()).collect();
+            found.insert(encode_key(&key), row);
+        }
+        for &i in &at {
+            entries[i].1 = found.remove(&entries[i].0.pk);
+        }
     }
     Ok(Fetched {
         entries,

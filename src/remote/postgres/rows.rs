@@ -230,3 +230,52 @@ pub fn lock(
     client.execute_typed(&sql, &typed(&arrays, &kinds))?;
     Ok(())
 }
+
+/// The rows of `schema.table` with `keys` (key values in `key_columns` order), their `columns`
+/// read (as [`super::types::Kind::select`] gives them), in one statement: what a pull of many
+/// direct writes reads. Rows that no longer exist are not returned.
+pub fn select_many(
+    client: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+    columns: &[Column],
+    key_columns: &[Column],
+    keys: &[Vec<Value>],
+) -> Result<Vec<Vec<Value>>, PgError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let read = kinds(table, columns)?;
+    let key_kinds = kinds(table, key_columns)?;
+    let arrays = arrays(key_columns, &key_kinds, keys)?;
+    let all: Vec<&Column> = key_columns.iter().collect();
+    let (from, values) = unnest(&key_kinds, &all);
+    let matches: Vec<String> = key_columns
+        .iter()
+        .zip(&values)
+        .map(|(c, v)| format!("t.{} = {v}", quote(&c.name)))
+        .collect();
+    let list: Vec<String> = columns
+        .iter()
+        .zip(&read)
+        .map(|(c, k)| k.select(&format!("t.{}", quote(&c.name))))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {}.{} t, {from} WHERE {}",
+        list.join(", "),
+        quote(schema),
+        quote(table),
+        matches.join(" AND ")
+    );
+    client
+        .query_typed(&sql, &typed(&arrays, &key_kinds))?
+        .iter()
+        .map(|r| {
+            read.iter()
+                .zip(columns)
+                .enumerate()
+                .map(|(i, (k, c))| k.read(r, i, &c.name))
+                .collect()
+        })
+        .collect()
+}

@@ -1,6 +1,6 @@
 //! A first snapshot from the server into a new SQLite file: the synced tables as the cache
-//! mirrors them ([`super::schema`]), their rows streamed through a cursor (a few thousand rows
-//! in memory at a time, whatever the table's size), all read in one REPEATABLE READ transaction
+//! mirrors them ([`super::schema`]), their rows streamed by a binary `COPY` (one row in memory
+//! at a time, whatever the table's size), all read in one REPEATABLE READ transaction
 //! so the copy is one consistent state, and the change-log revision it is consistent with.
 //!
 //! The new client is registered first, at the head, in its own short transaction: nothing it
@@ -15,14 +15,17 @@ use super::reads::register;
 use super::schema::entries;
 use super::server::Postgres;
 use super::store::SNAPSHOT_ISOLATION;
-use super::types::select_list;
+use super::types::{Kind, select_list};
 use crate::remote::store::NewClient;
 use crate::remote::{ClientEntry, CopyError, CopyInfo};
 use crate::schema::Sync;
 use crate::sql::quote;
+use postgres::binary_copy::BinaryCopyOutIter;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::Type;
 
-/// Rows fetched per round trip.
-const FETCH: i32 = 2000;
+/// Rows between two progress reports.
+const PROGRESS_EVERY: u64 = 2000;
 
 /// Copies the server into a new SQLite database at `dest`.
 pub fn copy(
@@ -120,28 +123,32 @@ pub fn copy(
                 cols.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
                 (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
             );
-            let portal = tx.bind(&sql, &[])?;
-            loop {
-                let rows = tx.query_portal(&portal, FETCH)?;
-                if rows.is_empty() {
-                    break;
+            let kinds: Vec<&Kind> = cols
+                .iter()
+                .map(|c| c.kind.as_ref().expect("a synced table's columns map"))
+                .collect();
+            let types: Vec<Type> = kinds.iter().map(|k| k.selected_type()).collect();
+            let reader = tx.copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))?;
+            let mut rows = BinaryCopyOutIter::new(reader, &types);
+            while let Some(r) = rows.next()? {
+                let values: Vec<Value> = kinds
+                    .iter()
+                    .zip(&cols)
+                    .enumerate()
+                    .map(|(i, (k, c))| k.read(&r, i, &c.name))
+                    .collect::<Result<_, _>>()?;
+                write(&mut || {
+                    local
+                        .prepare_cached(&insert)?
+                        .execute(rusqlite::params_from_iter(values.iter()))
+                        .map(|_| ())
+                })?;
+                done += 1;
+                if done % PROGRESS_EVERY == 0 {
+                    progress(done, (total as u64).max(done));
                 }
-                for r in &rows {
-                    let values: Vec<Value> = cols
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| c.kind.as_ref().expect("synced").read(r, i, &c.name))
-                        .collect::<Result<_, _>>()?;
-                    write(&mut || {
-                        local
-                            .prepare_cached(&insert)?
-                            .execute(rusqlite::params_from_iter(values.iter()))
-                            .map(|_| ())
-                    })?;
-                }
-                done += rows.len() as u64;
-                progress(done, (total as u64).max(done));
             }
+            progress(done, (total as u64).max(done));
         }
         write(&mut || local.execute_batch("COMMIT"))?;
         tx.commit()?;

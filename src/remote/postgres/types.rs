@@ -202,14 +202,23 @@ impl Kind {
         }
     }
 
+    /// The type column `i` of a [`Kind::select`] arrives as (a binary COPY needs it said).
+    pub fn selected_type(&self) -> Type {
+        match self {
+            Kind::Integer => Type::INT8,
+            Kind::Bool => Type::INT4,
+            Kind::Float => Type::FLOAT8,
+            Kind::Text | Kind::Array(_) => Type::TEXT,
+            Kind::Bytea => Type::BYTEA,
+        }
+    }
+
     /// Reads column `i` of a row selected with [`Kind::select`]; `name` is for errors.
-    pub fn read(&self, row: &postgres::Row, i: usize, name: &str) -> Result<Value, PgError> {
+    pub fn read(&self, row: &impl Source, i: usize, name: &str) -> Result<Value, PgError> {
         let value = match self {
-            Kind::Integer => row.try_get::<_, Option<i64>>(i)?.map(Value::Integer),
-            Kind::Bool => row
-                .try_get::<_, Option<i32>>(i)?
-                .map(|b| Value::Integer(b.into())),
-            Kind::Float => match row.try_get::<_, Option<f64>>(i)? {
+            Kind::Integer => row.int8(i)?.map(Value::Integer),
+            Kind::Bool => row.int4(i)?.map(|b| Value::Integer(b.into())),
+            Kind::Float => match row.float8(i)? {
                 Some(f) if f.is_nan() => {
                     return Err(value_error(
                         name,
@@ -218,9 +227,9 @@ impl Kind {
                 }
                 f => f.map(Value::Real),
             },
-            Kind::Text => row.try_get::<_, Option<String>>(i)?.map(Value::Text),
-            Kind::Bytea => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
-            Kind::Array(_) => match row.try_get::<_, Option<String>>(i)? {
+            Kind::Text => row.text(i)?.map(Value::Text),
+            Kind::Bytea => row.bytea(i)?.map(Value::Blob),
+            Kind::Array(_) => match row.text(i)? {
                 Some(t) if t.starts_with('!') => {
                     return Err(value_error(
                         name,
@@ -372,3 +381,42 @@ pub fn select_list(columns: &[Column]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// A row values are read from: a query's, or a binary COPY's (the snapshot streams one).
+pub trait Source {
+    /// An `int8` column.
+    fn int8(&self, i: usize) -> Result<Option<i64>, postgres::Error>;
+    /// An `int4` column.
+    fn int4(&self, i: usize) -> Result<Option<i32>, postgres::Error>;
+    /// A `float8` column.
+    fn float8(&self, i: usize) -> Result<Option<f64>, postgres::Error>;
+    /// A `text` column.
+    fn text(&self, i: usize) -> Result<Option<String>, postgres::Error>;
+    /// A `bytea` column.
+    fn bytea(&self, i: usize) -> Result<Option<Vec<u8>>, postgres::Error>;
+}
+
+macro_rules! source {
+    ($row:ty) => {
+        impl Source for $row {
+            fn int8(&self, i: usize) -> Result<Option<i64>, postgres::Error> {
+                self.try_get(i)
+            }
+            fn int4(&self, i: usize) -> Result<Option<i32>, postgres::Error> {
+                self.try_get(i)
+            }
+            fn float8(&self, i: usize) -> Result<Option<f64>, postgres::Error> {
+                self.try_get(i)
+            }
+            fn text(&self, i: usize) -> Result<Option<String>, postgres::Error> {
+                self.try_get(i)
+            }
+            fn bytea(&self, i: usize) -> Result<Option<Vec<u8>>, postgres::Error> {
+                self.try_get(i)
+            }
+        }
+    };
+}
+
+source!(postgres::Row);
+source!(postgres::binary_copy::BinaryCopyOutRow);
