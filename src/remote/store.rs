@@ -232,6 +232,13 @@ pub trait RemoteStore: Send + std::fmt::Debug {
 
     /// Gives back memory the backend caches (a long sync calls it every few thousand rows).
     fn release_memory(&self);
+
+    /// Rows a push writes per atomic write, given `sync.batch_size`. The share holds its write
+    /// lock for a whole write, so the setting bounds it; a backend that holds no lock across a
+    /// batch (it numbers at the end) may take more, saving round trips.
+    fn batch_rows(&self, configured: usize) -> usize {
+        configured
+    }
 }
 
 /// The operations of one atomic remote write ([`RemoteStore::write`]).

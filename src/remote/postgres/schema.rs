@@ -7,7 +7,7 @@
 use postgres::GenericClient;
 
 use super::PgError;
-use super::types::{Column, describe};
+use super::types::{Column, describe_tables};
 use crate::schema::{self, Entry, Sync, Table};
 use crate::sql::quote;
 
@@ -119,8 +119,7 @@ pub fn unsynced(table: &str, columns: &[Column]) -> Option<String> {
 /// Every app table in `schema`, mirrored, with whether it is synced.
 pub fn entries(client: &mut impl GenericClient, schema: &str) -> Result<Vec<Entry>, PgError> {
     let mut out = Vec::new();
-    for name in table_names(client, schema)? {
-        let columns = describe(client, schema, &name)?;
+    for (name, columns) in describe_tables(client, schema, None)? {
         let sync = match unsynced(&name, &columns) {
             None => Sync::Yes,
             Some(why) => Sync::No(why),

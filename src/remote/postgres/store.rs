@@ -443,6 +443,12 @@ impl RemoteStore for Postgres {
     fn release_memory(&self) {
         // The server holds the data; the client keeps nothing between calls.
     }
+
+    /// No lock is held across a batch (the meta row's, from `finish` to COMMIT only): at least
+    /// 5,000 rows per write, whatever the share-sized setting.
+    fn batch_rows(&self, configured: usize) -> usize {
+        configured.max(5_000)
+    }
 }
 
 /// A read transaction of the snapshot.

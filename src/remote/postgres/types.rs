@@ -108,11 +108,23 @@ pub fn describe(
     schema: &str,
     table: &str,
 ) -> Result<Vec<Column>, PgError> {
+    Ok(describe_tables(client, schema, Some(table))?
+        .pop()
+        .map_or_else(Vec::new, |(_, columns)| columns))
+}
+
+/// [`describe`] for every table of `schema` (`only`: one of them), in one statement: `(table,
+/// columns)` in table name order.
+pub fn describe_tables(
+    client: &mut impl postgres::GenericClient,
+    schema: &str,
+    only: Option<&str>,
+) -> Result<Vec<(String, Vec<Column>)>, PgError> {
     let rows = client.query_typed(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text, \
                 e.typname::text, format_type(t.typelem, NULL), \
                 array_position(i.indkey::int2[], a.attnum), a.attnotnull, \
-                pg_get_expr(d.adbin, d.adrelid) \
+                pg_get_expr(d.adbin, d.adrelid), c.relname::text \
          FROM pg_attribute a \
          JOIN pg_class c ON c.oid = a.attrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -120,27 +132,32 @@ pub fn describe(
          LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
          LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
-         WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
-         ORDER BY array_position(i.indkey::int2[], a.attnum) NULLS LAST, a.attnum",
-        &[(&schema, Type::TEXT), (&table, Type::TEXT)],
+         WHERE n.nspname = $1 AND ($2::text IS NULL OR c.relname = $2) AND c.relkind IN ('r', 'p') \
+           AND a.attnum > 0 AND NOT a.attisdropped \
+         ORDER BY c.relname, array_position(i.indkey::int2[], a.attnum) NULLS LAST, a.attnum",
+        &[(&schema, Type::TEXT), (&only, Type::TEXT)],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let typname: String = r.get(2);
-            let elem: Option<String> = r.get(3);
-            let elem_spelled: Option<String> = r.get(4);
-            let element = elem.as_deref().zip(elem_spelled.as_deref());
-            Column {
-                name: r.get(0),
-                pg_type: r.get(1),
-                kind: kind_of(&typname, element),
-                key: r.get::<_, Option<i32>>(5).is_some(),
-                not_null: r.get(6),
-                default: r.get(7),
-            }
-        })
-        .collect())
+    let mut out: Vec<(String, Vec<Column>)> = Vec::new();
+    for r in &rows {
+        let typname: String = r.get(2);
+        let elem: Option<String> = r.get(3);
+        let elem_spelled: Option<String> = r.get(4);
+        let element = elem.as_deref().zip(elem_spelled.as_deref());
+        let column = Column {
+            name: r.get(0),
+            pg_type: r.get(1),
+            kind: kind_of(&typname, element),
+            key: r.get::<_, Option<i32>>(5).is_some(),
+            not_null: r.get(6),
+            default: r.get(7),
+        };
+        let table: String = r.get(8);
+        match out.last_mut() {
+            Some((t, columns)) if *t == table => columns.push(column),
+            _ => out.push((table, vec![column])),
+        }
+    }
+    Ok(out)
 }
 
 /// Refuses a table with a column [`describe`] found no mapping for, or an unusable key column.
