@@ -286,3 +286,112 @@ fn a_pull_of_many_direct_writes_reads_their_rows_in_one_statement() {
     );
     assert_eq!(titles(&a)["e500"], "direct 500");
 }
+
+/// The connection cut at any moment of a push (before, during, or after its COMMIT reached the
+/// server): the sync fails as offline or succeeds, and the next one leaves every row on the
+/// server once, logged once — a write whose acknowledgement was lost is recognised, not doubled.
+#[test]
+fn a_connection_cut_mid_push_loses_nothing_and_doubles_nothing() {
+    let Some((db, dir)) = setup("cut_mid_push") else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(crate::support::proxy::Proxy::start(db.server_addr()));
+    let mut c = Config::for_remote(db.url_via(proxy.addr()).as_str());
+    c.cache_directory = dir.path().join("cache-a");
+    c.background = false;
+    let a = Cache::open(c).unwrap();
+    a.sync_now().unwrap();
+    proxy.set_latency(
+        std::time::Duration::from_millis(5),
+        std::time::Duration::from_millis(5),
+    );
+    for (round, cut_after_ms) in [5u64, 25, 45, 65, 85, 120].into_iter().enumerate() {
+        for i in 0..20 {
+            a.conn()
+                .execute(
+                    "INSERT INTO tasks (id, title) VALUES (?1, 'cut')",
+                    [format!("r{round}-{i}")],
+                )
+                .unwrap();
+        }
+        let p = proxy.clone();
+        let cutter = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(cut_after_ms));
+            p.drop_all();
+        });
+        let first = a.sync_now();
+        cutter.join().unwrap();
+        if let Err(e) = &first {
+            assert_eq!(e.kind(), sharecache::ErrorKind::Offline, "{e}");
+        }
+        a.sync_now().unwrap();
+    }
+    let mut server = db.connect();
+    let rows: i64 = server
+        .query_one("SELECT count(*) FROM tasks WHERE title = 'cut'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 120, "every row on the server");
+    let (entries, keys): (i64, i64) = {
+        let r = server
+            .query_one(
+                "SELECT count(*), count(DISTINCT pk) FROM sharecache.log WHERE pk LIKE '''r%'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((entries, keys), (120, 120), "each version logged once");
+    let pending: i64 = a
+        .conn()
+        .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pending, 0);
+}
+
+/// A server that takes no writes for a while (a standby not yet promoted, a database set
+/// read-only): a push fails as offline, the write stays pending, and goes once writes are back.
+#[test]
+fn a_read_only_server_is_offline_until_it_takes_writes_again() {
+    let Some((db, dir)) = setup("read_only") else {
+        return;
+    };
+    let proxy = crate::support::proxy::Proxy::start(db.server_addr());
+    let mut c = Config::for_remote(db.url_via(proxy.addr()).as_str());
+    c.cache_directory = dir.path().join("cache-a");
+    c.background = false;
+    let a = Cache::open(c).unwrap();
+    a.sync_now().unwrap();
+    let set = |on: bool| {
+        let mut admin = db.connect();
+        // This session writes whatever the database's default (a statement of its own: a
+        // multi-statement string is one transaction, begun read-only).
+        admin
+            .batch_execute("SET default_transaction_read_only = off")
+            .unwrap();
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{}\" SET default_transaction_read_only = {on}",
+                db.name
+            ))
+            .unwrap();
+        proxy.drop_all(); // new sessions take the setting
+    };
+    set(true);
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('ro', 'while read-only')",
+            [],
+        )
+        .unwrap();
+    let e = a.sync_now().unwrap_err();
+    assert_eq!(e.kind(), sharecache::ErrorKind::Offline, "{e}");
+    set(false);
+    a.sync_now().unwrap();
+    let n: i64 = db
+        .connect()
+        .query_one("SELECT count(*) FROM tasks WHERE id = 'ro'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}

@@ -411,10 +411,9 @@ impl Engine {
             now: self.clock.now_stamp(),
             pulled_rev: outbox::horizon(&self.local, pull_rev).map_err(self.lerr())?,
             host: crate::platform::host_name(),
-            batch_size: self
-                .remote
-                .as_deref()
-                .map_or(self.config.batch_size, |r| r.batch_rows(self.config.batch_size)),
+            batch_size: self.remote.as_deref().map_or(self.config.batch_size, |r| {
+                r.batch_rows(self.config.batch_size)
+            }),
         };
         let remote = self.remote.as_deref_mut().expect("connected");
         let pushed = push::push(&self.local, &self.paths.db, remote, &shapes, &ctx, progress)?;
