@@ -1,7 +1,7 @@
 -- What the remote-store interface needs beyond 0001 (issue 16): the remote's clock, its
 -- generation, the app's schema versions, conflict records numbered in commit order, a push's
--- entries numbered at its end, a key lock shared by pushes and direct writers, and the idle
--- fingerprint in one call.
+-- entries numbered at its end (and refused there when a concurrent write overtook it), and the
+-- idle fingerprint in one call.
 
 ALTER TABLE sharecache.meta
     ADD COLUMN hlc             text   COLLATE "C" NOT NULL DEFAULT '', -- at or after every logged stamp
@@ -15,20 +15,19 @@ UPDATE sharecache.meta SET generation = remote_id WHERE generation = '';
 ALTER TABLE sharecache.conflicts ALTER COLUMN id DROP DEFAULT;
 DROP SEQUENCE IF EXISTS sharecache.conflicts_id_seq;
 
--- One key's lock, for the rest of the transaction: taken by a push for every key of its batch
--- before it reads their versions, and by the capture trigger before a direct write changes the
--- row, so a push never decides against a version that a direct writer is about to replace.
-CREATE FUNCTION sharecache.lock_key(p_tbl text, p_pk text) RETURNS void
-LANGUAGE sql VOLATILE AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended(p_tbl || chr(31) || p_pk, 7041))
-$$;
-
--- The end of a push (or of any sharecache write): under the meta row's lock, numbers the log
--- entries other writers committed unnumbered (direct writes), then the push's own entries
--- consecutively above them, and its conflict records; moves the clock past p_newest. The lock
--- is held from here to the push's COMMIT, a round trip: revisions and conflict ids become
--- visible in order. Returns the revision before the push's entries and the last one.
+-- The end of a push (or of any sharecache write): under the meta row's lock, first checks that
+-- no entry of the batch's keys committed since the push read them (k_seen: the newest entry id
+-- it saw per key; a row it could not lock, because it did not exist yet, may have been written
+-- meanwhile, and the push then overwrote a version it never decided against) and fails with
+-- serialization_failure if one did, so the push runs again and decides against it. (Writers
+-- of one key are serialised by its row or its unique index, so its entries' ids grow in commit
+-- order; pruning removes only old ones.) Then
+-- numbers the log entries other writers committed unnumbered (direct writes), the push's own
+-- entries consecutively above them, and its conflict records; moves the clock past p_newest.
+-- The lock is held from here to the push's COMMIT, a round trip: revisions and conflict ids
+-- become visible in order. Returns the revision before the push's entries and the last one.
 CREATE FUNCTION sharecache.finish(
+    k_tbl text[], k_pk text[], k_seen bigint[],
     p_tbl text[], p_pk text[], p_stamp text[], p_origin text[], p_deleted boolean[],
     p_image bytea[], p_newest text,
     c_tbl text[], c_pk text[], c_winner_stamp text[], c_winner_origin text[], c_loser_stamp text[],
@@ -41,6 +40,13 @@ DECLARE
     top bigint;
 BEGIN
     PERFORM 1 FROM sharecache.meta WHERE id = 1 FOR UPDATE;
+    IF EXISTS (
+        SELECT 1 FROM unnest(k_tbl, k_pk, k_seen) AS k(t, p, seen)
+        WHERE EXISTS (SELECT 1 FROM sharecache.log l WHERE l.tbl = k.t AND l.pk = k.p AND l.id > k.seen)
+    ) THEN
+        RAISE EXCEPTION 'a concurrent write changed a row of this push after it was read'
+            USING ERRCODE = 'serialization_failure';
+    END IF;
     SELECT coalesce(max(rev), (SELECT pruned_rev FROM sharecache.meta WHERE id = 1))
         INTO before FROM sharecache.log;
     WITH todo AS (

@@ -144,38 +144,21 @@ pub fn trigger_sql(schema: &str, table: &str, columns: &[Column]) -> Result<Stri
             key(row)
         )
     };
-    let lock = |row: &str| format!("PERFORM sharecache.lock_key({name}, {});", key(row));
-    // BEFORE: the key's lock (sharecache.lock_key), so a push that locked the key first has
-    // committed, and logged its version, before this write's version is stamped and logged.
-    // AFTER: the log entry.
     Ok(format!(
         "CREATE OR REPLACE FUNCTION sharecache.{function}() RETURNS trigger LANGUAGE plpgsql AS $f$ \
          DECLARE k text; \
          BEGIN \
-           IF TG_WHEN = 'BEFORE' THEN \
-             IF NOT sharecache.quiet() THEN \
-               IF TG_OP <> 'INSERT' THEN {lock_old} END IF; \
-               IF TG_OP <> 'DELETE' THEN {lock_new} END IF; \
-             END IF; \
-             IF TG_OP = 'DELETE' THEN RETURN OLD; END IF; \
-             RETURN NEW; \
-           END IF; \
            IF sharecache.quiet() THEN RETURN NULL; END IF; \
            IF TG_OP = 'DELETE' THEN {del} \
            ELSIF TG_OP = 'INSERT' THEN {ins} \
            ELSE IF {changed} THEN {del} END IF; {ins} END IF; \
            RETURN NULL; \
          END $f$; \
-         DROP TRIGGER IF EXISTS sharecache_lock ON {target}; \
-         CREATE TRIGGER sharecache_lock BEFORE INSERT OR UPDATE OR DELETE ON {target} \
-           FOR EACH ROW EXECUTE FUNCTION sharecache.{function}(); \
          DROP TRIGGER IF EXISTS sharecache_capture ON {target}; \
          CREATE TRIGGER sharecache_capture AFTER INSERT OR UPDATE OR DELETE ON {target} \
            FOR EACH ROW EXECUTE FUNCTION sharecache.{function}();",
         del = log("OLD", true),
         ins = log("NEW", false),
-        lock_old = lock("OLD"),
-        lock_new = lock("NEW"),
     ))
 }
 

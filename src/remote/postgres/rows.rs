@@ -195,8 +195,8 @@ pub fn delete(
 }
 
 /// Locks the existing rows with `keys` (key values in key order) of `schema.table`, in key
-/// order (`FOR UPDATE`), in one statement. Rows that do not exist are not locked (see
-/// `sharecache.lock_key` for those).
+/// order (`FOR UPDATE`), in one statement. Rows that do not exist cannot be locked: a write
+/// that raced on one is caught at its end (`sharecache.finish`).
 pub fn lock(
     client: &mut impl GenericClient,
     schema: &str,

@@ -1,7 +1,8 @@
 //! The PostgreSQL server as a [`RemoteStore`] (issue 16): the same contract as the share
 //! (`remote/store.rs`), kept by the server's own means — `sharecache.finish` numbers a write's
-//! entries under the meta row's lock at its end, key locks shared with the capture triggers
-//! serialise writers per row, REPEATABLE READ gives the snapshot one consistent view.
+//! entries under the meta row's lock at its end and refuses a write that a concurrent one
+//! overtook, row locks serialise writers per row, REPEATABLE READ gives the snapshot one
+//! consistent view.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -135,7 +136,7 @@ impl RemoteStore for Postgres {
                 .query(
                     "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT EXISTS \
-                     (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'sharecache_lock')",
+                     (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'sharecache_capture')",
                     &[&schema],
                 )?
                 .iter()

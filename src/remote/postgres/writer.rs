@@ -1,11 +1,14 @@
 //! [`BatchWriter`] on PostgreSQL: one push (or reconcile, or conflict put-back) in one READ
 //! COMMITTED transaction, in as few round trips as the decisions allow.
 //!
-//! - **Per-key serialisation, no global lock for the batch.** The first look at the batch's
-//!   versions locks its rows (`FOR UPDATE`, existing rows, in key order) and then its keys
-//!   (`sharecache.lock_key`, which the capture trigger takes too, before a direct write changes
-//!   a row). Only then is the log read: a concurrent push or direct write of the same row has
-//!   committed, and is seen, or waits for this one. Entries committed but not yet numbered are
+//! - **Per-row serialisation, no global lock for the batch.** The first look at the batch's
+//!   versions locks its existing rows (`FOR UPDATE`, in key order) and notes the newest log
+//!   entry id of each key; only then is the log read: a concurrent push or direct write of the
+//!   same row has committed, and is seen, or waits for this one. A row that does not exist yet
+//!   cannot be locked: if another writer created it meanwhile, `sharecache.finish` finds an
+//!   entry newer than the one noted and fails the write as a serialisation failure, and it is
+//!   run again (no advisory locks: thousands per batch, or per bulk UPDATE of a direct writer,
+//!   would exhaust the server's shared lock table). Entries committed but not yet numbered are
 //!   the newest of all (revision `i64::MAX` here).
 //! - **Revisions at the end.** Appends and conflict records are kept here and written by one
 //!   call of `sharecache.finish`, which numbers them under the meta row's lock, held until the
@@ -15,7 +18,7 @@
 //!   statement, the write is run again from the start in careful mode, each row under its own
 //!   savepoint, so the refused row is known ([`Refused`]) and the rest go through.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use postgres::Transaction;
 use postgres::types::Type;
@@ -53,6 +56,8 @@ pub(super) struct Writer<'t, 'c> {
     pub refused_flush: bool,
     described: HashMap<String, Vec<Column>>,
     locked: bool,
+    /// Per key of the batch, the newest log entry id when its versions were read.
+    seen: Vec<(String, String, i64)>,
     pending: Vec<Pending>,
     entries: Vec<(Version, Option<Vec<u8>>)>,
     conflicts: Vec<LoggedConflict>,
@@ -74,6 +79,7 @@ impl<'t, 'c> Writer<'t, 'c> {
             refused_flush: false,
             described: HashMap::new(),
             locked: false,
+            seen: Vec::new(),
             pending: Vec::new(),
             entries: Vec::new(),
             conflicts: Vec::new(),
@@ -199,15 +205,20 @@ impl<'t, 'c> Writer<'t, 'c> {
             super::rows::lock(self.tx, self.schema, table, &cols, &decoded)
                 .map_err(|e| self.err(e))?;
         }
-        let sorted: BTreeSet<(&str, &str)> =
-            keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).collect();
-        let (t, p): (Vec<&str>, Vec<&str>) = sorted.into_iter().unzip();
-        self.tx
-            .execute_typed(
-                "SELECT sharecache.lock_key(t, p) FROM unnest($1::text[], $2::text[]) AS u(t, p) ORDER BY t, p",
+        let (t, p): (Vec<&str>, Vec<&str>) =
+            keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
+        let rows = self
+            .tx
+            .query_typed(
+                "SELECT k.t, k.p, coalesce(max(l.id), 0) FROM unnest($1::text[], $2::text[]) AS k(t, p) \
+                 LEFT JOIN sharecache.log l ON l.tbl = k.t AND l.pk = k.p GROUP BY k.t, k.p",
                 &[(&t, Type::TEXT_ARRAY), (&p, Type::TEXT_ARRAY)],
             )
             .map_err(|e| self.err(e))?;
+        self.seen = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
         Ok(())
     }
 }
@@ -316,14 +327,20 @@ impl BatchWriter for Writer<'_, '_> {
         let deleted: Vec<bool> = entries.iter().map(|(v, _)| v.deleted).collect();
         let images: Vec<Option<&[u8]>> = entries.iter().map(|(_, i)| i.as_deref()).collect();
         let c = |f: fn(&LoggedConflict) -> &str| conflicts.iter().map(f).collect::<Vec<&str>>();
+        let seen_t: Vec<&str> = self.seen.iter().map(|s| s.0.as_str()).collect();
+        let seen_p: Vec<&str> = self.seen.iter().map(|s| s.1.as_str()).collect();
+        let seen_id: Vec<i64> = self.seen.iter().map(|s| s.2).collect();
         let loser_row: Vec<Option<&str>> =
             conflicts.iter().map(|x| x.loser_row.as_deref()).collect();
         let r = self
             .tx
             .query_typed_one(
                 "SELECT before, last FROM sharecache.finish($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
                 &[
+                    (&seen_t, Type::TEXT_ARRAY),
+                    (&seen_p, Type::TEXT_ARRAY),
+                    (&seen_id, Type::INT8_ARRAY),
                     (&tbl, Type::TEXT_ARRAY),
                     (&pk, Type::TEXT_ARRAY),
                     (&stamp, Type::TEXT_ARRAY),
