@@ -139,3 +139,63 @@ fn a_table_and_columns_added_in_a_cache_are_carried_to_the_server_and_the_other_
         [["t1", "5", "blue"], ["t2", "5", "NULL"]]
     );
 }
+
+#[test]
+fn a_table_with_a_type_sharecache_does_not_map_is_named_in_status_not_guessed() {
+    let Some((db, dir)) = setup("unmapped") else {
+        return;
+    };
+    db.connect()
+        .batch_execute(
+            "CREATE TABLE ledger (id bigint PRIMARY KEY, amount money, note text);
+             CREATE TABLE loose (a text, b text);",
+        )
+        .unwrap();
+    let a = open(&db, &dir, "a");
+    a.sync_now().unwrap();
+    let status = a.status().unwrap();
+    let reason = |t: &str| {
+        status
+            .unsynced_tables
+            .iter()
+            .find(|u| u.name == t)
+            .map(|u| u.reason.clone())
+            .unwrap_or_else(|| panic!("{t} not reported: {:?}", status.unsynced_tables))
+    };
+    assert!(reason("ledger").contains("money"), "{}", reason("ledger"));
+    assert!(
+        reason("loose").contains("primary key"),
+        "{}",
+        reason("loose")
+    );
+    // The mapped tables sync as usual.
+    assert_eq!(rows(&a, "SELECT count(*) FROM tasks"), [["2"]]);
+}
+
+#[test]
+fn a_column_dropped_on_the_server_rebuilds_the_cache_without_it() {
+    let Some((db, dir)) = setup("dropped_column") else {
+        return;
+    };
+    db.connect()
+        .batch_execute("ALTER TABLE tasks ADD COLUMN extra text DEFAULT 'x'")
+        .unwrap();
+    let a = open(&db, &dir, "a");
+    assert_eq!(rows(&a, "SELECT extra FROM tasks WHERE id = 't1'"), [["x"]]);
+    db.connect()
+        .batch_execute(
+            "ALTER TABLE tasks DROP COLUMN extra; UPDATE tasks SET title = 'after' WHERE id = 't1'",
+        )
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert!(r.rebuilt.is_some(), "{r:?}");
+    let cols: Vec<Vec<String>> = rows(
+        &a,
+        "SELECT name FROM pragma_table_info('tasks') ORDER BY cid",
+    );
+    assert_eq!(cols, [["id"], ["title"]]);
+    assert_eq!(
+        rows(&a, "SELECT title FROM tasks WHERE id = 't1'"),
+        [["after"]]
+    );
+}

@@ -82,6 +82,7 @@ pub(crate) fn build(
     };
     let result = (|| {
         let info = copy(remote, &tmp, progress, Some(&register))?;
+        let verdicts = remote.schema()?.entries;
         let remote_id = info.remote_id.clone().ok_or_else(|| LocalError::Corrupt {
             path: tmp.clone(),
             detail: "the snapshot has no sharecache identity (remote not set up)".into(),
@@ -113,7 +114,7 @@ pub(crate) fn build(
         )
         .map_err(sql)?;
         set_trail(&tx, &info).map_err(sql)?;
-        register_tables(&tx, None).map_err(sql)?;
+        register_copied_tables(&tx, &verdicts).map_err(sql)?;
         tx.commit().map_err(sql)?;
         drop(conn);
         make_private(&tmp)?;
@@ -195,8 +196,34 @@ pub(crate) fn register_tables(
             })
             .collect(),
     };
+    record_tables(c, &entries)?;
+    Ok(entries)
+}
+
+/// [`register_tables`] for a fresh copy of the remote: the copy's tables, with the remote's word
+/// on which of them it cannot sync (a server's table with a column of a type sharecache does not
+/// map looks syncable in the copy).
+fn register_copied_tables(c: &Connection, remote: &[schema::Entry]) -> rusqlite::Result<()> {
+    let entries: Vec<schema::Entry> = schema::read(c)?
+        .into_iter()
+        .map(|mut l| {
+            if let Some(Sync::No(why)) = remote
+                .iter()
+                .find(|r| r.table.name == l.table.name)
+                .map(|r| &r.sync)
+            {
+                l.sync = Sync::No(why.clone());
+            }
+            l
+        })
+        .collect();
+    record_tables(c, &entries)
+}
+
+/// Records `entries` in `sync_tables`, with capture installed on the synced ones only.
+fn record_tables(c: &Connection, entries: &[schema::Entry]) -> rusqlite::Result<()> {
     c.execute("DELETE FROM sync_tables", [])?;
-    for e in &entries {
+    for e in entries {
         let (synced, reason) = match &e.sync {
             Sync::Yes => {
                 capture::install(c, &e.table)?;
@@ -212,7 +239,7 @@ pub(crate) fn register_tables(
             params![e.table.name, synced, reason, e.table.signature()],
         )?;
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// Why a rebuild could not run now.
@@ -235,6 +262,7 @@ pub(crate) fn rebuild_in_place(
     let tmp = paths.temp("rebuild");
     let result = (|| {
         let info = copy(remote, &tmp, progress, None)?;
+        let verdicts = remote.schema()?.entries;
         let sql = |e| LocalError::from_sqlite(local_path, e);
         check_copy(
             &Connection::open(&tmp).map_err(|e| LocalError::from_sqlite(&tmp, e))?,
@@ -273,7 +301,7 @@ pub(crate) fn rebuild_in_place(
                 )?;
                 local.execute("DELETE FROM main.sync_tracking", [])?;
                 set_trail(local, &info)?;
-                register_tables(local, None)?;
+                register_copied_tables(local, &verdicts)?;
                 local.execute_batch("COMMIT")
             })();
             if r.is_err() {

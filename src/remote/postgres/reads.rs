@@ -208,6 +208,26 @@ pub fn page(
         .collect()
 }
 
+/// Every row of `schema.table` (a table that is not synced, mirrored once), `cols` read.
+pub fn all_rows(
+    client: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+    cols: &[Column],
+) -> Result<Vec<Vec<Value>>, PgError> {
+    let sql = format!(
+        "SELECT {} FROM {}.{}",
+        select_list(cols),
+        quote(schema),
+        quote(table)
+    );
+    client
+        .query_typed(&sql, &[])?
+        .iter()
+        .map(|r| read_row(table, cols, r))
+        .collect()
+}
+
 /// A pull's stretch of the log after `cursor` (at most `limit` entries, up to the head `head`
 /// the caller numbered), rows from the pushed images or, for direct writes, from the tables.
 /// `describe`: the server's columns of a table.

@@ -1,7 +1,10 @@
 //! The app's tables on the server as the cache mirrors them: each PostgreSQL table becomes a
 //! SQLite table with the same name, columns and primary key, each column's SQLite type from
 //! [`super::types`], `NOT NULL` and constant defaults ([`sqlite_default`]); other constraints
-//! stay the server's to enforce (a push the server refuses keeps the row in the conflict log). A table with no primary key or a column
+//! stay the server's to enforce (a push the server refuses keeps the row in the conflict log).
+//! Every table is mirrored, as the share's file copy mirrors every table: one without a primary
+//! key with its rows as of the copy (not synced), one with a column of an unmapped type empty
+//! (not synced, its rows cannot cross exactly); `status` names both and why. A table with no primary key or a column
 //! with no mapping is not synced, and `status` says why. Indexes and views stay on the server.
 
 use postgres::GenericClient;
@@ -32,7 +35,12 @@ pub fn sqlite_table(table: &str, columns: &[Column]) -> Table {
         .iter()
         .map(|c| schema::Column {
             name: c.name.clone(),
-            decl_type: c.kind.as_ref().map_or("", |k| k.sqlite_type()).to_owned(),
+            // An unmapped column keeps the server's type name (SQLite takes any): the table is
+            // there for the app, not synced, and `status` says why.
+            decl_type: c
+                .kind
+                .as_ref()
+                .map_or_else(|| c.pg_type.clone(), |k| k.sqlite_type().to_owned()),
             pk: key
                 .iter()
                 .position(|k| k.name == c.name)

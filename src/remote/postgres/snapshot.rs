@@ -18,7 +18,6 @@ use super::store::SNAPSHOT_ISOLATION;
 use super::types::{Kind, select_list};
 use crate::remote::store::NewClient;
 use crate::remote::{ClientEntry, CopyError, CopyInfo};
-use crate::schema::Sync;
 use crate::sql::quote;
 use postgres::binary_copy::BinaryCopyOutIter;
 use postgres::fallible_iterator::FallibleIterator;
@@ -61,10 +60,8 @@ pub fn copy(
             .isolation_level(SNAPSHOT_ISOLATION)
             .read_only(true)
             .start()?;
-        let tables: Vec<_> = entries(&mut tx, &schema)?
-            .into_iter()
-            .filter(|e| e.sync == Sync::Yes)
-            .collect();
+        // Every table (see super::schema): rows for those whose columns all map.
+        let tables = entries(&mut tx, &schema)?;
         let (rev, meta, newest) = if enrolled {
             let rev: i64 = tx
                 .query_one(
@@ -111,6 +108,9 @@ pub fn copy(
         for e in &tables {
             write(&mut || local.execute_batch(&e.table.sql))?;
             let cols = super::types::describe(&mut tx, &schema, &e.table.name)?;
+            if super::types::check(&e.table.name, &cols).is_err() {
+                continue;
+            }
             let sql = format!(
                 "SELECT {} FROM {}.{}",
                 select_list(&cols),
@@ -125,7 +125,7 @@ pub fn copy(
             );
             let kinds: Vec<&Kind> = cols
                 .iter()
-                .map(|c| c.kind.as_ref().expect("a synced table's columns map"))
+                .map(|c| c.kind.as_ref().expect("checked above"))
                 .collect();
             let types: Vec<Type> = kinds.iter().map(|k| k.selected_type()).collect();
             let reader = tx.copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))?;

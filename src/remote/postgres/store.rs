@@ -251,6 +251,22 @@ impl RemoteStore for Postgres {
                     pk: t.pk.clone(),
                 };
                 let (cols, keys) = self.shape_columns(c, &shape)?;
+                // A table that is not synced is mirrored as the snapshot mirrors it (see
+                // super::schema): its rows once when its columns map, else empty.
+                let maps = super::types::check(&t.name, &cols).is_ok();
+                if !maps || keys.is_empty() {
+                    let rows = if maps {
+                        reads::all_rows(c, &self.schema, &t.name, &cols)?
+                    } else {
+                        Vec::new()
+                    };
+                    tables.push(NewTable {
+                        table: t.clone(),
+                        indexes: vec![],
+                        rows,
+                    });
+                    continue;
+                }
                 let mut rows = Vec::new();
                 loop {
                     let after = rows.last().map(|r: &Vec<Value>| r[..keys.len()].to_vec());
