@@ -25,6 +25,8 @@ mod pg_config;
 #[cfg(feature = "postgres")]
 mod pg_connect;
 #[cfg(feature = "postgres")]
+mod pg_convergence;
+#[cfg(feature = "postgres")]
 mod pg_log;
 #[cfg(feature = "postgres")]
 mod pg_migrate;

@@ -1,0 +1,333 @@
+//! Convergence through a PostgreSQL server, as a property test (issue 16: the property the
+//! share's `reliability::convergence` checks, against the server): three caches and a program
+//! writing the server directly run a random script of inserts, updates and deletes on a few
+//! shared keys (conflicts are frequent) and syncs in random order; then every cache syncs until
+//! quiet, and the oracle checks:
+//!
+//! - every cache holds exactly what the server holds;
+//! - zero lost: every acknowledged write that no later write superseded is the current value of
+//!   its key, or a loser in the conflict log.
+//!
+//! A write is *superseded* when a later write of the same key was made by a writer that had seen
+//! it: its own next write, or another's after pulling it (what a cache holds after a sync, and
+//! what it holds when it writes, it has seen, and so the deletes that reached the server of the
+//! keys it lacks after a sync; the direct writer sees the server). A delete of a
+//! row that only this cache's own unpushed insert had created is *void*: the outbox drops both.
+//! (The share's test adds faults, clocks, clones and restores; this one checks the server's
+//! ordering, locking and numbering under the same rule.)
+//!
+//! `SHARECACHE_PG_CASES` sets the number of cases (default 6).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
+use sharecache::config::EnableCache;
+use sharecache::{Cache, Config};
+
+use crate::support::pg;
+
+const KEYS: usize = 4;
+const CLIENTS: usize = 3;
+/// The direct writer's index among the writers.
+const DIRECT: usize = CLIENTS;
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Writer `who` sets key `k` (a new unique value).
+    Put { who: usize, k: usize },
+    /// Writer `who` deletes key `k`.
+    Delete { who: usize, k: usize },
+    /// Cache `who` syncs.
+    Sync { who: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..=CLIENTS, 0..KEYS).prop_map(|(who, k)| Step::Put { who, k }),
+        1 => (0..=CLIENTS, 0..KEYS).prop_map(|(who, k)| Step::Delete { who, k }),
+        3 => (0..CLIENTS).prop_map(|who| Step::Sync { who }),
+    ]
+}
+
+/// One acknowledged write.
+#[derive(Debug, Clone)]
+struct Write {
+    who: usize,
+    key: String,
+    /// `None`: a delete.
+    value: Option<String>,
+    /// For a delete: the value it removed (what the writer had).
+    removed: Option<String>,
+    superseded: bool,
+    void: bool,
+    /// It reached the server (its cache synced since; a direct write at once).
+    pushed: bool,
+}
+
+struct World {
+    db: pg::PgDb,
+    caches: Vec<Cache>,
+    writes: Vec<Write>,
+    /// What each writer has seen (values).
+    seen: Vec<HashSet<String>>,
+    /// Per cache, its inserts not pushed yet: key → value.
+    unpushed_inserts: Vec<HashMap<String, String>>,
+    n: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(db: pg::PgDb) -> World {
+        db.connect()
+            .batch_execute("CREATE TABLE kv (k text PRIMARY KEY, v text)")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let caches = (0..CLIENTS)
+            .map(|i| {
+                let mut c = Config::for_remote(db.url.as_str());
+                c.cache_directory = dir.path().join(format!("cache-{i}"));
+                c.enable_cache = EnableCache::On;
+                c.background = false;
+                Cache::open(c).unwrap()
+            })
+            .collect();
+        World {
+            db,
+            caches,
+            writes: Vec::new(),
+            seen: vec![HashSet::new(); CLIENTS + 1],
+            unpushed_inserts: vec![HashMap::new(); CLIENTS],
+            n: 0,
+            _dir: dir,
+        }
+    }
+
+    fn cache_rows(&self, i: usize) -> BTreeMap<String, String> {
+        let conn = self.caches[i].conn();
+        let mut s = conn.prepare("SELECT k, v FROM kv").unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn server_rows(&self) -> BTreeMap<String, String> {
+        self.db
+            .connect()
+            .query("SELECT k, v FROM kv", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// `who` writes `key` having seen `current`: earlier writes of the key it had seen are
+    /// superseded.
+    fn supersede(&mut self, who: usize, key: &str) {
+        let seen = &self.seen[who];
+        for w in self.writes.iter_mut().filter(|w| w.key == key) {
+            let known = w.who == who
+                || match (&w.value, &w.removed) {
+                    (Some(v), _) => seen.contains(v),
+                    (None, Some(r)) => seen.contains(&format!("deleted:{r}")),
+                    (None, None) => false,
+                };
+            if known {
+                w.superseded = true;
+            }
+        }
+    }
+
+    fn run(&mut self, s: &Step) {
+        match *s {
+            Step::Put { who, k } => {
+                self.n += 1;
+                let key = format!("k{k}");
+                let value = format!("w{who}-{}", self.n);
+                let had = self.current(who, &key);
+                if let Some(v) = &had {
+                    self.seen[who].insert(v.clone());
+                }
+                self.supersede(who, &key);
+                if who == DIRECT {
+                    self.db
+                        .connect()
+                        .execute(
+                            "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v",
+                            &[&key, &value],
+                        )
+                        .unwrap();
+                } else {
+                    self.caches[who]
+                        .conn()
+                        .execute(
+                            "INSERT INTO kv (k, v) VALUES (?1, ?2) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                            [&key, &value],
+                        )
+                        .unwrap();
+                    if had.is_none() {
+                        self.unpushed_inserts[who].insert(key.clone(), value.clone());
+                    }
+                }
+                self.seen[who].insert(value.clone());
+                self.writes.push(Write {
+                    who,
+                    key,
+                    value: Some(value),
+                    removed: None,
+                    superseded: false,
+                    void: false,
+                    pushed: who == DIRECT,
+                });
+            }
+            Step::Delete { who, k } => {
+                let key = format!("k{k}");
+                let Some(had) = self.current(who, &key) else {
+                    return; // nothing to delete: no write
+                };
+                self.seen[who].insert(had.clone());
+                self.supersede(who, &key);
+                let void = who != DIRECT && self.unpushed_inserts[who].get(&key) == Some(&had);
+                if who == DIRECT {
+                    self.db
+                        .connect()
+                        .execute("DELETE FROM kv WHERE k = $1", &[&key])
+                        .unwrap();
+                } else {
+                    self.caches[who]
+                        .conn()
+                        .execute("DELETE FROM kv WHERE k = ?1", [&key])
+                        .unwrap();
+                    self.unpushed_inserts[who].remove(&key);
+                }
+                if void {
+                    // The insert and its delete never reach the server.
+                    for w in self
+                        .writes
+                        .iter_mut()
+                        .filter(|w| w.value.as_ref() == Some(&had))
+                    {
+                        w.void = true;
+                    }
+                }
+                self.seen[who].insert(format!("deleted:{had}"));
+                self.writes.push(Write {
+                    who,
+                    key,
+                    value: None,
+                    removed: Some(had),
+                    superseded: false,
+                    void,
+                    pushed: who == DIRECT,
+                });
+            }
+            Step::Sync { who } => {
+                self.caches[who].sync_now().unwrap();
+                self.unpushed_inserts[who].clear();
+                for w in self.writes.iter_mut().filter(|w| w.who == who) {
+                    w.pushed = true;
+                }
+                let rows = self.cache_rows(who);
+                // A key the cache lacks after a sync: it has seen the deletes that reached the
+                // server (it pulled them, or never had the row they removed).
+                for w in &self.writes {
+                    if w.pushed && !rows.contains_key(&w.key) {
+                        if let (None, Some(r)) = (&w.value, &w.removed) {
+                            self.seen[who].insert(format!("deleted:{r}"));
+                        }
+                    }
+                }
+                self.seen[who].extend(rows.into_values());
+            }
+        }
+    }
+
+    /// What `who` holds for `key` now (the direct writer: the server).
+    fn current(&self, who: usize, key: &str) -> Option<String> {
+        if who == DIRECT {
+            self.server_rows().get(key).cloned()
+        } else {
+            self.cache_rows(who).get(key).cloned()
+        }
+    }
+}
+
+fn check(script: &[Step]) -> Result<(), TestCaseError> {
+    let Some(db) = pg::database("convergence") else {
+        return Ok(());
+    };
+    let mut w = World::new(db);
+    for s in script {
+        w.run(s);
+    }
+    for _ in 0..2 {
+        for i in 0..CLIENTS {
+            w.caches[i].sync_now().unwrap();
+        }
+    }
+    let server = w.server_rows();
+    for i in 0..CLIENTS {
+        prop_assert_eq!(
+            &w.cache_rows(i),
+            &server,
+            "cache {} differs from the server",
+            i
+        );
+    }
+    let losers: Vec<(String, Option<String>, String)> =
+        w.db.connect()
+            .query(
+                "SELECT pk, loser_row, loser_op FROM sharecache.conflicts",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+    for x in w.writes.iter().filter(|x| !x.superseded && !x.void) {
+        let pk = format!("'{}'", x.key);
+        let kept = match &x.value {
+            Some(v) => {
+                server.get(&x.key) == Some(v)
+                    || losers.iter().any(|(k, row, _)| {
+                        *k == pk && row.as_deref().is_some_and(|r| r.contains(v.as_str()))
+                    })
+            }
+            None => {
+                !server.contains_key(&x.key)
+                    || losers.iter().any(|(k, _, op)| *k == pk && op == "delete")
+            }
+        };
+        prop_assert!(
+            kept,
+            "an acknowledged write is neither current nor in the conflict log: {:?}\nserver {:?}\nconflicts {:?}",
+            x,
+            server,
+            losers
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn pg_caches_and_a_direct_writer_converge_and_lose_no_acknowledged_write() {
+    if pg::database("convergence_probe").is_none() {
+        return;
+    }
+    let cases = std::env::var("SHARECACHE_PG_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let mut runner = TestRunner::new(RunnerConfig {
+        cases,
+        max_shrink_iters: 50,
+        ..RunnerConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(step(), 10..40), |script| {
+        check(&script)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
