@@ -1,8 +1,10 @@
 //! Convergence through a PostgreSQL server, as a property test (issue 16: the property the
-//! share's `reliability::convergence` checks, against the server): three caches and a program
-//! writing the server directly run a random script of inserts, updates and deletes on a few
-//! shared keys (conflicts are frequent) and syncs in random order; then every cache syncs until
-//! quiet, and the oracle checks:
+//! share's `reliability::convergence` checks, against the server): three caches (through a TCP
+//! proxy) and a program writing the server directly (a `psql` session) run a random script of
+//! inserts, updates and deletes on a few shared keys (conflicts are frequent), syncs in random
+//! order, network outages (the proxy refuses the caches; the direct writer goes on) and server
+//! restarts (every session of the database terminated, as a restart does to its clients); then
+//! the network comes back, every cache syncs until quiet, and the oracle checks:
 //!
 //! - every cache holds exactly what the server holds;
 //! - zero lost: every acknowledged write that no later write superseded is the current value of
@@ -38,8 +40,12 @@ enum Step {
     Put { who: usize, k: usize },
     /// Writer `who` deletes key `k`.
     Delete { who: usize, k: usize },
-    /// Cache `who` syncs.
+    /// Cache `who` syncs (an outage makes it fail as offline: nothing pushed).
     Sync { who: usize },
+    /// The caches' network goes down, or comes back.
+    Outage { down: bool },
+    /// The server terminates every session of the database (a restart, to its clients).
+    Restart,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -47,6 +53,8 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0..=CLIENTS, 0..KEYS).prop_map(|(who, k)| Step::Put { who, k }),
         1 => (0..=CLIENTS, 0..KEYS).prop_map(|(who, k)| Step::Delete { who, k }),
         3 => (0..CLIENTS).prop_map(|who| Step::Sync { who }),
+        1 => any::<bool>().prop_map(|down| Step::Outage { down }),
+        1 => Just(Step::Restart),
     ]
 }
 
@@ -67,6 +75,7 @@ struct Write {
 
 struct World {
     db: pg::PgDb,
+    proxy: crate::support::proxy::Proxy,
     caches: Vec<Cache>,
     writes: Vec<Write>,
     /// What each writer has seen (values).
@@ -83,9 +92,11 @@ impl World {
             .batch_execute("CREATE TABLE kv (k text PRIMARY KEY, v text)")
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
+        let proxy = crate::support::proxy::Proxy::start(db.server_addr());
+        let url = db.url_via(proxy.addr());
         let caches = (0..CLIENTS)
             .map(|i| {
-                let mut c = Config::for_remote(db.url.as_str());
+                let mut c = Config::for_remote(url.as_str());
                 c.cache_directory = dir.path().join(format!("cache-{i}"));
                 c.enable_cache = EnableCache::On;
                 c.background = false;
@@ -94,6 +105,7 @@ impl World {
             .collect();
         World {
             db,
+            proxy,
             caches,
             writes: Vec::new(),
             seen: vec![HashSet::new(); CLIENTS + 1],
@@ -222,8 +234,24 @@ impl World {
                     pushed: who == DIRECT,
                 });
             }
+            Step::Outage { down } => self.proxy.set_offline(down),
+            Step::Restart => {
+                self.db
+                    .connect()
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .unwrap();
+            }
             Step::Sync { who } => {
-                self.caches[who].sync_now().unwrap();
+                if let Err(e) = self.caches[who].sync_now() {
+                    // The network is down, or the server just dropped the session: offline,
+                    // and nothing of the sync pushed (its write never reached COMMIT).
+                    assert_eq!(e.kind(), sharecache::ErrorKind::Offline, "{e}");
+                    return;
+                }
                 self.unpushed_inserts[who].clear();
                 for w in self.writes.iter_mut().filter(|w| w.who == who) {
                     w.pushed = true;
@@ -261,9 +289,13 @@ fn check(script: &[Step]) -> Result<(), TestCaseError> {
     for s in script {
         w.run(s);
     }
-    for _ in 0..2 {
+    w.proxy.set_offline(false);
+    for _ in 0..3 {
         for i in 0..CLIENTS {
-            w.caches[i].sync_now().unwrap();
+            // The first after a restart may find its session gone (offline); then it reconnects.
+            if w.caches[i].sync_now().is_err() {
+                w.caches[i].sync_now().unwrap();
+            }
         }
     }
     let server = w.server_rows();

@@ -2,7 +2,8 @@
 //!
 //! [`RemoteStore`] (in [`store`]) is the contract the sync is written against — revisions,
 //! versions, atomic batches, the idle fingerprint — with the guarantees every backend gives in
-//! its docs; [`types`] holds the words it speaks. [`share`] is the first backend: a SQLite file
+//! its docs; [`types`] holds the words it speaks, [`image`] the row images every backend keeps
+//! in its change log. [`share`] is the first backend: a SQLite file
 //! on a network share, with everything share-specific inside it (the lease file, journal mode,
 //! header peeks, page-cache release, identity and same-file checks). `tests/conformance/` is the
 //! suite any backend must pass. A new backend is a new module here, a branch in [`open`], and a
@@ -10,6 +11,7 @@
 //! a PostgreSQL server (`database.path: postgres://…`).
 
 mod error;
+pub mod image;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod retry;

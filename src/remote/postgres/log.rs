@@ -52,7 +52,7 @@ pub struct NewEntry {
     pub stamp: String,
     /// A tombstone.
     pub deleted: bool,
-    /// The row image ([`crate::remote::share::image`]).
+    /// The row image ([`crate::remote::image`]).
     pub image: Option<Vec<u8>>,
 }
 

@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use super::PgError;
 use super::types::{Column, Kind, select_list};
 use super::writer::UNNUMBERED;
-use crate::remote::share::image;
+use crate::remote::image;
 use crate::remote::store::Keys;
 use crate::remote::{ClientEntry, Fetched, Found, LoggedConflict, Version};
 use crate::sql::rows::Shape;

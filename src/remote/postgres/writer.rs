@@ -26,7 +26,7 @@ use rusqlite::types::Value;
 
 use super::PgError;
 use super::types::{self, Column};
-use crate::remote::share::image;
+use crate::remote::image;
 use crate::remote::store::{BatchWriter, Keys, Refused};
 use crate::remote::{ClientEntry, Found, LoggedConflict, Pruned, RemoteError, Version};
 use crate::sql::decode_key;

@@ -7,7 +7,8 @@ use std::path::Path;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, params};
 
-use super::{changelog, image};
+use super::changelog;
+use crate::remote::image;
 use crate::remote::store::{BatchWriter, Keys, Refused};
 use crate::remote::{ClientEntry, Found, LoggedConflict, Pruned, RemoteError, Version};
 use crate::sql::rows::Shape;

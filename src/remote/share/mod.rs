@@ -18,7 +18,6 @@ mod batch;
 pub mod changelog;
 mod clean;
 mod fingerprint;
-pub mod image;
 pub mod lease;
 mod reads;
 pub(crate) use reads::conflicts_after;

@@ -6,7 +6,8 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{Share, changelog, image};
+use super::{Share, changelog};
+use crate::remote::image;
 use crate::remote::store::{Keys, RemoteSchema};
 use crate::remote::{Fetched, Found, Head, LoggedConflict, RemoteError};
 use crate::schema;

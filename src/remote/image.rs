@@ -23,7 +23,7 @@ const BLOB: u8 = 4;
 ///
 /// ```
 /// use rusqlite::types::Value;
-/// use sharecache::remote::share::image;
+/// use sharecache::remote::image;
 /// let cols = vec!["id".to_string(), "body".to_string()];
 /// let img = image::encode(&cols, &[Value::Integer(7), Value::Text("hi".into())]);
 /// let back = image::decode(&img).unwrap();
@@ -99,7 +99,7 @@ pub fn decode(image: &[u8]) -> Result<Vec<(String, Value)>, String> {
 ///
 /// ```
 /// use rusqlite::types::Value;
-/// use sharecache::remote::share::image;
+/// use sharecache::remote::image;
 /// let img = image::encode(&["id".into(), "body".into()], &[Value::Integer(1), Value::Null]);
 /// assert_eq!(image::values_for(&img, &["body".into()]), Some(vec![Value::Null]));
 /// assert_eq!(image::values_for(&img, &["added_later".into()]), None);
