@@ -110,7 +110,8 @@ pub fn append(
     Ok(())
 }
 
-/// The trigger function and triggers that log direct writes to `schema.table`, whose columns are
+/// The trigger function and triggers that log direct writes to `schema.table` (a push's own
+/// writes skip the function in the trigger's `WHEN`: no PL/pgSQL call per pushed row), whose columns are
 /// `columns` as [`super::types::describe`] gives them (checked with [`super::types::check`]).
 pub fn trigger_sql(schema: &str, table: &str, columns: &[Column]) -> Result<String, PgError> {
     super::types::check(table, columns)?;
@@ -156,7 +157,7 @@ pub fn trigger_sql(schema: &str, table: &str, columns: &[Column]) -> Result<Stri
          END $f$; \
          DROP TRIGGER IF EXISTS sharecache_capture ON {target}; \
          CREATE TRIGGER sharecache_capture AFTER INSERT OR UPDATE OR DELETE ON {target} \
-           FOR EACH ROW EXECUTE FUNCTION sharecache.{function}();",
+           FOR EACH ROW WHEN (NOT sharecache.quiet()) EXECUTE FUNCTION sharecache.{function}();",
         del = log("OLD", true),
         ins = log("NEW", false),
     ))

@@ -210,8 +210,9 @@ impl<'t, 'c> Writer<'t, 'c> {
         let rows = self
             .tx
             .query_typed(
-                "SELECT k.t, k.p, coalesce(max(l.id), 0) FROM unnest($1::text[], $2::text[]) AS k(t, p) \
-                 LEFT JOIN sharecache.log l ON l.tbl = k.t AND l.pk = k.p GROUP BY k.t, k.p",
+                // One index lookup per key (a join would scan the whole log).
+                "SELECT k.t, k.p, coalesce((SELECT max(l.id) FROM sharecache.log l \
+                 WHERE l.tbl = k.t AND l.pk = k.p), 0) FROM unnest($1::text[], $2::text[]) AS k(t, p)",
                 &[(&t, Type::TEXT_ARRAY), (&p, Type::TEXT_ARRAY)],
             )
             .map_err(|e| self.err(e))?;
