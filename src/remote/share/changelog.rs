@@ -4,7 +4,7 @@
 //! only the log's last page. Entries every client has moved past are pruned from the head.
 //!
 //! Writes by sharecache's push record their versions explicitly, with the row's values (see
-//! [`super::image`]). Writes made directly on the remote (other programs, or a client in direct
+//! [`crate::remote::image`]). Writes made directly on the remote (other programs, or a client in direct
 //! mode) are recorded by triggers on every synced remote table; those triggers are silent while
 //! `sharecache_meta.writer` is set, which a push does only inside its own transaction (invisible
 //! to other connections). A direct write is never stamped before a stamp the log has seen
@@ -42,7 +42,7 @@ impl Version {
 pub struct Logged {
     /// The version.
     pub version: Version,
-    /// The row's image ([`super::image`]), when a push wrote it.
+    /// The row's image ([`crate::remote::image`]), when a push wrote it.
     pub image: Option<Vec<u8>>,
 }
 
