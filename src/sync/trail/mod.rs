@@ -36,10 +36,11 @@
 //! Files: this one runs a reconcile; `mark` keeps the cache's mark; `decide` decides and applies
 //! the differences of one batch.
 
+mod carry;
 mod decide;
 mod mark;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -56,7 +57,8 @@ use crate::remote::RemoteStore;
 use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value};
 use crate::store::LocalError;
-use decide::{apply_remote_wins, decide, queue_again};
+use carry::{lost_tombstones, move_past, queue_again};
+use decide::{apply_remote_wins, decide};
 
 /// Rows compared per read (each side): a short read transaction on the share.
 const BATCH: usize = 2000;
@@ -141,6 +143,10 @@ pub(crate) fn reconcile(
     progress: &dyn Progress,
 ) -> Result<Reconciled, Error> {
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
+    if policy == Policy::KeepAcknowledged {
+        let known = crate::sync::versions::revision_known(local).map_err(lerr)?;
+        move_past(remote, known)?;
+    }
     let start: Start = remote.head()?;
     // Below every entry the log still has: all of them count as concurrent with the cache's
     // changes, and a change older than the pruned part is decided against its newest stamp.
@@ -178,6 +184,7 @@ pub(crate) fn reconcile(
             Ok(())
         })?;
         out.compared += compared.remote_rows;
+        let differing_keys: HashSet<String> = differing.iter().map(|d| d.pk.clone()).collect();
         for chunk in chunks(differing, BATCH) {
             let decided = decide(local, remote, ctx, shape, &start, &known, policy, chunk)?;
             let remote_wins = &decided.remote_wins;
@@ -194,6 +201,10 @@ pub(crate) fn reconcile(
             )?;
             queue_again(local, shape, floor, &decided.cache_wins).map_err(lerr)?;
             out.pushed_again += decided.cache_wins.len();
+        }
+        if policy == Policy::KeepAcknowledged {
+            out.pushed_again +=
+                lost_tombstones(local, remote, ctx, shape, &start, floor, &differing_keys)?;
         }
     }
     finish(local, &start, floor, policy, &pending_at_start).map_err(lerr)?;
