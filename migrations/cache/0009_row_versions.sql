@@ -12,7 +12,7 @@
 --
 -- Tombstones are pruned once older than a restore is taken to reach back (src/sync/versions.rs).
 -- A rowid table with one unique index (core SQL, as migration 6 says why).
-CREATE TABLE sync_versions (
+CREATE TABLE sync_row_versions (
     tbl     TEXT    NOT NULL,
     pk      TEXT    NOT NULL,             -- key text, as sync_tracking and the change log hold it
     stamp   TEXT    NOT NULL,             -- the version's stamp, exactly as the change log has it
@@ -20,4 +20,4 @@ CREATE TABLE sync_versions (
     deleted INTEGER NOT NULL DEFAULT 0,   -- 1: a delete (tombstone)
     rev     INTEGER NOT NULL DEFAULT 0    -- the change-log revision it was written at, or above
 );
-CREATE UNIQUE INDEX sync_versions_key ON sync_versions (tbl, pk);
+CREATE UNIQUE INDEX sync_row_versions_key ON sync_row_versions (tbl, pk);

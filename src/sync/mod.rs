@@ -134,7 +134,7 @@ pub(crate) struct Engine {
     registered: Option<Instant>,
     /// When this engine last pruned the remote change log (or was opened).
     pruned: Instant,
-    /// When this engine last pruned old tombstones from `sync_versions` (never: at the next
+    /// When this engine last pruned old tombstones from `sync_row_versions` (never: at the next
     /// registration).
     tombstones_pruned: Option<Instant>,
 }

@@ -60,7 +60,7 @@ fn carried(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Carried> {
 
 /// The columns [`carried`] reads, after an entry's, and the join that gives them.
 const CARRIED: &str = "t.stamp, v.stamp, v.origin FROM sync_tracking t \
-     LEFT JOIN sync_versions v ON v.tbl = t.tbl AND v.pk = t.pk";
+     LEFT JOIN sync_row_versions v ON v.tbl = t.tbl AND v.pk = t.pk";
 
 /// One `sync_tracking` row: table, key, op, stamp, seq, seen_rev.
 type Entry = (String, String, String, String, i64, i64);

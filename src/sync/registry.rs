@@ -22,7 +22,7 @@ pub(super) const REGISTER_EVERY: Duration = Duration::from_secs(60);
 /// just upgraded from the first format) is pruned over several syncs instead.
 const PRUNE_MAX: i64 = 2000;
 
-/// Least time between two prunings of the cache's old tombstones (a scan of `sync_versions`).
+/// Least time between two prunings of the cache's old tombstones (a scan of `sync_row_versions`).
 const PRUNE_TOMBSTONES_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 impl Engine {

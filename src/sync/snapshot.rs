@@ -274,7 +274,7 @@ pub(crate) fn rebuild_in_place(
                 local.execute("DELETE FROM main.sync_tracking", [])?;
                 // The rows are the copy's now: the versions the cache held are unknown
                 // (src/sync/versions.rs).
-                local.execute("DELETE FROM main.sync_versions", [])?;
+                local.execute("DELETE FROM main.sync_row_versions", [])?;
                 set_trail(local, &info)?;
                 register_tables(local, None)?;
                 local.execute_batch("COMMIT")

@@ -1,4 +1,4 @@
-//! The version of each synced row the cache holds (`sync_versions`, cache migration 9): the
+//! The version of each synced row the cache holds (`sync_row_versions`, cache migration 9): the
 //! stamp and origin of the version it last acknowledged (pushed) or pulled, tombstones included.
 //!
 //! Why: once a push is acknowledged, `sync_tracking` forgets the change, and a reconcile after a
@@ -48,7 +48,7 @@ pub(crate) fn record(c: &Connection, tbl: &str, pk: &str, v: &Learned<'_>) -> ru
         return forget(c, tbl, pk);
     }
     c.prepare_cached(
-        "INSERT OR REPLACE INTO sync_versions (tbl, pk, stamp, origin, deleted, rev) \
+        "INSERT OR REPLACE INTO sync_row_versions (tbl, pk, stamp, origin, deleted, rev) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![tbl, pk, v.stamp, v.origin, v.deleted, v.rev])?;
@@ -62,7 +62,7 @@ pub(crate) fn record(c: &Connection, tbl: &str, pk: &str, v: &Learned<'_>) -> ru
 /// its mark intact and miss the break (src/sync/trail/carry.rs).
 pub(crate) fn revision_known(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row(
-        "SELECT max(pull_rev, anchor_rev, coalesce((SELECT max(rev) FROM sync_versions), 0)) \
+        "SELECT max(pull_rev, anchor_rev, coalesce((SELECT max(rev) FROM sync_row_versions), 0)) \
          FROM sync_state WHERE id = 1",
         [],
         |r| r.get(0),
@@ -71,45 +71,49 @@ pub(crate) fn revision_known(c: &Connection) -> rusqlite::Result<i64> {
 
 /// Forgets the version of a row: it is unknown from now on.
 pub(crate) fn forget(c: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<()> {
-    c.prepare_cached("DELETE FROM sync_versions WHERE tbl = ?1 AND pk = ?2")?
+    c.prepare_cached("DELETE FROM sync_row_versions WHERE tbl = ?1 AND pk = ?2")?
         .execute(params![tbl, pk])?;
     Ok(())
 }
 
 /// The version of a row the cache holds, if known.
 pub(crate) fn held(c: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<Option<Held>> {
-    c.prepare_cached("SELECT stamp, origin, deleted FROM sync_versions WHERE tbl = ?1 AND pk = ?2")?
-        .query_row(params![tbl, pk], |r| {
-            Ok(Held {
-                stamp: r.get(0)?,
-                origin: r.get(1)?,
-                deleted: r.get(2)?,
-            })
+    c.prepare_cached(
+        "SELECT stamp, origin, deleted FROM sync_row_versions WHERE tbl = ?1 AND pk = ?2",
+    )?
+    .query_row(params![tbl, pk], |r| {
+        Ok(Held {
+            stamp: r.get(0)?,
+            origin: r.get(1)?,
+            deleted: r.get(2)?,
         })
-        .optional()
+    })
+    .optional()
 }
 
 /// The tombstones of `tbl`: key text and version.
 pub(crate) fn tombstones(c: &Connection, tbl: &str) -> rusqlite::Result<Vec<(String, Held)>> {
-    c.prepare_cached("SELECT pk, stamp, origin FROM sync_versions WHERE tbl = ?1 AND deleted = 1")?
-        .query_map([tbl], |r| {
-            Ok((
-                r.get(0)?,
-                Held {
-                    stamp: r.get(1)?,
-                    origin: r.get(2)?,
-                    deleted: true,
-                },
-            ))
-        })?
-        .collect()
+    c.prepare_cached(
+        "SELECT pk, stamp, origin FROM sync_row_versions WHERE tbl = ?1 AND deleted = 1",
+    )?
+    .query_map([tbl], |r| {
+        Ok((
+            r.get(0)?,
+            Held {
+                stamp: r.get(1)?,
+                origin: r.get(2)?,
+                deleted: true,
+            },
+        ))
+    })?
+    .collect()
 }
 
 /// Drops the tombstones stamped before `before` (a stamp). A scan of the table: run it now and
 /// then (the registry's turn), not per sync.
 pub(crate) fn prune_tombstones(c: &Connection, before: &str) -> rusqlite::Result<usize> {
     c.execute(
-        "DELETE FROM sync_versions WHERE deleted = 1 AND stamp < ?1",
+        "DELETE FROM sync_row_versions WHERE deleted = 1 AND stamp < ?1",
         [before],
     )
 }

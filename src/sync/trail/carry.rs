@@ -77,7 +77,7 @@ pub(super) fn queue_again(
 }
 
 /// One pending entry: stamped with `held`'s stamp (milliseconds, as `sync_tracking` keeps them;
-/// the outbox finds the exact stamp and origin again in `sync_versions`), or the next clock value.
+/// the outbox finds the exact stamp and origin again in `sync_row_versions`), or the next clock value.
 fn queue(
     c: &Connection,
     shape: &Shape,

@@ -4,7 +4,7 @@
 //!
 //! - **Plain restore** (default policy, KeepAcknowledged). Nothing acknowledged is lost, deletes
 //!   included. A client whose trail broke compares its cache with the remote by key; a version the
-//!   remote lost that the cache holds by name (`sync_versions`: every version it pulled or pushed,
+//!   remote lost that the cache holds by name (`sync_row_versions`: every version it pulled or pushed,
 //!   tombstones too) is pushed again under its *own* stamp and origin — the model already has that
 //!   write, and the usual rules decide it. A row of unknown version (the seed, copied by every
 //!   client's snapshot) is queued again with a *fresh stamp* under the reconciling client's
