@@ -42,14 +42,18 @@ pub(crate) struct Learned<'a> {
 }
 
 /// Records that the cache holds version `v` of the row `pk` of `tbl`. An empty stamp (a version
-/// not known by name) forgets instead.
+/// not known by name) forgets instead. An UPSERT (sharecache's bundled SQLite; the app's SQLite
+/// never runs it): an update in place, measured cheaper than `INSERT OR REPLACE`'s delete and
+/// insert.
 pub(crate) fn record(c: &Connection, tbl: &str, pk: &str, v: &Learned<'_>) -> rusqlite::Result<()> {
     if v.stamp.is_empty() {
         return forget(c, tbl, pk);
     }
     c.prepare_cached(
-        "INSERT OR REPLACE INTO sync_row_versions (tbl, pk, stamp, origin, deleted, rev) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO sync_row_versions (tbl, pk, stamp, origin, deleted, rev) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tbl, pk) DO UPDATE SET \
+         stamp = excluded.stamp, origin = excluded.origin, deleted = excluded.deleted, \
+         rev = excluded.rev",
     )?
     .execute(params![tbl, pk, v.stamp, v.origin, v.deleted, v.rev])?;
     Ok(())
