@@ -7,8 +7,40 @@ ALTER TABLE sharecache.meta
     ADD COLUMN hlc             text   COLLATE "C" NOT NULL DEFAULT '', -- at or after every logged stamp
     ADD COLUMN generation      text   NOT NULL DEFAULT '',             -- new when declared authoritative
     ADD COLUMN user_version    bigint NOT NULL DEFAULT 0,              -- the app's schema version, as
-    ADD COLUMN application_id  bigint NOT NULL DEFAULT 0;              -- a cache carries it (SQLite pragmas)
+    ADD COLUMN application_id  bigint NOT NULL DEFAULT 0,              -- a cache carries it (SQLite pragmas)
+    ADD COLUMN rev_floor       bigint NOT NULL DEFAULT 0;              -- revisions handed out stay above it
 UPDATE sharecache.meta SET generation = remote_id WHERE generation = '';
+
+-- The log's head: its highest revision, or how far it was pruned, or the floor a reconcile set
+-- after a restore (an empty stretch a pull steps over), whichever is highest.
+CREATE FUNCTION sharecache.top() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT greatest((SELECT max(rev) FROM sharecache.log), m.pruned_rev, m.rev_floor)
+    FROM sharecache.meta m WHERE m.id = 1
+$$;
+
+-- 0001's numbering, above the floor too.
+CREATE OR REPLACE FUNCTION sharecache.sequence() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    head bigint;
+    numbered bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'sharecache.sequence() needs READ COMMITTED, not %',
+            current_setting('transaction_isolation');
+    END IF;
+    PERFORM 1 FROM sharecache.meta WHERE id = 1 FOR UPDATE;
+    head := sharecache.top();
+    WITH todo AS (
+        SELECT id, row_number() OVER (ORDER BY id) AS n
+        FROM sharecache.log WHERE rev IS NULL
+    )
+    UPDATE sharecache.log l SET rev = head + todo.n FROM todo WHERE l.id = todo.id;
+    GET DIAGNOSTICS numbered = ROW_COUNT;
+    RETURN head + numbered;
+END
+$$;
 
 -- Conflict records get their id when their write ends, under the meta row's lock (like a
 -- push's revisions): a reader that has seen id n never finds a smaller id appear later.
@@ -47,8 +79,7 @@ BEGIN
         RAISE EXCEPTION 'a concurrent write changed a row of this push after it was read'
             USING ERRCODE = 'serialization_failure';
     END IF;
-    SELECT coalesce(max(rev), (SELECT pruned_rev FROM sharecache.meta WHERE id = 1))
-        INTO before FROM sharecache.log;
+    before := sharecache.top();
     WITH todo AS (
         SELECT id, row_number() OVER (ORDER BY id) AS k
         FROM sharecache.log WHERE rev IS NULL
@@ -82,8 +113,7 @@ BEGIN
     IF EXISTS (SELECT 1 FROM sharecache.log WHERE rev IS NULL) THEN
         RETURN sharecache.sequence();
     END IF;
-    RETURN (SELECT coalesce(max(rev), (SELECT pruned_rev FROM sharecache.meta WHERE id = 1))
-            FROM sharecache.log);
+    RETURN sharecache.top();
 END
 $$;
 

@@ -281,6 +281,11 @@ pub trait BatchWriter {
         row: Option<(&[String], &[Value])>,
     ) -> Result<(), RemoteError>;
 
+    /// Makes every revision handed out from now on greater than `rev` (the stretch up to it
+    /// stays empty: a pull steps over it). A reconcile after a restore calls it, before any
+    /// append, so that versions it carries again land above revisions clients already saw.
+    fn skip_to(&mut self, rev: i64) -> Result<(), RemoteError>;
+
     /// Numbers the entries appended in this write, in append order, and moves the remote's
     /// clock past `newest_stamp`. Returns `(before, last)`: the entries took the revisions
     /// `before + 1 ..= last`, and no other entry has one of them (`before == last`: none

@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             a_snapshot_holds_the_apps_rows_and_nothing_of_the_backend,
             conflict_records_come_back_in_order,
             rows_page_in_key_order,
+            a_skipped_stretch_stays_empty_and_later_revisions_land_above_it,
         );
     };
     ($make:expr) => {
@@ -64,6 +65,7 @@ macro_rules! conformance_tests {
             a_snapshot_holds_the_apps_rows_and_nothing_of_the_backend,
             conflict_records_come_back_in_order,
             rows_page_in_key_order,
+            a_skipped_stretch_stays_empty_and_later_revisions_land_above_it,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -471,4 +473,27 @@ pub fn rows_page_in_key_order(h: &dyn Harness) {
         seen,
         sorted.into_iter().map(Value::Integer).collect::<Vec<_>>()
     );
+}
+
+pub fn a_skipped_stretch_stays_empty_and_later_revisions_land_above_it(h: &dyn Harness) {
+    let mut a = h.client("a");
+    let first = push(a.as_mut(), "a", 0, &[(1, Some("one"))]);
+    a.write(&mut |w| w.skip_to(first[0] + 10)).unwrap();
+    assert_eq!(
+        a.head().unwrap().rev,
+        first[0] + 10,
+        "the head moved past the stretch"
+    );
+    a.write(&mut |w| w.skip_to(first[0] + 5)).unwrap();
+    assert_eq!(a.head().unwrap().rev, first[0] + 10, "never back");
+    let second = push(a.as_mut(), "a", 10, &[(2, Some("two"))]);
+    assert!(
+        second[0] > first[0] + 10,
+        "{second:?} lands above the stretch"
+    );
+    let fetched: Vec<i64> = fetch_all(h.client("b").as_ref(), first[0])
+        .iter()
+        .map(|(v, _)| v.rev)
+        .collect();
+    assert_eq!(fetched, second, "the stretch holds nothing");
 }

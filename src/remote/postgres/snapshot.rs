@@ -65,8 +65,7 @@ pub fn copy(
         let (rev, meta, newest) = if enrolled {
             let rev: i64 = tx
                 .query_one(
-                    "SELECT coalesce(max(rev), (SELECT pruned_rev FROM sharecache.meta WHERE id = 1)) \
-                     FROM sharecache.log",
+                    "SELECT sharecache.top()",
                     &[],
                 )?
                 .get(0);

@@ -317,6 +317,16 @@ impl BatchWriter for Writer<'_, '_> {
         Ok(())
     }
 
+    fn skip_to(&mut self, rev: i64) -> Result<(), RemoteError> {
+        self.tx
+            .execute_typed(
+                "UPDATE sharecache.meta SET rev_floor = greatest(rev_floor, $1) WHERE id = 1",
+                &[(&rev, Type::INT8)],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     fn finish(&mut self, newest_stamp: &str) -> Result<(i64, i64), RemoteError> {
         self.flush()?;
         let entries = std::mem::take(&mut self.entries);

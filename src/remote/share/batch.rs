@@ -104,6 +104,14 @@ impl BatchWriter for Writer<'_> {
         Ok(())
     }
 
+    fn skip_to(&mut self, rev: i64) -> Result<(), RemoteError> {
+        self.c
+            .prepare_cached("UPDATE sharecache_meta SET rev = max(rev, ?1) WHERE id = 1")
+            .and_then(|mut s| s.execute([rev]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     fn finish(&mut self, newest_stamp: &str) -> Result<(i64, i64), RemoteError> {
         let revs = match self.revs {
             Some(revs) => revs,

@@ -42,12 +42,7 @@ pub(super) fn move_past(remote: &mut dyn RemoteStore, known: i64) -> Result<(), 
     if remote.head()?.rev >= known {
         return Ok(());
     }
-    remote.write(&mut |w| {
-        if w.rev()? < known {
-            w.advance(known, "")?;
-        }
-        Ok(())
-    })?;
+    remote.write(&mut |w| w.skip_to(known))?;
     tracing::info!(
         rev = known,
         "moved the restored change log's revision past what this cache had seen"
