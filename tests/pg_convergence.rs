@@ -20,7 +20,7 @@
 //!
 //! `SHARECACHE_PG_CASES` sets the number of cases (default 6).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
@@ -80,8 +80,8 @@ struct World {
     writes: Vec<Write>,
     /// What each writer has seen (values).
     seen: Vec<HashSet<String>>,
-    /// Per cache, its inserts not pushed yet: key → value.
-    unpushed_inserts: Vec<HashMap<String, String>>,
+    /// Per cache, the keys it created (inserted when it lacked them) since its last push.
+    unpushed_inserts: Vec<HashSet<String>>,
     n: u64,
     _dir: tempfile::TempDir,
 }
@@ -109,7 +109,7 @@ impl World {
             caches,
             writes: Vec::new(),
             seen: vec![HashSet::new(); CLIENTS + 1],
-            unpushed_inserts: vec![HashMap::new(); CLIENTS],
+            unpushed_inserts: vec![HashSet::new(); CLIENTS],
             n: 0,
             _dir: dir,
         }
@@ -160,6 +160,9 @@ impl World {
                 let had = self.current(who, &key);
                 if let Some(v) = &had {
                     self.seen[who].insert(v.clone());
+                } else if who == DIRECT {
+                    // The server lacks the row: the direct writer sees the deletes it got.
+                    self.see_deletes(who, &key);
                 }
                 self.supersede(who, &key);
                 if who == DIRECT {
@@ -179,7 +182,7 @@ impl World {
                         )
                         .unwrap();
                     if had.is_none() {
-                        self.unpushed_inserts[who].insert(key.clone(), value.clone());
+                        self.unpushed_inserts[who].insert(key.clone());
                     }
                 }
                 self.seen[who].insert(value.clone());
@@ -200,7 +203,8 @@ impl World {
                 };
                 self.seen[who].insert(had.clone());
                 self.supersede(who, &key);
-                let void = who != DIRECT && self.unpushed_inserts[who].get(&key) == Some(&had);
+                // A row this cache created and deletes before any push: the outbox drops it all.
+                let void = who != DIRECT && self.unpushed_inserts[who].contains(&key);
                 if who == DIRECT {
                     self.db
                         .connect()
@@ -214,11 +218,11 @@ impl World {
                     self.unpushed_inserts[who].remove(&key);
                 }
                 if void {
-                    // The insert and its delete never reach the server.
+                    // Its writes of the row never reach the server.
                     for w in self
                         .writes
                         .iter_mut()
-                        .filter(|w| w.value.as_ref() == Some(&had))
+                        .filter(|w| w.who == who && w.key == key)
                     {
                         w.void = true;
                     }
@@ -259,14 +263,24 @@ impl World {
                 let rows = self.cache_rows(who);
                 // A key the cache lacks after a sync: it has seen the deletes that reached the
                 // server (it pulled them, or never had the row they removed).
-                for w in &self.writes {
-                    if w.pushed && !rows.contains_key(&w.key) {
-                        if let (None, Some(r)) = (&w.value, &w.removed) {
-                            self.seen[who].insert(format!("deleted:{r}"));
-                        }
-                    }
+                let lacking: Vec<String> = (0..KEYS)
+                    .map(|k| format!("k{k}"))
+                    .filter(|k| !rows.contains_key(k))
+                    .collect();
+                for key in &lacking {
+                    self.see_deletes(who, key);
                 }
                 self.seen[who].extend(rows.into_values());
+            }
+        }
+    }
+
+    /// `who` lacks `key` and knows the server as of now: it has seen the deletes of the key that
+    /// reached the server.
+    fn see_deletes(&mut self, who: usize, key: &str) {
+        for w in &self.writes {
+            if let (true, None, Some(r)) = (w.pushed && w.key == key, &w.value, &w.removed) {
+                self.seen[who].insert(format!("deleted:{r}"));
             }
         }
     }
