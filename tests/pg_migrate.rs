@@ -137,3 +137,46 @@ fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
         "{again}"
     );
 }
+
+#[test]
+fn migrate_remote_from_the_command_line_copies_and_says_what_next_and_refuses_a_bad_url() {
+    let Some(db) = pg::database("migrate_cli") else {
+        return;
+    };
+    let share = Share::new();
+    let a = share.client("a");
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('c1', 'from the cli')",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    drop(a);
+    let cfg = share.config_file("a");
+    let bad = crate::support::cli::cli(&cfg, &["migrate-remote", "--to", "//server/other.db"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a PostgreSQL URL"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let out = crate::support::cli::json(&cfg, &["migrate-remote", "--to", &db.url, "--json"]);
+    let tasks = out["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "tasks")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(tasks["rows"], 3, "{out}");
+    assert!(
+        !out.to_string().contains(&db.url),
+        "the password is not printed: {out}"
+    );
+    let text = crate::support::cli::cli(&cfg, &["migrate-remote", "--to", &db.url]);
+    assert_eq!(
+        text.status.code(),
+        Some(6),
+        "a second move is refused as a remote error"
+    );
+}
