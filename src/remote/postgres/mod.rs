@@ -9,9 +9,11 @@
 //! DDL), `prune`, `log` (capture triggers and the numbering of revisions), `migrate`, `rows`
 //! (rows in one statement), `types` (the value mapping), `connect`, `error`.
 //!
-//! PostgreSQL features relied on, all core (no extension): PL/pgSQL functions and row triggers,
-//! row locks (`FOR UPDATE`), transaction advisory locks (one per key), window functions,
-//! transaction-local settings (`set_config(…, true)`), `array_to_json`/`jsonb_array_elements_text`.
+//! PostgreSQL features relied on, all core (no extension): PL/pgSQL functions and row triggers
+//! (with a `WHEN` condition), row locks (`FOR UPDATE`), `RAISE … USING ERRCODE`, window functions,
+//! `unnest` of several arrays, session settings (`set_config`), binary `COPY … TO STDOUT`,
+//! `array_to_json`/`jsonb_array_elements_text`, and one transaction advisory lock, taken only by
+//! the migrations (two first opens at once).
 
 mod carry;
 mod connect;
