@@ -199,3 +199,63 @@ fn a_column_dropped_on_the_server_rebuilds_the_cache_without_it() {
         [["after"]]
     );
 }
+
+/// The app rebuilds a table in its cache (SQLite's create-copy-drop-rename, from the `sqlite3`
+/// shell) and writes while capture is gone; meanwhile a web backend changes one of those rows on
+/// the server. The writes are recovered against the server by key and pushed; the row both
+/// changed is a logged conflict.
+#[test]
+fn writes_after_a_table_rebuild_in_the_cache_are_recovered_against_the_server() {
+    let Some((db, dir)) = setup("rebuild_in_cache") else {
+        return;
+    };
+    let a = open(&db, &dir, "a");
+    let out = std::process::Command::new("sqlite3")
+        .arg(a.cache_path().unwrap())
+        .arg(
+            "BEGIN; CREATE TABLE tasks_new (id TEXT PRIMARY KEY, title TEXT); \
+             INSERT INTO tasks_new SELECT id, title FROM tasks; DROP TABLE tasks; \
+             ALTER TABLE tasks_new RENAME TO tasks; COMMIT; \
+             INSERT INTO tasks (id, title) VALUES ('t3', 'while capture was off'); \
+             UPDATE tasks SET title = 'a, uncaptured' WHERE id = 't1'; \
+             DELETE FROM tasks WHERE id = 't2';",
+        )
+        .output()
+        .expect("the sqlite3 shell (apt package sqlite3)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    db.connect()
+        .execute("UPDATE tasks SET title = 'web, later' WHERE id = 't1'", &[])
+        .unwrap();
+    let r = a.sync_now().unwrap();
+    assert_eq!(r.repaired, ["tasks"], "{r:?}");
+    assert_eq!(r.recovered, 3, "{r:?}");
+    let server: Vec<Vec<String>> = db
+        .connect()
+        .query("SELECT id, title FROM tasks ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| vec![r.get(0), r.get(1)])
+        .collect();
+    assert_eq!(
+        server,
+        [
+            vec!["t1".to_string(), "web, later".to_string()],
+            vec!["t3".to_string(), "while capture was off".to_string()]
+        ]
+    );
+    assert_eq!(rows(&a, "SELECT id, title FROM tasks ORDER BY id"), server);
+    let lost = a.conflicts(10).unwrap();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(
+        lost[0]
+            .loser_row
+            .as_deref()
+            .unwrap_or_default()
+            .contains("a, uncaptured"),
+        "{lost:?}"
+    );
+}
