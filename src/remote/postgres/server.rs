@@ -9,10 +9,12 @@
 //! before its locks were granted. Snapshots use their own REPEATABLE READ transaction.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use postgres::Client;
 
 use super::PgError;
+use super::types::Column;
 use crate::config::PgTarget;
 use crate::remote::RemoteError;
 
@@ -26,6 +28,9 @@ pub struct Postgres {
     /// The identity the cache expects, once [`crate::remote::RemoteStore::check_identity`] said it.
     pub(super) expected: Option<String>,
     client: RefCell<Option<Client>>,
+    /// The app tables' columns as writes last read them, and the schema hash they go with (the
+    /// fingerprint's): a write reuses them until the hash changes, saving a catalog read each.
+    pub(super) described: RefCell<(i64, HashMap<String, Vec<Column>>)>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -48,6 +53,15 @@ impl Postgres {
             origin: origin.to_owned(),
             expected: None,
             client: RefCell::new(None),
+            described: RefCell::new((0, HashMap::new())),
+        }
+    }
+
+    /// Forgets the described columns when the app schema's hash is not `hash`.
+    pub(super) fn schema_seen(&self, hash: i64) {
+        let mut d = self.described.borrow_mut();
+        if d.0 != hash {
+            *d = (hash, HashMap::new());
         }
     }
 

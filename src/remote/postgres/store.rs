@@ -161,6 +161,7 @@ impl RemoteStore for Postgres {
             )?)
         })?;
         let (rev, pruned_rev): (i64, i64) = (r.get(0), r.get(3));
+        self.schema_seen(r.get(1));
         let generation: String = r.get(4);
         let remote_id: String = r.get(5);
         if let Some(expected) = &self.expected
@@ -381,12 +382,15 @@ impl RemoteStore for Postgres {
         loop {
             tries += 1;
             let mut refused = false;
+            let described = self.described.borrow().1.clone();
+            let mut learned = None;
             let out = self.with(|c| {
                 let mut tx = c.transaction()?;
                 let result = {
-                    let mut w = Writer::new(&mut tx, &schema, location.clone(), careful);
+                    let mut w = Writer::new(&mut tx, &schema, location.clone(), careful, described);
                     let r = f(&mut w).and_then(|()| w.end());
                     refused = w.refused_flush;
+                    learned = Some(std::mem::take(&mut w.described));
                     r
                 };
                 match result {
@@ -397,6 +401,11 @@ impl RemoteStore for Postgres {
                     Err(e) => Ok(Err(e)),
                 }
             });
+            match (&out, learned) {
+                (Ok(Ok(())), Some(learned)) => self.described.borrow_mut().1 = learned,
+                // A failed write may have failed for a stale description: read it again.
+                _ => self.described.borrow_mut().1.clear(),
+            }
             let err = match out {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) | Err(e) => e,

@@ -54,7 +54,9 @@ pub(super) struct Writer<'t, 'c> {
     /// Set when a constraint refused a flush in fast mode: the caller runs the write again,
     /// carefully.
     pub refused_flush: bool,
-    described: HashMap<String, Vec<Column>>,
+    /// The server's columns of the tables this write touched (taken from and given back to the
+    /// connection's cache, [`super::server::Postgres`]).
+    pub described: HashMap<String, Vec<Column>>,
     locked: bool,
     /// Per key of the batch, the newest log entry id when its versions were read.
     seen: Vec<(String, String, i64)>,
@@ -70,6 +72,7 @@ impl<'t, 'c> Writer<'t, 'c> {
         schema: &'t str,
         location: String,
         careful: bool,
+        described: HashMap<String, Vec<Column>>,
     ) -> Self {
         Writer {
             tx,
@@ -77,7 +80,7 @@ impl<'t, 'c> Writer<'t, 'c> {
             location,
             careful,
             refused_flush: false,
-            described: HashMap::new(),
+            described,
             locked: false,
             seen: Vec::new(),
             pending: Vec::new(),
