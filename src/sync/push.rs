@@ -155,7 +155,7 @@ fn concurrent_versions(
     let keys: Keys = changes
         .iter()
         .map(|ch| {
-            let born = ch.born(ctx.lineage, ctx.origin);
+            let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
             (
                 (ch.tbl.clone(), ch.pk.clone()),
                 (ch.stamp.clone(), born.to_string()),
@@ -282,10 +282,6 @@ fn apply_batch(
             .collect(),
         revs: (first_rev, rev),
         newest,
-        origins: changes
-            .iter()
-            .map(|ch| ch.born(ctx.lineage, ctx.origin).to_string())
-            .collect(),
     };
     Ok((applied, written, conflicts))
 }
@@ -315,9 +311,8 @@ fn apply_one(
     reject_refused: bool,
 ) -> Result<Step, RemoteError> {
     // The origin the change was made under: this cache's, or the one it had before it found it
-    // was a copy (then the original may push the same change: one version, one name), or the
-    // version's own when a reconcile carries it again.
-    let born = ch.born(ctx.lineage, ctx.origin);
+    // was a copy (then the original may push the same change: one version, one name).
+    let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
     let mine = Stamp {
         stamp: &ch.stamp,
         origin: born,
@@ -325,10 +320,7 @@ fn apply_one(
     let current = cur.map(|v| Current {
         version: Stamp {
             stamp: &v.stamp,
-            origin: match ch.origin {
-                Some(_) => Lineage::seen_by_carried(&v.stamp, &v.origin, (&ch.stamp, born)),
-                None => ctx.lineage.seen_as(&v.stamp, &v.origin, born, ctx.origin),
-            },
+            origin: ctx.lineage.seen_as(&v.stamp, &v.origin, born, ctx.origin),
         },
         rev: v.rev,
     });
@@ -428,18 +420,14 @@ fn lose(
     let row_json = ch.row.as_ref().map(|r| row_to_json(&shape.columns, r));
     let loser = Loser {
         stamp: &ch.stamp,
-        origin: ch.born(ctx.lineage, ctx.origin),
+        origin: ctx.lineage.origin_at(&ch.stamp, ctx.origin),
         row: row_json.as_deref(),
     };
-    let (ws, wo, wrev) = cur.map_or(("", "", 0), |v| {
-        (v.stamp.as_str(), v.origin.as_str(), v.rev)
-    });
+    let (ws, wo) = cur.map_or(("", ""), |v| (v.stamp.as_str(), v.origin.as_str()));
     log_conflict(c, shape, ch, (ws, wo), &loser, reason, ctx)?;
     Ok(Outcome::Lost {
         winner,
         stamp: ws.to_string(),
-        origin: wo.to_string(),
-        rev: wrev,
     })
 }
 
