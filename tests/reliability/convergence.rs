@@ -1239,3 +1239,54 @@ fn a_pull_that_meets_an_older_version_before_its_own_newer_one_ends_with_its_own
         "the remote and c1's cache must both hold c1's winning edit"
     );
 }
+
+/// Found by CI (stop 21): the minimal failing scenario of the property test, replayed.
+#[test]
+fn regression_two_restores_of_one_backup_with_a_flaky_sync_and_a_clock_step() {
+    let _machine = super::machine_shared();
+    use Op::*;
+    use Step::*;
+    let w = |client, table, key, op| Write {
+        client,
+        table,
+        key,
+        op,
+    };
+    let sc = Scenario {
+        clients: 4,
+        extra_offsets: vec![0, 0],
+        batch_size: 1,
+        steps: vec![
+            w(1, 0, 0, Put),
+            Backup,
+            w(0, 0, 1, Update),
+            SyncAll,
+            Restore {
+                which: 3,
+                declare: false,
+            },
+            FlakySync { client: 4, nth: 74 },
+            Restore {
+                which: 3,
+                declare: false,
+            },
+            w(1, 0, 0, Update),
+            Sync { client: 1 },
+            Sync { client: 0 },
+            Sync { client: 2 },
+            SyncAll,
+            w(3, 1, 1, Update),
+            ClockBack,
+            w(2, 1, 2, Update),
+            Backup,
+            ShareUp,
+            FlakySync { client: 0, nth: 32 },
+            w(2, 1, 2, Delete),
+            w(3, 0, 2, Delete),
+        ],
+    };
+    let totals = RefCell::new(Totals::default());
+    if let Err(e) = run_case(&sc, &totals) {
+        panic!("{e}");
+    }
+}
