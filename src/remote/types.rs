@@ -93,6 +93,33 @@ pub struct Found {
     pub mine_logged: bool,
 }
 
+impl Found {
+    /// Merges log entry `v` of a key into `found`, read in revision order: it becomes the
+    /// newest, and `mine` (it is the version being pushed) sticks once seen. Every backend's
+    /// [`super::BatchWriter::newest_versions`] keeps this rule.
+    pub fn merge(
+        found: &mut std::collections::HashMap<(String, String), Found>,
+        key: (String, String),
+        v: Version,
+        mine: bool,
+    ) {
+        use std::collections::hash_map::Entry;
+        match found.entry(key) {
+            Entry::Occupied(mut e) => {
+                let f = e.get_mut();
+                f.mine_logged |= mine;
+                f.newest = v;
+            }
+            Entry::Vacant(e) => {
+                e.insert(Found {
+                    newest: v,
+                    mine_logged: mine,
+                });
+            }
+        }
+    }
+}
+
 /// What pruning removed: versions at or below `rev`, none stamped after `stamp`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pruned {

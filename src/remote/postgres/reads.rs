@@ -7,7 +7,6 @@
 //! (bytewise UTF-8); a key kept as text but typed otherwise on the server (`uuid`, `date`,
 //! `numeric`, …) is compared as its text, which an index on the column does not serve.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use postgres::GenericClient;
@@ -69,19 +68,7 @@ pub fn newest_in(
             deleted: r.get(5),
         };
         let mine = v.origin == *my_origin && v.stamp == *my_stamp;
-        match found.entry(key) {
-            Entry::Occupied(mut e) => {
-                let f = e.get_mut();
-                f.mine_logged |= mine;
-                f.newest = v;
-            }
-            Entry::Vacant(e) => {
-                e.insert(Found {
-                    newest: v,
-                    mine_logged: mine,
-                });
-            }
-        }
+        Found::merge(found, key, v, mine);
     }
     Ok(())
 }

@@ -11,7 +11,6 @@
 //! (`sharecache_meta.hlc`), the way a client's clock moves up to every stamp it pulls.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -228,19 +227,7 @@ pub fn newest_in(
         };
         let v = Version::from_row(r)?;
         let mine = v.origin == *my_origin && v.stamp == *my_stamp;
-        match found.entry(key) {
-            Entry::Occupied(mut e) => {
-                let f = e.get_mut();
-                f.mine_logged |= mine;
-                f.newest = v;
-            }
-            Entry::Vacant(e) => {
-                e.insert(Found {
-                    newest: v,
-                    mine_logged: mine,
-                });
-            }
-        }
+        Found::merge(found, key, v, mine);
     }
     Ok(())
 }
