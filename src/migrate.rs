@@ -42,6 +42,7 @@ pub(crate) const CACHE: Migrations = Migrations {
             8,
             include_str!("../migrations/cache/0008_stored_key_capture.sql"),
         ),
+        (9, include_str!("../migrations/cache/0009_row_versions.sql")),
     ],
 };
 

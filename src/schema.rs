@@ -14,6 +14,7 @@ pub const LOCAL_INTERNAL: &[&str] = &[
     "sync_migrations",
     "sync_repairs",
     "sync_origins",
+    "sync_row_versions",
 ];
 
 /// Names of sharecache's own tables on the remote; never synced. Exact names: an app table

@@ -128,6 +128,7 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
          DROP TABLE v2_state;
          DROP TABLE sync_repairs;
          DROP TABLE sync_origins;
+         DROP TABLE sync_row_versions;
          DELETE FROM sync_migrations WHERE version > 2;
          DROP TRIGGER sync_au_notes;
          CREATE TRIGGER sync_au_notes AFTER UPDATE ON notes WHEN (SELECT applying FROM sync_state) = 0 BEGIN

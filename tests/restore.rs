@@ -9,6 +9,8 @@ use sharecache::remote::{RemoteOptions, Share as ShareStore};
 
 use crate::support::{Share, rows};
 
+mod deletes;
+
 /// A copy of the remote as a nightly backup takes it (the file itself, behind the share).
 fn backup(share: &Share, name: &str) -> PathBuf {
     let to = share.tmp.path().join(name);
@@ -419,18 +421,21 @@ fn conflicts_logged_after_the_backup_survive_the_restore_and_later_ones_reach_ev
 /// After a reconcile the cache's cursor says it has seen every version up to the remote's
 /// revision, though it pulled none of them; its hybrid clock must move past their stamps as a
 /// pull's would. Found by the convergence property test's restore step: a client whose row
-/// already equalled the re-pushed version stamped its next edit of it below that version.
+/// already equalled the re-pushed version stamped its next edit of it below that version. (A
+/// version the cache holds by name is pushed again under its own stamp, which every holder has
+/// seen; a row of unknown version — here `ahead`'s, copied by its snapshot — gets a fresh one.)
 #[test]
 fn an_edit_after_a_reconcile_is_stamped_after_every_version_the_remote_held() {
     let share = Share::new();
-    let ahead = share.client_with_clock("ahead", chrono::Duration::hours(1));
-    let behind = share.client_with_clock("behind", -chrono::Duration::hours(1));
+    let writer = share.client("writer");
     let nightly = backup(&share, "nightly.db");
-    ahead
+    writer
         .conn()
         .execute("INSERT INTO tasks (id, title) VALUES ('n1', 'new')", [])
         .unwrap();
-    ahead.sync_now().unwrap();
+    writer.sync_now().unwrap();
+    let ahead = share.client_with_clock("ahead", chrono::Duration::hours(1));
+    let behind = share.client_with_clock("behind", -chrono::Duration::hours(1));
     behind.sync_now().unwrap();
     restore(&share, &nightly);
     // `ahead` queues its row again with a fresh stamp; `behind` already holds the same row.
@@ -455,40 +460,4 @@ fn an_edit_after_a_reconcile_is_stamped_after_every_version_the_remote_held() {
         edit > repushed,
         "the edit ({edit}) must be stamped after the version it replaces ({repushed})"
     );
-}
-
-/// Open (RELIABILITY.md, Open; found by the convergence test's restore step): an acknowledged
-/// delete of a row the restored copy never had leaves no trace a reconcile can see — the client
-/// that deleted it finds the cache and the remote agreeing (both without the row) — while a client
-/// that pulled the row but not the delete finds it missing on the remote and pushes it again.
-#[test]
-#[ignore = "open defect: an acknowledged delete lost to a client that held the row (RELIABILITY.md, Open)"]
-fn an_acknowledged_delete_is_not_undone_by_a_client_that_still_held_the_row_at_the_restore() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
-    let nightly = backup(&share, "nightly.db");
-    a.conn()
-        .execute("INSERT INTO tasks (id, title) VALUES ('n1', 'made')", [])
-        .unwrap();
-    a.sync_now().unwrap();
-    b.sync_now().unwrap();
-    a.conn()
-        .execute("DELETE FROM tasks WHERE id = 'n1'", [])
-        .unwrap();
-    a.sync_now().unwrap();
-    restore(&share, &nightly);
-    a.sync_now().unwrap();
-    b.sync_now().unwrap();
-    a.sync_now().unwrap();
-    let remote = titles(&share.remote());
-    let kept: i64 = crate::support::one(
-        &share.remote(),
-        "SELECT count(*) FROM sharecache_conflicts WHERE pk = '''n1''' AND loser_op = 'delete'",
-    );
-    assert!(
-        !remote.contains(&"n1=made".to_string()) || kept == 1,
-        "a's acknowledged delete is neither current nor in the conflict log: {remote:?}"
-    );
-    converged(&share, &[&a, &b]);
 }

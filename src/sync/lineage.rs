@@ -67,6 +67,18 @@ impl Lineage {
         }
     }
 
+    /// The origin to decide a remote version `(stamp, origin)` by, against a version `carried`
+    /// again by a reconcile under its own stamp and origin (`carried`: that origin): another
+    /// version of the same origin is not one its writer made after it, so it is decided by stamp
+    /// like anyone else's.
+    pub fn seen_by_carried<'a>(stamp: &str, origin: &'a str, carried: (&str, &str)) -> &'a str {
+        if origin == carried.1 && stamp != carried.0 {
+            OTHER_INSTANCE
+        } else {
+            origin
+        }
+    }
+
     /// Whether the version `(stamp, origin)` belongs to this cache's own history.
     pub fn is_own(&self, stamp: &str, origin: &str, current: &str) -> bool {
         self.origin_at(stamp, current) == origin

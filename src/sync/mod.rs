@@ -26,6 +26,7 @@ mod registry;
 mod repair;
 pub(crate) mod snapshot;
 mod trail;
+mod versions;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -133,6 +134,9 @@ pub(crate) struct Engine {
     registered: Option<Instant>,
     /// When this engine last pruned the remote change log (or was opened).
     pruned: Instant,
+    /// When this engine last pruned old tombstones from `sync_row_versions` (never: at the next
+    /// registration).
+    tombstones_pruned: Option<Instant>,
 }
 
 /// A new origin to register at the next sync.
@@ -198,6 +202,7 @@ impl Engine {
             damaged_reads: 0,
             registered: None,
             pruned: Instant::now(),
+            tombstones_pruned: None,
         })
     }
 

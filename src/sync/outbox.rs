@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::lineage::Lineage;
+use super::versions;
 use crate::clock::stamp_of_ms_sql;
+use crate::remote::PRUNED_ORIGIN;
 use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
 
@@ -22,7 +25,42 @@ pub(crate) struct Change {
     pub stamp: String,
     pub seq: i64,
     pub seen_rev: i64,
+    /// Set when the change pushes again a version the cache holds under its own name (a
+    /// reconcile queues it with that version's stamp, [`super::versions`]): the version's
+    /// origin, and `stamp` is its exact stamp. `None`: a change made here.
+    pub origin: Option<String>,
 }
+
+impl Change {
+    /// The origin this change is pushed under: the version's own when it carries one again, else
+    /// the one the cache had when it made the change ([`Lineage::origin_at`]).
+    pub(crate) fn born<'a>(&'a self, lineage: &'a Lineage, origin: &'a str) -> &'a str {
+        match &self.origin {
+            Some(o) => o,
+            None => lineage.origin_at(&self.stamp, origin),
+        }
+    }
+}
+
+/// A held version's stamp and origin, carried again by a pending entry ([`carried`]).
+type Carried = Option<(String, String)>;
+
+/// The held version (stamp, origin) a pending entry stamped `ms` carries again, if it does: the
+/// entry has exactly that version's stamp. A change the app made has a later stamp than every
+/// version the cache held (the hybrid clock is past them).
+fn carried(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Carried> {
+    let ms: i64 = r.get(at)?;
+    let stamp: Option<String> = r.get(at + 1)?;
+    let origin: Option<String> = r.get(at + 2)?;
+    Ok(match (stamp, origin) {
+        (Some(s), Some(o)) if crate::clock::ms_of_stamp(&s) == Some(ms) => Some((s, o)),
+        _ => None,
+    })
+}
+
+/// The columns [`carried`] reads, after an entry's, and the join that gives them.
+const CARRIED: &str = "t.stamp, v.stamp, v.origin FROM sync_tracking t \
+     LEFT JOIN sync_row_versions v ON v.tbl = t.tbl AND v.pk = t.pk";
 
 /// One `sync_tracking` row: table, key, op, stamp, seq, seen_rev.
 type Entry = (String, String, String, String, i64, i64);
@@ -44,16 +82,16 @@ pub(crate) fn read_salvageable(
     c: &Connection,
     shapes: &HashMap<String, Shape>,
 ) -> rusqlite::Result<(Vec<Change>, usize)> {
-    let entries: Vec<rusqlite::Result<Entry>> = c
+    let entries: Vec<rusqlite::Result<(Entry, Carried)>> = c
         .prepare(&format!(
-            "SELECT tbl, pk, op, {}, seq, seen_rev FROM sync_tracking WHERE op != 'X' ORDER BY tbl, pk",
-            stamp_of_ms_sql("stamp")
+            "SELECT t.tbl, t.pk, t.op, {}, t.seq, t.seen_rev, {CARRIED} WHERE t.op != 'X' ORDER BY t.tbl, t.pk",
+            stamp_of_ms_sql("t.stamp")
         ))?
-        .query_map([], entry)?
+        .query_map([], |r| Ok((entry(r)?, carried(r, 6)?)))?
         .collect();
     let (mut out, mut unreadable) = (Vec::new(), 0);
     for entry in entries {
-        let Ok((tbl, pk, op, stamp, seq, seen_rev)) = entry else {
+        let Ok(((tbl, pk, op, stamp, seq, seen_rev), carried)) = entry else {
             unreadable += 1;
             continue;
         };
@@ -73,6 +111,10 @@ pub(crate) fn read_salvageable(
                 }
             }
         };
+        let (stamp, origin) = match carried {
+            Some((s, o)) => (s, Some(o)),
+            None => (stamp, None),
+        };
         out.push(Change {
             tbl,
             pk,
@@ -81,6 +123,7 @@ pub(crate) fn read_salvageable(
             stamp,
             seq,
             seen_rev,
+            origin,
         });
     }
     Ok((out, unreadable))
@@ -97,6 +140,10 @@ pub(crate) enum Outcome {
     Lost {
         winner: Option<Vec<Value>>,
         stamp: String,
+        /// The winner's origin.
+        origin: String,
+        /// The winner's change-log revision.
+        rev: i64,
     },
 }
 
@@ -155,39 +202,39 @@ pub(crate) fn read_batch(
     limit: usize,
 ) -> rusqlite::Result<Batch> {
     let columns = format!(
-        "SELECT tbl, pk, op, {}, seq, seen_rev, ord FROM sync_tracking",
-        stamp_of_ms_sql("stamp")
+        "SELECT t.tbl, t.pk, t.op, {}, t.seq, t.seen_rev, t.ord, {CARRIED}",
+        stamp_of_ms_sql("t.stamp")
     );
     crate::store::read_tx(c, |c| {
-        let read = |r: &rusqlite::Row<'_>| Ok((entry(r)?, r.get::<_, Value>(6)?));
-        let entries: Vec<(Entry, Value)> = match after {
+        let read = |r: &rusqlite::Row<'_>| Ok((entry(r)?, r.get::<_, Value>(6)?, carried(r, 7)?));
+        let entries: Vec<(Entry, Value, Carried)> = match after {
             None => c
                 .prepare_cached(&format!(
-                    "{columns} WHERE op != 'X' ORDER BY tbl, ord, pk LIMIT ?1"
+                    "{columns} WHERE t.op != 'X' ORDER BY t.tbl, t.ord, t.pk LIMIT ?1"
                 ))?
                 .query_map(params![limit as i64], read)?
                 .collect::<Result<_, _>>()?,
             Some(a) => c
                 .prepare_cached(&format!(
-                    "{columns} WHERE op != 'X' AND (tbl, ord, pk) > (?1, ?2, ?3) \
-                     ORDER BY tbl, ord, pk LIMIT ?4"
+                    "{columns} WHERE t.op != 'X' AND (t.tbl, t.ord, t.pk) > (?1, ?2, ?3) \
+                     ORDER BY t.tbl, t.ord, t.pk LIMIT ?4"
                 ))?
                 .query_map(params![a.tbl, a.ord, a.pk, limit as i64], read)?
                 .collect::<Result<_, _>>()?,
         };
         let exhausted = entries.len() < limit;
         let next = match entries.last() {
-            Some((e, ord)) => Some(Cursor {
+            Some((e, ord, _)) => Some(Cursor {
                 tbl: e.0.clone(),
                 ord: ord.clone(),
                 pk: e.1.clone(),
             }),
             None => after.cloned(),
         };
-        let entries = entries.into_iter().map(|(e, _)| e);
+        let entries = entries.into_iter().map(|(e, _, carried)| (e, carried));
         let mut out = Vec::with_capacity(entries.len());
         let mut unpushable = 0;
-        for (tbl, pk, op, stamp, seq, seen_rev) in entries {
+        for ((tbl, pk, op, stamp, seq, seen_rev), carried) in entries {
             let Some(shape) = shapes.get(&tbl) else {
                 unpushable += 1;
                 continue;
@@ -208,6 +255,10 @@ pub(crate) fn read_batch(
                     }
                 }
             };
+            let (stamp, origin) = match carried {
+                Some((s, o)) => (s, Some(o)),
+                None => (stamp, None),
+            };
             out.push(Change {
                 tbl,
                 pk,
@@ -216,6 +267,7 @@ pub(crate) fn read_batch(
                 stamp,
                 seq,
                 seen_rev,
+                origin,
             });
         }
         Ok(Batch {
@@ -257,11 +309,14 @@ pub(crate) struct Applied {
     /// a former one of its lineage for a change made before it found it was a copy): the cache's
     /// new trail mark (see [`crate::remote::Mark`]).
     pub newest: Option<(i64, String, String)>,
+    /// Per change of the batch, the origin it was pushed under ([`Change::born`]).
+    pub origins: Vec<String>,
 }
 
 /// Acknowledges pushed changes in one local write transaction: entries whose row was not changed
 /// again are removed, and for lost changes the winning remote version is applied (without
-/// capture). Also drops stale `X` markers. When the batch's revisions directly follow the pull
+/// capture); the version the cache now holds of each row is recorded ([`super::versions`]). Also
+/// drops stale `X` markers. When the batch's revisions directly follow the pull
 /// cursor, the cursor moves past them: nothing in between needs pulling, since it is this
 /// cache's own writes. Returns how many winners were applied.
 pub(crate) fn acknowledge(
@@ -271,7 +326,8 @@ pub(crate) fn acknowledge(
     applied: &Applied,
 ) -> rusqlite::Result<usize> {
     let outcomes = &applied.outcomes;
-    let batch_base = applied.revs.0;
+    let origins = &applied.origins;
+    let (batch_base, batch_last) = applied.revs;
     let applied_newest = &applied.newest;
     super::write_tx(c, |c| {
         c.execute(
@@ -281,7 +337,7 @@ pub(crate) fn acknowledge(
         c.execute("UPDATE sync_state SET applying = 1", [])?;
         let mut applied = 0;
         let mut newest: Option<&str> = None;
-        for (ch, outcome) in batch.iter().zip(outcomes) {
+        for ((ch, outcome), born) in batch.iter().zip(outcomes).zip(origins) {
             let removed = c
                 .prepare_cached(
                     "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?4 AND pk = ?2 AND seq = ?3",
@@ -302,9 +358,33 @@ pub(crate) fn acknowledge(
                 )?
                 .execute(params![ch.tbl, ch.pk, batch_base, order_value(&ch.key)])?;
             }
-            if let Outcome::Lost { winner, stamp } = outcome {
+            if matches!(outcome, Outcome::Applied | Outcome::AlreadyThere) {
+                // Written in this batch or before it: at or below the batch's last revision.
+                let learned = versions::Learned {
+                    stamp: &ch.stamp,
+                    origin: born,
+                    deleted: ch.row.is_none(),
+                    rev: batch_last,
+                };
+                versions::record(c, &ch.tbl, &ch.pk, &learned)?;
+            }
+            if let Outcome::Lost {
+                winner,
+                stamp,
+                origin,
+                rev,
+            } = outcome
+            {
                 newest = newest.max(Some(stamp.as_str()));
                 if removed == 1 {
+                    // A stand-in for a pruned version has no name of its own: unknown.
+                    let learned = versions::Learned {
+                        stamp: if origin == PRUNED_ORIGIN { "" } else { stamp },
+                        origin,
+                        deleted: winner.is_none(),
+                        rev: *rev,
+                    };
+                    versions::record(c, &ch.tbl, &ch.pk, &learned)?;
                     let shape = &shapes[&ch.tbl];
                     match winner {
                         Some(row) => shape.upsert(c, row)?,
@@ -403,6 +483,7 @@ mod tests {
             outcomes: vec![Outcome::Applied; first.changes.len()],
             revs: (0, 3),
             newest: None,
+            origins: vec!["o".into(); first.changes.len()],
         };
         acknowledge(&c, &shapes, &first.changes, &applied).unwrap();
         c.execute("INSERT INTO t VALUES (70, 'd')", []).unwrap();

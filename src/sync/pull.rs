@@ -6,8 +6,9 @@
 //! applies each batch to the cache in short local write transactions with capture silenced. Its
 //! own versions are applied like the others (the newest entry of a row decides, and an older one
 //! may have been applied from an earlier fetch); a row with a pending local change is left alone —
-//! the next push decides it by the same rule and brings the winner back. Cost grows with the
-//! number of changed rows, not with the table size.
+//! the next push decides it by the same rule and brings the winner back. Each row applied records
+//! the version the cache now holds ([`super::versions`]), in the same transaction. Cost grows
+//! with the number of changed rows, not with the table size.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::conflict_log;
 use super::memory::PageCaches;
+use super::versions;
 use super::{Progress, failpoint};
 use crate::clock::{Clock, parse_stamp};
 use crate::error::Error;
@@ -224,7 +226,16 @@ fn apply(
                     None => shape.delete(c, &key),
                 };
                 match written {
-                    Ok(()) => applied += 1,
+                    Ok(()) => {
+                        let learned = versions::Learned {
+                            stamp: &v.stamp,
+                            origin: &v.origin,
+                            deleted: row.is_none(),
+                            rev: v.rev,
+                        };
+                        versions::record(c, &v.tbl, &v.pk, &learned)?;
+                        applied += 1;
+                    }
                     Err(e) if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) => {
                         refused.push((v, row))
                     }

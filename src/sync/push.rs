@@ -155,7 +155,7 @@ fn concurrent_versions(
     let keys: Keys = changes
         .iter()
         .map(|ch| {
-            let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
+            let born = ch.born(ctx.lineage, ctx.origin);
             (
                 (ch.tbl.clone(), ch.pk.clone()),
                 (ch.stamp.clone(), born.to_string()),
@@ -282,6 +282,10 @@ fn apply_batch(
             .collect(),
         revs: (first_rev, rev),
         newest,
+        origins: changes
+            .iter()
+            .map(|ch| ch.born(ctx.lineage, ctx.origin).to_string())
+            .collect(),
     };
     Ok((applied, written, conflicts))
 }
@@ -311,8 +315,9 @@ fn apply_one(
     reject_refused: bool,
 ) -> Result<Step, RemoteError> {
     // The origin the change was made under: this cache's, or the one it had before it found it
-    // was a copy (then the original may push the same change: one version, one name).
-    let born = ctx.lineage.origin_at(&ch.stamp, ctx.origin);
+    // was a copy (then the original may push the same change: one version, one name), or the
+    // version's own when a reconcile carries it again.
+    let born = ch.born(ctx.lineage, ctx.origin);
     let mine = Stamp {
         stamp: &ch.stamp,
         origin: born,
@@ -320,7 +325,10 @@ fn apply_one(
     let current = cur.map(|v| Current {
         version: Stamp {
             stamp: &v.stamp,
-            origin: ctx.lineage.seen_as(&v.stamp, &v.origin, born, ctx.origin),
+            origin: match ch.origin {
+                Some(_) => Lineage::seen_by_carried(&v.stamp, &v.origin, (&ch.stamp, born)),
+                None => ctx.lineage.seen_as(&v.stamp, &v.origin, born, ctx.origin),
+            },
         },
         rev: v.rev,
     });
@@ -420,14 +428,18 @@ fn lose(
     let row_json = ch.row.as_ref().map(|r| row_to_json(&shape.columns, r));
     let loser = Loser {
         stamp: &ch.stamp,
-        origin: ctx.lineage.origin_at(&ch.stamp, ctx.origin),
+        origin: ch.born(ctx.lineage, ctx.origin),
         row: row_json.as_deref(),
     };
-    let (ws, wo) = cur.map_or(("", ""), |v| (v.stamp.as_str(), v.origin.as_str()));
+    let (ws, wo, wrev) = cur.map_or(("", "", 0), |v| {
+        (v.stamp.as_str(), v.origin.as_str(), v.rev)
+    });
     log_conflict(c, shape, ch, (ws, wo), &loser, reason, ctx)?;
     Ok(Outcome::Lost {
         winner,
         stamp: ws.to_string(),
+        origin: wo.to_string(),
+        rev: wrev,
     })
 }
 

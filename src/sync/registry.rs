@@ -3,11 +3,12 @@
 //! Every client records in `sharecache_clients` its horizon: the revision below which it needs no
 //! change-log entry any more (its pull cursor, or the `seen_rev` of its oldest pending change if
 //! lower). Entries at or below the lowest horizon of the clients seen in the last 30 days are
-//! pruned from the log's head, a bounded number per remote transaction.
+//! pruned from the log's head, a bounded number per remote transaction. The cache's own old
+//! tombstones ([`super::versions`]) are pruned at a registration too, at most once a day.
 
 use std::time::{Duration, Instant};
 
-use super::{Engine, outbox, push};
+use super::{Engine, outbox, push, versions};
 use crate::error::Error;
 
 /// Least time between two registrations by a pull alone (a remote write transaction each). A
@@ -20,6 +21,9 @@ pub(super) const REGISTER_EVERY: Duration = Duration::from_secs(60);
 /// pruning holds the remote's write lock, and a log grown long (a client that was away, a remote
 /// just upgraded from the first format) is pruned over several syncs instead.
 const PRUNE_MAX: i64 = 2000;
+
+/// Least time between two prunings of the cache's old tombstones (a scan of `sync_row_versions`).
+const PRUNE_TOMBSTONES_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 impl Engine {
     /// Records this client's pull cursor in the remote registry and prunes the change-log entries
@@ -50,6 +54,17 @@ impl Engine {
                 .unwrap_or_else(Instant::now),
             false => Instant::now(),
         };
+        if self
+            .tombstones_pruned
+            .is_none_or(|t| t.elapsed() >= PRUNE_TOMBSTONES_EVERY)
+        {
+            let before = crate::clock::format_stamp(
+                self.clock.now() - chrono::Duration::days(versions::TOMBSTONE_DAYS),
+            );
+            super::write_tx(&self.local, |c| versions::prune_tombstones(c, &before))
+                .map_err(self.lerr())?;
+            self.tombstones_pruned = Some(Instant::now());
+        }
         Ok(())
     }
 }

@@ -300,6 +300,9 @@ pub(crate) fn rebuild_in_place(
                     ],
                 )?;
                 local.execute("DELETE FROM main.sync_tracking", [])?;
+                // The rows are the copy's now: the versions the cache held are unknown
+                // (src/sync/versions.rs).
+                local.execute("DELETE FROM main.sync_row_versions", [])?;
                 set_trail(local, &info)?;
                 register_copied_tables(local, &verdicts)?;
                 local.execute_batch("COMMIT")

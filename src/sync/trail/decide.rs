@@ -1,13 +1,12 @@
-//! Deciding the differences of one batch (see the parent module's rule) and applying them: the
-//! remote's rows into the cache with the cache's versions kept in the conflict log, or the
-//! cache's rows queued to be pushed again.
+//! Deciding the differences of one batch (see the parent module's rule) and applying the
+//! remote's winning rows into the cache, with the cache's versions kept in the conflict log (the
+//! cache's winning rows are queued again by `carry`).
 
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Ctx, Policy, Reconciled, Start};
-use crate::clock::next_clock_sql;
 use crate::error::Error;
 use crate::remote::store::Keys;
 use crate::remote::{Found, RemoteStore, Version};
@@ -16,14 +15,15 @@ use crate::sql::{Bind, order_value, row_to_json};
 use crate::store::LocalError;
 use crate::sync::conflict::{Loser, conflict_record};
 use crate::sync::reconcile::Diff;
+use crate::sync::versions::{self, Held};
 use crate::sync::write_tx;
 
 /// The differences of one batch, decided.
 pub(super) struct Decided {
     /// Diffs where the remote's row goes into the cache, with the remote's version.
     pub remote_wins: Vec<(Diff, Option<Version>)>,
-    /// Diffs where the cache's row is pushed again.
-    pub cache_wins: Vec<Diff>,
+    /// Diffs where the cache's row is pushed again, under the version it holds when known.
+    pub cache_wins: Vec<(Diff, Option<Held>)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -80,14 +80,34 @@ pub(super) fn decide(
                 if pending.contains(&d.pk) || version.as_ref().is_some_and(|v| v.rev > start.rev) {
                     continue; // the push decides it, or the pull brings the newer version
                 }
-                match version {
-                    Some(v) if v.stamp.as_str() > known => out.remote_wins.push((d, Some(v))),
-                    _ => out.cache_wins.push(d),
+                let held = held_version(local, shape, &d).map_err(lerr)?;
+                match (version, held) {
+                    // The remote's log has the very version the cache holds, yet the rows differ
+                    // (the row was written past the log): as a version of unknown name.
+                    (Some(v), Some(h)) if (&v.stamp, &v.origin) == (&h.stamp, &h.origin) => {
+                        out.cache_wins.push((d, None))
+                    }
+                    // Both known: the newest-stamp rule, ties to the greater origin.
+                    (Some(v), Some(h)) if (&v.stamp, &v.origin) > (&h.stamp, &h.origin) => {
+                        out.remote_wins.push((d, Some(v)))
+                    }
+                    (_, Some(h)) => out.cache_wins.push((d, Some(h))),
+                    // Unknown: by the cache's clock when the break was found.
+                    (Some(v), None) if v.stamp.as_str() > known => {
+                        out.remote_wins.push((d, Some(v)))
+                    }
+                    (_, None) => out.cache_wins.push((d, None)),
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// The version the cache holds of a differing row, when known and it is the row the cache has
+/// (a tombstone for a row it lacks, a version of a row it has).
+fn held_version(local: &Connection, shape: &Shape, d: &Diff) -> rusqlite::Result<Option<Held>> {
+    Ok(versions::held(local, &shape.table, &d.pk)?.filter(|h| h.deleted == d.local.is_none()))
 }
 
 /// Keeps the cache's versions in the remote's conflict log, then brings the remote's rows into
@@ -108,8 +128,9 @@ pub(super) fn apply_remote_wins(
         return Ok(());
     }
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
-    // A pending change's stamp is known; an acknowledged version's is not any more.
-    let stamps: Vec<String> = {
+    // The losing version's name: a pending change's stamp; an acknowledged version's stamp and
+    // origin when the cache knows them; else the cache's clock at the break.
+    let stamps: Vec<(String, String)> = {
         let mut s = local
             .prepare_cached(&format!(
                 "SELECT {} FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
@@ -119,9 +140,16 @@ pub(super) fn apply_remote_wins(
         wins.iter()
             .map(|(d, _)| {
                 let ord = order_value(&d.key);
-                s.query_row(params![shape.table, d.pk, Bind::new(&ord)], |r| r.get(0))
-                    .optional()
-                    .map(|s: Option<String>| s.unwrap_or_else(|| known.to_string()))
+                let pending: Option<String> = s
+                    .query_row(params![shape.table, d.pk, Bind::new(&ord)], |r| r.get(0))
+                    .optional()?;
+                Ok(match pending {
+                    Some(stamp) => (stamp, ctx.origin.to_string()),
+                    None => match held_version(local, shape, d)? {
+                        Some(h) => (h.stamp, h.origin),
+                        None => (known.to_string(), ctx.origin.to_string()),
+                    },
+                })
             })
             .collect::<rusqlite::Result<_>>()
             .map_err(lerr)?
@@ -136,8 +164,8 @@ pub(super) fn apply_remote_wins(
                 .as_ref()
                 .map_or(("", ""), |v| (v.stamp.as_str(), v.origin.as_str()));
             let loser = Loser {
-                stamp,
-                origin: ctx.origin,
+                stamp: &stamp.0,
+                origin: &stamp.1,
                 row: row.as_deref(),
             };
             w.log_conflict(&conflict_record(
@@ -154,7 +182,7 @@ pub(super) fn apply_remote_wins(
     let applied = write_tx(local, |c| {
         c.execute("UPDATE sync_state SET applying = 1", [])?;
         let mut n = 0;
-        for (d, _) in wins {
+        for (d, v) in wins {
             let seq: Option<i64> = c
                 .prepare_cached(
                     "SELECT seq FROM sync_tracking WHERE tbl = ?1 AND ord = ?3 AND pk = ?2 AND op != 'X'",
@@ -180,6 +208,19 @@ pub(super) fn apply_remote_wins(
                 Some(row) => shape.upsert(c, row)?,
                 None => shape.delete(c, &d.key)?,
             }
+            // The remote's version, by name when its log has one (a seeded row has none).
+            match v {
+                Some(v) => {
+                    let learned = versions::Learned {
+                        stamp: &v.stamp,
+                        origin: &v.origin,
+                        deleted: d.remote.is_none(),
+                        rev: v.rev,
+                    };
+                    versions::record(c, &shape.table, &d.pk, &learned)?
+                }
+                None => versions::forget(c, &shape.table, &d.pk)?,
+            }
             n += 1;
         }
         c.execute("UPDATE sync_state SET applying = 0", [])?;
@@ -188,41 +229,4 @@ pub(super) fn apply_remote_wins(
     .map_err(lerr)?;
     out.pulled += applied;
     Ok(())
-}
-
-/// Queues the cache's rows as pending changes with fresh stamps, made against `floor`. A row the
-/// app changed meanwhile already has its own pending change, which is kept.
-pub(super) fn queue_again(
-    local: &Connection,
-    shape: &Shape,
-    floor: i64,
-    again: &[Diff],
-) -> rusqlite::Result<()> {
-    if again.is_empty() {
-        return Ok(());
-    }
-    write_tx(local, |c| {
-        for d in again {
-            c.execute(
-                &format!(
-                    "UPDATE sync_state SET hlc = {}",
-                    next_clock_sql("hlc", None)
-                ),
-                [],
-            )?;
-            let op = if d.local.is_some() { "U" } else { "D" };
-            c.prepare_cached(
-                "INSERT OR IGNORE INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
-                 SELECT ?1, ?2, ?3, ?4, hlc, 1, ?5 FROM sync_state WHERE id = 1",
-            )?
-            .execute(params![
-                shape.table,
-                d.pk,
-                Bind::new(&order_value(&d.key)),
-                op,
-                floor
-            ])?;
-        }
-        Ok(())
-    })
 }

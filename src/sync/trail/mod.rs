@@ -13,33 +13,47 @@
 //! than the header alone: the change counter comes back with a restored file).
 //!
 //! **Deciding, by default** ([`Policy::KeepAcknowledged`]: a restore to undo damage must not
-//! lose what the app was told was saved). For each key whose row differs, without a pending local
-//! change, the remote's newest logged version decides:
-//! - stamped after everything this cache knew (its clock when the break was found): the remote's
-//!   row is newer — written after the restore by someone else — and comes into the cache;
-//! - otherwise (older, or not in the log): the remote lost the cache's version. It is queued as a
-//!   pending change with a fresh stamp and pushed by the usual rule, which keeps the remote's row
-//!   in the conflict log (the change's `seen_rev` is set below the log so every remote version
-//!   counts as concurrent).
+//! lose what the app was told was saved, deletes included). For each key whose row differs,
+//! without a pending local change, the remote's newest logged version decides against the
+//! version the cache holds ([`crate::sync::versions`]: every version it pulled or pushed, by
+//! stamp and origin, tombstones too):
+//! - known by name: by the newest-stamp rule (ties to the greater origin). The remote's newer
+//!   version comes into the cache; otherwise the cache's version is queued again under its *own*
+//!   stamp and origin ([`carry`]), so the push decides it against what other clients carry back as
+//!   if the restore had never happened;
+//! - unknown (a row copied by a snapshot, or synced before the cache kept versions): the remote's
+//!   version stamped after everything this cache knew (its clock when the break was found) is
+//!   newer and comes into the cache; otherwise the remote lost the cache's version, which is
+//!   queued with a fresh stamp.
+//!
+//! Either way the queued change is made against a `seen_rev` below the log, so every remote
+//! version counts as concurrent and the loser is kept in the conflict log. The keyed comparison
+//! sees rows only: a tombstone for a key both sides lack is queued again as a delete under its own
+//! stamp when the remote's log holds neither it nor a newer version ([`carry`] says why). Before
+//! anything is carried under its own name, the remote's revision counter is moved past every
+//! revision the cache knew ([`carry`]: a version landing again at the revision it had would hide
+//! the break from a client whose mark is that entry).
 //!
 //! Pending changes keep their stamps; their `seen_rev` goes down the same way, so a version
 //! written after the restore is decided against by stamp, never overwritten unseen. A row the
 //! remote changed after the comparison began is left to the pull that follows (the cursor is set
 //! to the revision read before comparing). Every version that loses goes to the conflict log,
-//! the cache's too (its stamp is unknown once acknowledged: the log shows the cache's clock at
-//! the break instead).
+//! the cache's too: under its own stamp and origin when the cache holds it by name, else under
+//! the cache's clock at the break.
 //!
 //! **Declared authoritative** ([`Policy::RemoteWins`], `sharecache accept-restore`): the remote's
 //! row wins every difference, pending changes included; every local version it replaces goes to
 //! the conflict log first, restorable with `sharecache conflicts restore`.
 //!
-//! Files: this one runs a reconcile; `mark` keeps the cache's mark; `decide` decides and applies
-//! the differences of one batch.
+//! Files: this one runs a reconcile; `mark` keeps the cache's mark; `decide` decides the
+//! differences of one batch and applies the remote's winners; `carry` queues what the cache
+//! pushes again (its rows and its tombstones).
 
+mod carry;
 mod decide;
 mod mark;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -56,7 +70,8 @@ use crate::remote::RemoteStore;
 use crate::sql::rows::Shape;
 use crate::sql::{Bind, order_value};
 use crate::store::LocalError;
-use decide::{apply_remote_wins, decide, queue_again};
+use carry::{lost_tombstones, move_past, queue_again};
+use decide::{apply_remote_wins, decide};
 
 /// Rows compared per read (each side): a short read transaction on the share.
 const BATCH: usize = 2000;
@@ -141,6 +156,10 @@ pub(crate) fn reconcile(
     progress: &dyn Progress,
 ) -> Result<Reconciled, Error> {
     let lerr = |e| Error::Local(LocalError::from_sqlite(ctx.local_path, e));
+    if policy == Policy::KeepAcknowledged {
+        let known = crate::sync::versions::revision_known(local).map_err(lerr)?;
+        move_past(remote, known)?;
+    }
     let start: Start = remote.head()?;
     // Below every entry the log still has: all of them count as concurrent with the cache's
     // changes, and a change older than the pruned part is decided against its newest stamp.
@@ -178,6 +197,7 @@ pub(crate) fn reconcile(
             Ok(())
         })?;
         out.compared += compared.remote_rows;
+        let differing_keys: HashSet<String> = differing.iter().map(|d| d.pk.clone()).collect();
         for chunk in chunks(differing, BATCH) {
             let decided = decide(local, remote, ctx, shape, &start, &known, policy, chunk)?;
             let remote_wins = &decided.remote_wins;
@@ -194,6 +214,10 @@ pub(crate) fn reconcile(
             )?;
             queue_again(local, shape, floor, &decided.cache_wins).map_err(lerr)?;
             out.pushed_again += decided.cache_wins.len();
+        }
+        if policy == Policy::KeepAcknowledged {
+            out.pushed_again +=
+                lost_tombstones(local, remote, ctx, shape, &start, floor, &differing_keys)?;
         }
     }
     finish(local, &start, floor, policy, &pending_at_start).map_err(lerr)?;

@@ -2,18 +2,23 @@
 //! earlier step, plainly (a backup restored to undo damage) or declared authoritative first
 //! (`sharecache accept-restore`, a rollback). What the model expects after each:
 //!
-//! - **Plain restore** (default policy, KeepAcknowledged). Nothing acknowledged is lost. A client
-//!   whose trail broke compares its cache with the remote by key; a row the remote lost is queued
-//!   again with a *fresh stamp* under the reconciling client's origin, and pushed by the usual
-//!   rule. The model treats such a re-push as a new write by that client, of the value its cache
+//! - **Plain restore** (default policy, KeepAcknowledged). Nothing acknowledged is lost, deletes
+//!   included. A client whose trail broke compares its cache with the remote by key; a version the
+//!   remote lost that the cache holds by name (`sync_row_versions`: every version it pulled or pushed,
+//!   tombstones too) is pushed again under its *own* stamp and origin — the model already has that
+//!   write, and the usual rules decide it. A row of unknown version (the seed, copied by every
+//!   client's snapshot) is queued again with a *fresh stamp* under the reconciling client's
+//!   origin: the model treats such a re-push as a new write by that client, of the value its cache
 //!   held, made after everything it had seen of the key (so it supersedes the version it carries
-//!   again, and the hybrid clock must stamp it after them). Values are unique per write (`c{n}:w{k}`
-//!   with one counter per case, or the seed), so the value names the version carried again. Then
-//!   the usual rules hold: the newest stamp wins and every write nobody superseded is current or in
-//!   the conflict log. A loser whose entry the restore took from the conflict log, or a version
-//!   decided by the reconcile itself (logged with the cache's clock at the break, not its own
-//!   stamp), or a re-push that lost its push, is found in the conflict log by its value; a delete,
-//!   which has no value, by any delete of the key kept there.
+//!   again, and the hybrid clock must stamp it after them). Values are unique per write
+//!   (`c{n}:w{k}` with one counter per case, or the seed), so the value names the version carried
+//!   again. Then the usual rules hold: the newest stamp wins and every write nobody superseded is
+//!   current or in the conflict log — an acknowledged delete a restore took away too (it used to
+//!   be undone by a client that still held the row; now a failure like any lost write). A loser
+//!   whose entry the restore took from the conflict log, or a version of unknown name decided by
+//!   the reconcile itself (logged with the cache's clock at the break), or a re-push that lost its
+//!   push, is found in the conflict log by its value; a delete, which has no value, by any delete
+//!   of the key kept there.
 //! - **Declared authoritative** (a new generation; the remote wins). Every client that follows
 //!   the new generation takes the remote's rows, pending writes included, and keeps its own
 //!   versions in the conflict log. So "newest wins" holds among the writes made by clients after
@@ -155,9 +160,10 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// After a restore, a log entry nobody wrote is a version a reconcile queued again with a
-    /// fresh stamp: recorded as a write by the client whose origin it carries, of the value its
-    /// cache held, after everything that client had seen of the key.
+    /// After a restore, a log entry nobody wrote is a version of unknown name a reconcile queued
+    /// again with a fresh stamp (a version known by name comes back under its own stamp, a write
+    /// the model has): recorded as a write by the client whose origin it carries, of the value
+    /// its cache held, after everything that client had seen of the key.
     pub(super) fn adopt_repushes(
         &mut self,
         current: &BTreeMap<Key, (String, String, bool)>,
