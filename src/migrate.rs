@@ -63,6 +63,7 @@ pub(crate) const REMOTE: Migrations = Migrations {
             4,
             include_str!("../migrations/remote/0004_core_sql_keys.sql"),
         ),
+        (5, include_str!("../migrations/remote/0005_write_ids.sql")),
     ],
 };
 

@@ -21,3 +21,9 @@ CREATE TABLE sync_row_versions (
     rev     INTEGER NOT NULL DEFAULT 0    -- the change-log revision it was written at, or above
 );
 CREATE UNIQUE INDEX sync_row_versions_key ON sync_row_versions (tbl, pk);
+
+-- The trail mark names its entry by the write that logged it too (src/remote/types.rs, EntryId):
+-- a version a reconcile logs again under its own stamp and origin may land at the very revision
+-- it had before a second restore of the same backup. NULL: logged by a capture trigger, or before
+-- write ids were kept.
+ALTER TABLE sync_state ADD COLUMN anchor_write INTEGER;

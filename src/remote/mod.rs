@@ -25,7 +25,7 @@ pub use error::RemoteError;
 pub use share::Share;
 pub use store::{BatchWriter, RemoteStore};
 pub use types::{
-    ClientEntry, CopyError, CopyInfo, DIRECT_ORIGIN, Fetched, Fingerprint, Found, Head,
+    ClientEntry, CopyError, CopyInfo, DIRECT_ORIGIN, EntryId, Fetched, Fingerprint, Found, Head,
     LoggedConflict, Mark, PRUNED_ORIGIN, Pruned, Trail, Version,
 };
 

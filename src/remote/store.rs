@@ -273,8 +273,14 @@ pub trait BatchWriter {
         row: Option<&[Value]>,
     ) -> Result<Result<(), Refused>, RemoteError>;
 
-    /// Appends `v` to the log (its `rev` is ignored: [`finish`](BatchWriter::finish) numbers
-    /// it), with the row's values for a write.
+    /// The random id this write drew: every entry it appends carries it
+    /// ([`EntryId::write_id`](crate::remote::EntryId::write_id)), so an entry logged again, even
+    /// at the revision it had before a restore, is another entry to a cache's trail mark.
+    fn write_id(&self) -> i64;
+
+    /// Appends `v` to the log (its `rev` and `write_id` are ignored: [`finish`](BatchWriter::finish)
+    /// numbers it, and it carries [`write_id`](BatchWriter::write_id)), with the row's values
+    /// for a write.
     fn append(
         &mut self,
         v: &Version,

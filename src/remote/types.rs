@@ -38,8 +38,33 @@ pub struct Mark {
     pub stamp: String,
     /// Its origin.
     pub origin: String,
+    /// The id the write that logged it drew ([`EntryId::write_id`]).
+    pub write_id: Option<i64>,
     /// The remote's generation last followed (`None`: not known yet).
     pub generation: Option<String>,
+}
+
+/// One change-log entry, named the way a [`Mark`] names it: its revision, the version it logs
+/// (stamp and origin), and the write that logged it.
+///
+/// Why the write: a reconcile logs a version the restore took away again under its own stamp and
+/// origin, and after a second restore of the same backup it may land at the very revision it had
+/// in the history the first reconcile wrote. A cache whose mark is that earlier entry would find
+/// the same revision, stamp and origin and take its trail for intact, missing everything logged
+/// below it since (found by the convergence test: a cache kept an older row for good). Each remote
+/// write draws a random id and stamps every entry it logs with it, so an entry logged again is
+/// another entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryId {
+    /// Its revision.
+    pub rev: i64,
+    /// The version's stamp.
+    pub stamp: String,
+    /// The version's origin.
+    pub origin: String,
+    /// The random id of the sharecache write that logged it; `None` for an entry a capture
+    /// trigger logged (a direct write), or one logged by a sharecache from before ids were kept.
+    pub write_id: Option<i64>,
 }
 
 /// Whether the remote's history still contains what a cache knows of it.
@@ -80,6 +105,21 @@ pub struct Version {
     pub origin: String,
     /// Whether the row is deleted (a tombstone).
     pub deleted: bool,
+    /// The id of the write that logged this entry ([`EntryId::write_id`]); ignored when
+    /// appending (the writer sets its own).
+    pub write_id: Option<i64>,
+}
+
+impl Version {
+    /// How a [`Mark`] names this entry.
+    pub fn entry_id(&self) -> EntryId {
+        EntryId {
+            rev: self.rev,
+            stamp: self.stamp.clone(),
+            origin: self.origin.clone(),
+            write_id: self.write_id,
+        }
+    }
 }
 
 /// What the log holds for one row of a batch: its newest entry in the searched range, and
@@ -143,8 +183,8 @@ pub struct Head {
     pub generation: String,
     /// The remote's clock: at or after every stamp its log holds, pruned entries included.
     pub hlc: String,
-    /// The newest entry at or below `rev`: `(rev, stamp, origin)`, `None` when the log is empty.
-    pub newest: Option<(i64, String, String)>,
+    /// The newest entry at or below `rev`, `None` when the log is empty.
+    pub newest: Option<EntryId>,
 }
 
 /// A stretch of the change log, as a pull fetches it ([`super::RemoteStore::changes_since`]).
@@ -214,8 +254,8 @@ pub struct CopyInfo {
     pub remote_id: Option<String>,
     /// The newest stamp the remote had ever logged at the time of the copy (its clock).
     pub newest_stamp: Option<String>,
-    /// The newest change-log entry at or below `rev`: `(rev, stamp, origin)`.
-    pub newest: Option<(i64, String, String)>,
+    /// The newest change-log entry at or below `rev`.
+    pub newest: Option<EntryId>,
     /// The remote's generation at the time of the copy.
     pub generation: Option<String>,
 }

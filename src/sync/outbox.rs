@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::lineage::Lineage;
 use super::versions;
 use crate::clock::stamp_of_ms_sql;
-use crate::remote::PRUNED_ORIGIN;
+use crate::remote::{EntryId, PRUNED_ORIGIN};
 use crate::sql::rows::Shape;
 use crate::sql::{decode_key, order_value};
 
@@ -308,7 +308,7 @@ pub(crate) struct Applied {
     /// The newest change-log entry the batch wrote (revision, stamp and origin: this cache's, or
     /// a former one of its lineage for a change made before it found it was a copy): the cache's
     /// new trail mark (see [`crate::remote::Mark`]).
-    pub newest: Option<(i64, String, String)>,
+    pub newest: Option<EntryId>,
     /// Per change of the batch, the origin it was pushed under ([`Change::born`]).
     pub origins: Vec<String>,
 }
@@ -397,8 +397,8 @@ pub(crate) fn acknowledge(
         if let Some(ms) = newest.and_then(crate::clock::ms_of_stamp) {
             c.execute("UPDATE sync_state SET hlc = max(hlc, ?1)", [ms])?;
         }
-        if let Some((rev, stamp, origin)) = &applied_newest {
-            super::trail::mark_seen(c, *rev, stamp, origin)?;
+        if let Some(entry) = &applied_newest {
+            super::trail::mark_seen(c, entry)?;
         }
         c.execute("DELETE FROM sync_tracking WHERE op = 'X'", [])?;
         c.execute("UPDATE sync_state SET applying = 0", [])?;

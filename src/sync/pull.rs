@@ -187,7 +187,7 @@ fn apply(
         // The newest entry of the chunk becomes the cache's trail mark (it is in the remote's log
         // now, whether applied, deferred or refused here).
         if let Some(v) = entries.iter().map(|(v, _)| v).max_by_key(|v| v.rev) {
-            super::trail::mark_seen(c, v.rev, &v.stamp, &v.origin)?;
+            super::trail::mark_seen(c, &v.entry_id())?;
         }
         let mut todo = Vec::new();
         for (v, row) in entries {

@@ -19,7 +19,9 @@ use super::outbox::{self, Change, Outcome};
 use super::{Progress, failpoint};
 use crate::error::Error;
 use crate::remote::store::{BatchWriter, Keys, Refused};
-use crate::remote::{ClientEntry, Found, PRUNED_ORIGIN, Pruned, RemoteError, RemoteStore, Version};
+use crate::remote::{
+    ClientEntry, EntryId, Found, PRUNED_ORIGIN, Pruned, RemoteError, RemoteStore, Version,
+};
 use crate::sql::row_to_json;
 use crate::sql::rows::Shape;
 use crate::store::LocalError;
@@ -183,6 +185,7 @@ fn pruned_version(ch: &Change, pruned: &Pruned) -> Version {
         stamp: pruned.stamp.clone(),
         origin: PRUNED_ORIGIN.to_string(),
         deleted: false,
+        write_id: None,
     }
 }
 
@@ -271,9 +274,15 @@ fn apply_batch(
     }
     let (first_rev, rev) = c.finish(&newest_stamp)?;
     c.register(&ctx.client(ctx.pulled_rev))?;
+    let write_id = Some(c.write_id());
     let newest = last
         .filter(|_| rev > first_rev)
-        .map(|(stamp, origin)| (rev, stamp, origin));
+        .map(|(stamp, origin)| EntryId {
+            rev,
+            stamp,
+            origin,
+            write_id,
+        });
     failpoint::hit(failpoint::BEFORE_REMOTE_COMMIT);
     let applied = outbox::Applied {
         outcomes: outcomes
@@ -370,6 +379,7 @@ fn apply_one(
                             stamp: ch.stamp.clone(),
                             origin: born.to_string(),
                             deleted: ch.row.is_none(),
+                            write_id: None, // the writer's own
                         },
                         ch.row.as_deref().map(|r| (shape.columns.as_slice(), r)),
                     )?;

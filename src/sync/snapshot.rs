@@ -132,15 +132,11 @@ pub(crate) fn build(
 /// remote's history: its newest change-log entry at or below the copy's revision and its
 /// generation. Nothing when the copy has no entry (all pruned): the next pull sets the mark.
 fn set_trail(c: &Connection, info: &CopyInfo) -> rusqlite::Result<()> {
-    let (rev, stamp, origin) = info
-        .newest
-        .clone()
-        .unwrap_or((0, String::new(), String::new()));
     c.execute(
-        "UPDATE main.sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3, generation = ?4",
-        params![rev, stamp, origin, info.generation],
+        "UPDATE main.sync_state SET generation = ?1",
+        params![info.generation],
     )?;
-    Ok(())
+    super::trail::set_mark(c, info.newest.as_ref())
 }
 
 /// Removes a database file and its `-wal`/`-shm`/`-journal` companions, ignoring errors.

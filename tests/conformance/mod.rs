@@ -14,7 +14,7 @@ use std::path::Path;
 use rusqlite::types::Value;
 use sharecache::remote::store::{Keys, NewClient};
 use sharecache::remote::{
-    ClientEntry, DIRECT_ORIGIN, LoggedConflict, Mark, RemoteError, RemoteStore, Version,
+    ClientEntry, DIRECT_ORIGIN, LoggedConflict, Mark, RemoteError, RemoteStore, Trail, Version,
 };
 use sharecache::sql::rows::Shape;
 
@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             conflict_records_come_back_in_order,
             rows_page_in_key_order,
             a_skipped_stretch_stays_empty_and_later_revisions_land_above_it,
+            every_entry_names_the_write_that_logged_it_and_the_trail_checks_it,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -113,6 +114,7 @@ fn push(r: &mut dyn RemoteStore, origin: &str, at: u32, rows: &[(i64, Option<&st
                     stamp: stamp(at + i as u32),
                     origin: origin.into(),
                     deleted: v.is_none(),
+                    write_id: None,
                 },
                 values.as_deref().map(|r| (shape.columns.as_slice(), r)),
             )?;
@@ -196,6 +198,7 @@ pub fn a_failed_write_leaves_no_trace(h: &dyn Harness) {
                     stamp: stamp(50),
                     origin: "a".into(),
                     deleted: false,
+                    write_id: None,
                 },
                 None,
             )?;
@@ -376,7 +379,7 @@ pub fn a_snapshot_holds_the_apps_rows_and_nothing_of_the_backend(h: &dyn Harness
         .unwrap_or_else(|e| panic!("snapshot: {e:?}"));
     assert_eq!(info.rev, a.head().unwrap().rev);
     assert_eq!(info.remote_id, a.identity().unwrap());
-    assert_eq!(info.newest.as_ref().map(|n| n.0), Some(info.rev));
+    assert_eq!(info.newest.as_ref().map(|n| n.rev), Some(info.rev));
     let c = rusqlite::Connection::open(&dest).unwrap();
     let rows: Vec<(i64, String)> = c
         .prepare("SELECT id, v FROM items ORDER BY id")
@@ -488,4 +491,72 @@ pub fn a_skipped_stretch_stays_empty_and_later_revisions_land_above_it(h: &dyn H
         .map(|(v, _)| v.rev)
         .collect();
     assert_eq!(fetched, second, "the stretch holds nothing");
+}
+
+/// A version logged again (a reconcile after a second restore of one backup) may land at the
+/// revision, stamp and origin it had: only the write that logged it tells the entries apart.
+pub fn every_entry_names_the_write_that_logged_it_and_the_trail_checks_it(h: &dyn Harness) {
+    let mut a = h.client("a");
+    let shape = items();
+    let mut drawn = Vec::new();
+    for (n, at) in [(1, 0), (2, 10)] {
+        a.write(&mut |w| {
+            w.write_row(&shape, &[Value::Integer(n)], Some(&row(n, "v")))?
+                .expect("written");
+            w.append(
+                &Version {
+                    tbl: "items".into(),
+                    pk: n.to_string(),
+                    rev: 0,
+                    stamp: stamp(at),
+                    origin: "a".into(),
+                    deleted: false,
+                    write_id: Some(12345), // ignored: the writer's own
+                },
+                Some((shape.columns.as_slice(), &row(n, "v"))),
+            )?;
+            drawn.push(w.write_id());
+            w.finish(&stamp(at)).map(|_| ())
+        })
+        .unwrap();
+    }
+    assert_ne!(drawn[0], drawn[1], "each write draws its own id");
+    h.direct_write(3, Some("direct"));
+    let fetched = fetch_all(a.as_ref(), 0);
+    let ids: Vec<Option<i64>> = fetched.iter().map(|(v, _)| v.write_id).collect();
+    assert_eq!(
+        ids,
+        vec![Some(drawn[0]), Some(drawn[1]), None],
+        "pushed entries carry their write's id, a direct write's none"
+    );
+    let head = a.head().unwrap();
+    let newest = head.newest.clone().expect("the log has entries");
+    assert_eq!(newest.rev, head.rev);
+    assert_eq!(
+        newest.write_id, None,
+        "the newest entry is the direct write"
+    );
+    let second = &fetched[1].0;
+    let marked = Mark {
+        rev: second.rev,
+        stamp: second.stamp.clone(),
+        origin: second.origin.clone(),
+        write_id: second.write_id,
+        generation: Some(head.generation.clone()),
+    };
+    let b = h.client("b");
+    assert!(
+        b.fingerprint(false, &marked).unwrap().trail.is_intact(),
+        "the marked entry is there"
+    );
+    let other = Mark {
+        write_id: Some(drawn[1] ^ 1),
+        ..marked.clone()
+    };
+    // A fresh client: an idle remote may answer from the last full fingerprint.
+    assert_eq!(
+        h.client("c").fingerprint(false, &other).unwrap().trail,
+        Trail::WentBack,
+        "the same version at the same revision, logged by another write, is another entry"
+    );
 }

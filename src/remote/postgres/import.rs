@@ -239,48 +239,62 @@ fn copy(
 }
 
 /// A change-log entry as the share holds it: rev, table, key, stamp, origin, deleted, image.
-type LogRow = (i64, String, String, String, String, bool, Option<Vec<u8>>);
+type LogRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
 
-/// The change log with its revisions (images as the share wrote them: the same encoding).
+/// The change log with its revisions (images as the share wrote them: the same encoding) and
+/// write ids (the caches' trail marks name entries by them).
 fn copy_log(
     share: &Connection,
     tx: &mut postgres::Transaction<'_>,
     rev: i64,
 ) -> Result<(u64, i64), Failed> {
     let mut s = share.prepare(
-        "SELECT rev, tbl, pk, stamp, origin, deleted, image FROM sharecache_log ORDER BY rev",
+        "SELECT rev, tbl, pk, stamp, origin, deleted, image, write_id FROM sharecache_log \
+         ORDER BY rev",
     )?;
     let mut rows = s.query([])?;
     let mut n = 0u64;
     let mut batch: Vec<LogRow> = Vec::new();
-    let mut flush =
-        |batch: &mut Vec<LogRow>, tx: &mut postgres::Transaction<'_>| -> Result<(), Failed> {
-            let b: &Vec<LogRow> = batch;
-            let revs: Vec<i64> = b.iter().map(|r| r.0).collect();
-            let tbl: Vec<&str> = b.iter().map(|r| r.1.as_str()).collect();
-            let pk: Vec<&str> = b.iter().map(|r| r.2.as_str()).collect();
-            let stamp: Vec<&str> = b.iter().map(|r| r.3.as_str()).collect();
-            let origin: Vec<&str> = b.iter().map(|r| r.4.as_str()).collect();
-            let deleted: Vec<bool> = b.iter().map(|r| r.5).collect();
-            let image: Vec<Option<&[u8]>> = b.iter().map(|r| r.6.as_deref()).collect();
-            tx.execute_typed(
-                "INSERT INTO sharecache.log (rev, tbl, pk, stamp, origin, deleted, image) \
+    let mut flush = |batch: &mut Vec<LogRow>,
+                     tx: &mut postgres::Transaction<'_>|
+     -> Result<(), Failed> {
+        let b: &Vec<LogRow> = batch;
+        let revs: Vec<i64> = b.iter().map(|r| r.0).collect();
+        let tbl: Vec<&str> = b.iter().map(|r| r.1.as_str()).collect();
+        let pk: Vec<&str> = b.iter().map(|r| r.2.as_str()).collect();
+        let stamp: Vec<&str> = b.iter().map(|r| r.3.as_str()).collect();
+        let origin: Vec<&str> = b.iter().map(|r| r.4.as_str()).collect();
+        let deleted: Vec<bool> = b.iter().map(|r| r.5).collect();
+        let image: Vec<Option<&[u8]>> = b.iter().map(|r| r.6.as_deref()).collect();
+        let write_id: Vec<Option<i64>> = b.iter().map(|r| r.7).collect();
+        tx.execute_typed(
+            "INSERT INTO sharecache.log (rev, tbl, pk, stamp, origin, deleted, image, write_id) \
              SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::bool[], $7::bytea[])",
-                &[
-                    (&revs, Type::INT8_ARRAY),
-                    (&tbl, Type::TEXT_ARRAY),
-                    (&pk, Type::TEXT_ARRAY),
-                    (&stamp, Type::TEXT_ARRAY),
-                    (&origin, Type::TEXT_ARRAY),
-                    (&deleted, Type::BOOL_ARRAY),
-                    (&image, Type::BYTEA_ARRAY),
-                ],
-            )?;
-            n += batch.len() as u64;
-            batch.clear();
-            Ok(())
-        };
+             $6::bool[], $7::bytea[], $8::int8[])",
+            &[
+                (&revs, Type::INT8_ARRAY),
+                (&tbl, Type::TEXT_ARRAY),
+                (&pk, Type::TEXT_ARRAY),
+                (&stamp, Type::TEXT_ARRAY),
+                (&origin, Type::TEXT_ARRAY),
+                (&deleted, Type::BOOL_ARRAY),
+                (&image, Type::BYTEA_ARRAY),
+                (&write_id, Type::INT8_ARRAY),
+            ],
+        )?;
+        n += batch.len() as u64;
+        batch.clear();
+        Ok(())
+    };
     while let Some(r) = rows.next()? {
         batch.push((
             r.get(0)?,
@@ -290,6 +304,7 @@ fn copy_log(
             r.get(4)?,
             r.get::<_, i64>(5)? != 0,
             r.get(6)?,
+            r.get(7)?,
         ));
         if batch.len() == BATCH {
             flush(&mut batch, tx)?;

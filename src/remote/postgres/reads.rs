@@ -43,7 +43,8 @@ pub fn newest_in(
 ) -> Result<(), PgError> {
     let (t, p): (Vec<&str>, Vec<&str>) = keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
     let rows = client.query_typed(
-        "SELECT l.tbl, l.pk, coalesce(l.rev, $5), l.stamp, l.origin, l.deleted FROM sharecache.log l \
+        "SELECT l.tbl, l.pk, coalesce(l.rev, $5), l.stamp, l.origin, l.deleted, l.write_id \
+         FROM sharecache.log l \
          JOIN unnest($1::text[], $2::text[]) AS k(t, p) ON l.tbl = k.t AND l.pk = k.p \
          WHERE (l.rev > $3 AND l.rev <= $4) OR (l.rev IS NULL AND $6) \
          ORDER BY l.rev NULLS LAST, l.id",
@@ -66,6 +67,7 @@ pub fn newest_in(
             stamp: r.get(3),
             origin: r.get(4),
             deleted: r.get(5),
+            write_id: r.get(6),
         };
         let mine = v.origin == *my_origin && v.stamp == *my_stamp;
         Found::merge(found, key, v, mine);
@@ -237,7 +239,7 @@ pub fn fetch(
         });
     }
     let log = client.query_typed(
-        "SELECT rev, tbl, pk, stamp, origin, deleted, image FROM sharecache.log \
+        "SELECT rev, tbl, pk, stamp, origin, deleted, image, write_id FROM sharecache.log \
          WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3",
         &[
             (&cursor, Type::INT8),
@@ -266,6 +268,7 @@ pub fn fetch(
             stamp: r.get(3),
             origin: r.get(4),
             deleted: r.get(5),
+            write_id: r.get(7),
         };
         let img: Option<Vec<u8>> = r.get(6);
         let row = match shapes.get(&v.tbl) {

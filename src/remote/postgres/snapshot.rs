@@ -17,7 +17,7 @@ use super::server::Postgres;
 use super::store::SNAPSHOT_ISOLATION;
 use super::types::{Kind, select_list};
 use crate::remote::store::NewClient;
-use crate::remote::{ClientEntry, CopyError, CopyInfo};
+use crate::remote::{ClientEntry, CopyError, CopyInfo, EntryId};
 use crate::sql::quote;
 use postgres::binary_copy::BinaryCopyOutIter;
 use postgres::fallible_iterator::FallibleIterator;
@@ -63,22 +63,23 @@ pub fn copy(
         // Every table (see super::schema): rows for those whose columns all map.
         let tables = entries(&mut tx, &schema)?;
         let (rev, meta, newest) = if enrolled {
-            let rev: i64 = tx
-                .query_one(
-                    "SELECT sharecache.top()",
-                    &[],
-                )?
-                .get(0);
+            let rev: i64 = tx.query_one("SELECT sharecache.top()", &[])?.get(0);
             let m = tx.query_one(
                 "SELECT remote_id, hlc, generation FROM sharecache.meta WHERE id = 1",
                 &[],
             )?;
             let newest = tx
                 .query_opt(
-                    "SELECT rev, stamp, origin FROM sharecache.log WHERE rev <= $1 ORDER BY rev DESC LIMIT 1",
+                    "SELECT rev, stamp, origin, write_id FROM sharecache.log WHERE rev <= $1 \
+                     ORDER BY rev DESC LIMIT 1",
                     &[&rev],
                 )?
-                .map(|r| (r.get(0), r.get(1), r.get(2)));
+                .map(|r| EntryId {
+                    rev: r.get(0),
+                    stamp: r.get(1),
+                    origin: r.get(2),
+                    write_id: r.get(3),
+                });
             let meta: (String, String, String) = (m.get(0), m.get(1), m.get(2));
             (rev, Some(meta), newest)
         } else {
@@ -91,7 +92,10 @@ pub fn copy(
                  WHERE n.nspname = $1 AND c.relname = ANY($2)",
                 &[
                     &schema,
-                    &tables.iter().map(|e| e.table.name.clone()).collect::<Vec<_>>(),
+                    &tables
+                        .iter()
+                        .map(|e| e.table.name.clone())
+                        .collect::<Vec<_>>(),
                 ],
             )?
             .get(0);
@@ -119,8 +123,14 @@ pub fn copy(
             let insert = format!(
                 "INSERT INTO {} ({}) VALUES ({})",
                 quote(&e.table.name),
-                cols.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
-                (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+                cols.iter()
+                    .map(|c| quote(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (1..=cols.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             let kinds: Vec<&Kind> = cols
                 .iter()

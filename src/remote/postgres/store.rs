@@ -20,8 +20,8 @@ use super::{PgError, migrate};
 use crate::error_kind::ErrorKind;
 use crate::remote::store::{Additions, BatchWriter, Carry, Keys, NewClient, RemoteSchema};
 use crate::remote::{
-    ClientEntry, CopyError, CopyInfo, Fetched, Fingerprint, Found, Head, LoggedConflict, Mark,
-    RemoteError, RemoteStore, Trail,
+    ClientEntry, CopyError, CopyInfo, EntryId, Fetched, Fingerprint, Found, Head, LoggedConflict,
+    Mark, RemoteError, RemoteStore, Trail,
 };
 use crate::schema::Column;
 use crate::sql::rows::Shape;
@@ -156,7 +156,7 @@ impl RemoteStore for Postgres {
         let r = self.with(|c| {
             Ok(c.query_typed_one(
                 "SELECT rev, schema_hash, conflicts, pruned_rev, generation, remote_id, mark_stamp, \
-                 mark_origin FROM sharecache.fingerprint($1, $2)",
+                 mark_origin, mark_write FROM sharecache.fingerprint($1, $2)",
                 &[(&self.schema, Type::TEXT), (&mark.rev, Type::INT8)],
             )?)
         })?;
@@ -172,6 +172,7 @@ impl RemoteStore for Postgres {
         let entry: Option<(String, String)> = r
             .get::<_, Option<String>>(6)
             .zip(r.get::<_, Option<String>>(7));
+        let entry_write: Option<i64> = r.get(8);
         let trail = if mark.generation.as_deref().is_some_and(|g| g != generation) {
             Trail::Declared
         } else if mark.rev == 0 || (mark.rev <= pruned_rev && rev >= mark.rev) {
@@ -180,7 +181,11 @@ impl RemoteStore for Postgres {
             Trail::WentBack
         } else {
             match entry {
-                Some((s, o)) if s == mark.stamp && o == mark.origin => Trail::Intact,
+                Some((s, o))
+                    if s == mark.stamp && o == mark.origin && entry_write == mark.write_id =>
+                {
+                    Trail::Intact
+                }
                 _ => Trail::WentBack,
             }
         };
@@ -205,10 +210,16 @@ impl RemoteStore for Postgres {
             )?;
             let newest = c
                 .query_typed_opt(
-                    "SELECT rev, stamp, origin FROM sharecache.log WHERE rev <= $1 ORDER BY rev DESC LIMIT 1",
+                    "SELECT rev, stamp, origin, write_id FROM sharecache.log WHERE rev <= $1 \
+                     ORDER BY rev DESC LIMIT 1",
                     &[(&rev, Type::INT8)],
                 )?
-                .map(|r| (r.get(0), r.get(1), r.get(2)));
+                .map(|r| EntryId {
+                    rev: r.get(0),
+                    stamp: r.get(1),
+                    origin: r.get(2),
+                    write_id: r.get(3),
+                });
             Ok(Head {
                 rev,
                 pruned_rev: m.get(0),

@@ -64,6 +64,8 @@ pub(super) struct Writer<'t, 'c> {
     entries: Vec<(Version, Option<Vec<u8>>)>,
     conflicts: Vec<LoggedConflict>,
     pub finished: bool,
+    /// [`BatchWriter::write_id`], set on the server by `sharecache.finish_write`.
+    write_id: i64,
 }
 
 impl<'t, 'c> Writer<'t, 'c> {
@@ -87,6 +89,7 @@ impl<'t, 'c> Writer<'t, 'c> {
             entries: Vec::new(),
             conflicts: Vec::new(),
             finished: false,
+            write_id: rand::random(),
         }
     }
 
@@ -349,8 +352,8 @@ impl BatchWriter for Writer<'_, '_> {
         let r = self
             .tx
             .query_typed_one(
-                "SELECT before, last FROM sharecache.finish($1, $2, $3, $4, $5, $6, $7, \
-                 $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                "SELECT before, last FROM sharecache.finish_write($22, $1, $2, $3, $4, $5, $6, \
+                 $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
                 &[
                     (&seen_t, Type::TEXT_ARRAY),
                     (&seen_p, Type::TEXT_ARRAY),
@@ -373,11 +376,16 @@ impl BatchWriter for Writer<'_, '_> {
                     (&c(|x| &x.decided_at), Type::TEXT_ARRAY),
                     (&c(|x| &x.decided_by), Type::TEXT_ARRAY),
                     (&c(|x| &x.reason), Type::TEXT_ARRAY),
+                    (&self.write_id, Type::INT8),
                 ],
             )
             .map_err(|e| self.err(e))?;
         self.finished = true;
         Ok((r.get(0), r.get(1)))
+    }
+
+    fn write_id(&self) -> i64 {
+        self.write_id
     }
 
     fn log_conflict(&mut self, c: &LoggedConflict) -> Result<(), RemoteError> {

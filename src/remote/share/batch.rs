@@ -21,6 +21,8 @@ pub(super) struct Writer<'a> {
     /// `(before, last)`: the log's revision when the first entry was appended, and the last
     /// revision taken since.
     pub revs: Option<(i64, i64)>,
+    /// [`BatchWriter::write_id`].
+    write_id: i64,
 }
 
 impl<'a> Writer<'a> {
@@ -29,6 +31,7 @@ impl<'a> Writer<'a> {
             c,
             path,
             revs: None,
+            write_id: rand::random(),
         }
     }
 
@@ -82,6 +85,10 @@ impl BatchWriter for Writer<'_> {
         }
     }
 
+    fn write_id(&self) -> i64 {
+        self.write_id
+    }
+
     fn append(
         &mut self,
         v: &Version,
@@ -97,6 +104,7 @@ impl BatchWriter for Writer<'_> {
         let image = row.map(|(columns, values)| image::encode(columns, values));
         let v = Version {
             rev: last + 1,
+            write_id: Some(self.write_id),
             ..v.clone()
         };
         changelog::append(self.c, &v, image.as_deref()).map_err(|e| self.err(e))?;

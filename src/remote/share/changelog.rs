@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::clock::{SQL_STAMP_FORMAT, stamp_or_empty};
-use crate::remote::{DIRECT_ORIGIN, Found, Pruned, Version};
+use crate::remote::{DIRECT_ORIGIN, EntryId, Found, Pruned, Version};
 use crate::schema::Table;
 use crate::sql::{key_expr, literal, quote};
 
 /// The columns [`Version::from_row`] reads, in its order.
-const VERSION_COLUMNS: &str = "tbl, pk, rev, stamp, origin, deleted";
+const VERSION_COLUMNS: &str = "tbl, pk, rev, stamp, origin, deleted, write_id";
 
 impl Version {
     /// A version from the first columns of a row selected with [`VERSION_COLUMNS`].
@@ -32,6 +32,7 @@ impl Version {
             stamp: r.get(3)?,
             origin: r.get(4)?,
             deleted: r.get::<_, i64>(5)? != 0,
+            write_id: r.get(6)?,
         })
     }
 }
@@ -194,16 +195,34 @@ pub fn latest(conn: &Connection, tbl: &str, pk: &str) -> rusqlite::Result<Option
     .optional()
 }
 
-/// Appends a version written by a push (at `v.rev`, above every entry), with the row's image.
+/// Appends a version written by a push (at `v.rev`, above every entry, with `v.write_id`), with
+/// the row's image.
 pub fn append(conn: &Connection, v: &Version, image: Option<&[u8]>) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin, deleted, image) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO sharecache_log (rev, tbl, pk, stamp, origin, deleted, image, write_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        v.rev, v.tbl, v.pk, v.stamp, v.origin, v.deleted, image
+        v.rev, v.tbl, v.pk, v.stamp, v.origin, v.deleted, image, v.write_id
     ])?;
     Ok(())
+}
+
+/// The newest entry at or below `upto`, as a mark names it.
+pub fn newest_entry(conn: &Connection, upto: i64) -> rusqlite::Result<Option<EntryId>> {
+    conn.prepare_cached(
+        "SELECT rev, stamp, origin, write_id FROM sharecache_log WHERE rev <= ?1 \
+         ORDER BY rev DESC LIMIT 1",
+    )?
+    .query_row([upto], |r| {
+        Ok(EntryId {
+            rev: r.get(0)?,
+            stamp: r.get(1)?,
+            origin: r.get(2)?,
+            write_id: r.get(3)?,
+        })
+    })
+    .optional()
 }
 
 /// For every `(table, key)` in `keys` (with the stamp and origin of the change about to be
@@ -282,7 +301,7 @@ pub fn since(conn: &Connection, after: i64, limit: usize) -> rusqlite::Result<Ve
     s.query_map(params![after, limit as i64], |r| {
         Ok(Logged {
             version: Version::from_row(r)?,
-            image: r.get(6)?,
+            image: r.get(7)?,
         })
     })?
     .collect()

@@ -16,13 +16,8 @@ pub(super) fn app_only(copy: &Path, info: &mut CopyInfo) -> rusqlite::Result<()>
     let c = Connection::open(copy)?;
     if has_table(&c, "sharecache_log")? {
         info.newest_stamp = newest_logged_stamp(&c)?;
-        info.newest = c
-            .query_row(
-                "SELECT rev, stamp, origin FROM sharecache_log WHERE rev <= ?1 ORDER BY rev DESC LIMIT 1",
-                [info.rev],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
+        // The remote is migrated when connected, before any copy: the log has write ids.
+        info.newest = super::changelog::newest_entry(&c, info.rev)?;
     }
     if has_column(&c, "sharecache_meta", "generation")? {
         info.generation = c

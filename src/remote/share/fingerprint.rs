@@ -259,12 +259,16 @@ fn trail(
     if mark.rev <= pruned_rev {
         return Ok(Trail::Intact);
     }
-    let entry: Option<(String, String)> = c
-        .prepare_cached("SELECT stamp, origin FROM sharecache_log WHERE rev = ?1")?
-        .query_row([mark.rev], |r| Ok((r.get(0)?, r.get(1)?)))
+    let entry: Option<(String, String, Option<i64>)> = c
+        .prepare_cached("SELECT stamp, origin, write_id FROM sharecache_log WHERE rev = ?1")?
+        .query_row([mark.rev], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     Ok(match entry {
-        Some((stamp, origin)) if stamp == mark.stamp && origin == mark.origin => Trail::Intact,
+        Some((stamp, origin, write_id))
+            if stamp == mark.stamp && origin == mark.origin && write_id == mark.write_id =>
+        {
+            Trail::Intact
+        }
         _ => Trail::WentBack,
     })
 }
@@ -276,18 +280,20 @@ mod tests {
     fn log() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
-            "CREATE TABLE sharecache_log (rev INTEGER PRIMARY KEY, stamp TEXT, origin TEXT);
-             INSERT INTO sharecache_log VALUES (5, 's5', 'a'), (6, 's6', 'b');",
+            "CREATE TABLE sharecache_log (rev INTEGER PRIMARY KEY, stamp TEXT, origin TEXT, write_id);
+             INSERT INTO sharecache_log VALUES (5, 's5', 'a', NULL), (6, 's6', 'b', 66);",
         )
         .unwrap();
         c
     }
 
+    /// A mark on the entry at `rev`; the write id the test log has there (6: 66, else none).
     fn mark(rev: i64, stamp: &str, origin: &str) -> Mark {
         Mark {
             rev,
             stamp: stamp.into(),
             origin: origin.into(),
+            write_id: (rev == 6).then_some(66),
             generation: Some(String::new()),
         }
     }
@@ -316,6 +322,21 @@ mod tests {
         assert_eq!(
             trail(&c, &mark(8, "s8", "a"), 6, 0, "").unwrap(),
             Trail::WentBack
+        );
+        assert_eq!(
+            trail(
+                &c,
+                &Mark {
+                    write_id: Some(65),
+                    ..mark(6, "s6", "b")
+                },
+                9,
+                0,
+                ""
+            )
+            .unwrap(),
+            Trail::WentBack,
+            "the same version logged again at the revision by another write (a second restore)"
         );
         assert_eq!(
             trail(&c, &mark(6, "s6-before-the-restore", "a"), 9, 0, "").unwrap(),

@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rusqlite::Connection;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension};
 
 use super::{Share, changelog};
 use crate::remote::image;
@@ -22,13 +22,7 @@ impl Share {
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            let newest = c
-                .query_row(
-                    "SELECT rev, stamp, origin FROM sharecache_log WHERE rev <= ?1 ORDER BY rev DESC LIMIT 1",
-                    [rev],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
+            let newest = changelog::newest_entry(c, rev)?;
             Ok(Head {
                 rev,
                 pruned_rev,

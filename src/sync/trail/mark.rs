@@ -7,38 +7,53 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 use crate::error::Error;
-use crate::remote::{Mark, RemoteStore};
+use crate::remote::{EntryId, Mark, RemoteStore};
 use crate::store::LocalError;
 
 /// The cache's [`Mark`].
 pub(crate) fn read_mark(c: &Connection) -> rusqlite::Result<Mark> {
     c.query_row(
-        "SELECT anchor_rev, anchor_stamp, anchor_origin, generation FROM sync_state WHERE id = 1",
+        "SELECT anchor_rev, anchor_stamp, anchor_origin, anchor_write, generation FROM sync_state \
+         WHERE id = 1",
         [],
         |r| {
             Ok(Mark {
                 rev: r.get(0)?,
                 stamp: r.get(1)?,
                 origin: r.get(2)?,
-                generation: r.get(3)?,
+                write_id: r.get(3)?,
+                generation: r.get(4)?,
             })
         },
     )
 }
 
 /// Moves the mark to a change-log entry the cache has seen, if newer. Call in the transaction
-/// that records what was pulled.
-pub(crate) fn mark_seen(
-    c: &Connection,
-    rev: i64,
-    stamp: &str,
-    origin: &str,
-) -> rusqlite::Result<()> {
+/// that records what was pulled or acknowledges what was pushed.
+pub(crate) fn mark_seen(c: &Connection, entry: &EntryId) -> rusqlite::Result<()> {
     c.prepare_cached(
-        "UPDATE sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3 \
-         WHERE id = 1 AND anchor_rev < ?1",
+        "UPDATE sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3, \
+         anchor_write = ?4 WHERE id = 1 AND anchor_rev < ?1",
     )?
-    .execute(params![rev, stamp, origin])?;
+    .execute(params![
+        entry.rev,
+        entry.stamp,
+        entry.origin,
+        entry.write_id
+    ])?;
+    Ok(())
+}
+
+/// Sets the mark to `entry` whatever it was (a snapshot or a reconcile starts the cache's
+/// knowledge of the remote afresh); `None`: nothing known yet.
+pub(crate) fn set_mark(c: &Connection, entry: Option<&EntryId>) -> rusqlite::Result<()> {
+    let none = EntryId::default();
+    let e = entry.unwrap_or(&none);
+    c.prepare_cached(
+        "UPDATE sync_state SET anchor_rev = ?1, anchor_stamp = ?2, anchor_origin = ?3, \
+         anchor_write = ?4 WHERE id = 1",
+    )?
+    .execute(params![e.rev, e.stamp, e.origin, e.write_id])?;
     Ok(())
 }
 

@@ -60,7 +60,7 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 use serde::Serialize;
 
-pub(crate) use mark::{learn_generation, mark_seen, read_mark};
+pub(crate) use mark::{learn_generation, mark_seen, read_mark, set_mark};
 
 use super::reconcile::{self, Diff};
 use super::{Progress, metadata, write_tx};
@@ -250,16 +250,11 @@ fn finish(
     pending_at_start: &HashMap<(String, String), i64>,
 ) -> rusqlite::Result<()> {
     write_tx(local, |c| {
-        let (rev, stamp, origin) =
-            start
-                .newest
-                .clone()
-                .unwrap_or((0, String::new(), String::new()));
         c.execute(
-            "UPDATE sync_state SET pull_rev = ?1, anchor_rev = ?2, anchor_stamp = ?3, anchor_origin = ?4, \
-             generation = ?5 WHERE id = 1",
-            params![start.rev, rev, stamp, origin, start.generation],
+            "UPDATE sync_state SET pull_rev = ?1, generation = ?2 WHERE id = 1",
+            params![start.rev, start.generation],
         )?;
+        set_mark(c, start.newest.as_ref())?;
         if let Some(t) = crate::clock::parse_stamp(&start.hlc) {
             c.execute(
                 "UPDATE sync_state SET hlc = max(hlc, ?1) WHERE id = 1",

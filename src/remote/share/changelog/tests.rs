@@ -65,6 +65,7 @@ fn a_direct_write_is_never_stamped_before_a_version_already_logged() {
         stamp: "2999-01-01T00:00:00.000Z".into(),
         origin: "x".into(),
         deleted: false,
+        write_id: Some(7),
     };
     append(&c, &pushed, None).unwrap();
     advance(&c, 1, &pushed.stamp).unwrap();
