@@ -436,7 +436,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             REMOTE.apply(&db, "t").unwrap(),
-            Outcome::Migrated { from: 3, to: 4 }
+            Outcome::Migrated {
+                from: 3,
+                to: REMOTE.latest()
+            }
         );
         let log: Vec<String> = db
             .prepare("SELECT pk FROM sharecache_log ORDER BY rev")

@@ -289,8 +289,8 @@ pub trait BatchWriter {
 
     /// Makes every revision handed out from now on greater than `rev` (the stretch up to it
     /// stays empty: a pull steps over it). Call it before any append. For a reconcile after a
-    /// restore that pushes versions again under their own names (issue 17's row versions, not
-    /// merged yet): they must land above revisions clients already saw.
+    /// restore that pushes versions again under their own names (`sync::trail::carry`): they
+    /// land above the revisions this cache saw.
     fn skip_to(&mut self, rev: i64) -> Result<(), RemoteError>;
 
     /// Numbers the entries appended in this write, in append order, and moves the remote's

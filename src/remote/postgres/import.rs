@@ -264,19 +264,18 @@ fn copy_log(
     let mut rows = s.query([])?;
     let mut n = 0u64;
     let mut batch: Vec<LogRow> = Vec::new();
-    let mut flush = |batch: &mut Vec<LogRow>,
-                     tx: &mut postgres::Transaction<'_>|
-     -> Result<(), Failed> {
-        let b: &Vec<LogRow> = batch;
-        let revs: Vec<i64> = b.iter().map(|r| r.0).collect();
-        let tbl: Vec<&str> = b.iter().map(|r| r.1.as_str()).collect();
-        let pk: Vec<&str> = b.iter().map(|r| r.2.as_str()).collect();
-        let stamp: Vec<&str> = b.iter().map(|r| r.3.as_str()).collect();
-        let origin: Vec<&str> = b.iter().map(|r| r.4.as_str()).collect();
-        let deleted: Vec<bool> = b.iter().map(|r| r.5).collect();
-        let image: Vec<Option<&[u8]>> = b.iter().map(|r| r.6.as_deref()).collect();
-        let write_id: Vec<Option<i64>> = b.iter().map(|r| r.7).collect();
-        tx.execute_typed(
+    let mut flush =
+        |batch: &mut Vec<LogRow>, tx: &mut postgres::Transaction<'_>| -> Result<(), Failed> {
+            let b: &Vec<LogRow> = batch;
+            let revs: Vec<i64> = b.iter().map(|r| r.0).collect();
+            let tbl: Vec<&str> = b.iter().map(|r| r.1.as_str()).collect();
+            let pk: Vec<&str> = b.iter().map(|r| r.2.as_str()).collect();
+            let stamp: Vec<&str> = b.iter().map(|r| r.3.as_str()).collect();
+            let origin: Vec<&str> = b.iter().map(|r| r.4.as_str()).collect();
+            let deleted: Vec<bool> = b.iter().map(|r| r.5).collect();
+            let image: Vec<Option<&[u8]>> = b.iter().map(|r| r.6.as_deref()).collect();
+            let write_id: Vec<Option<i64>> = b.iter().map(|r| r.7).collect();
+            tx.execute_typed(
             "INSERT INTO sharecache.log (rev, tbl, pk, stamp, origin, deleted, image, write_id) \
              SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::bool[], $7::bytea[], $8::int8[])",
@@ -291,10 +290,10 @@ fn copy_log(
                 (&write_id, Type::INT8_ARRAY),
             ],
         )?;
-        n += batch.len() as u64;
-        batch.clear();
-        Ok(())
-    };
+            n += batch.len() as u64;
+            batch.clear();
+            Ok(())
+        };
     while let Some(r) = rows.next()? {
         batch.push((
             r.get(0)?,
