@@ -59,6 +59,19 @@ fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
         .unwrap()
         .get(0);
     assert_eq!(max_rev, share_rev, "the log keeps its revisions");
+    let share_ids: i64 = crate::support::one(
+        &share.remote(),
+        "SELECT count(*) FROM sharecache_log WHERE write_id IS NOT NULL",
+    );
+    let server_ids: i64 = server
+        .query_one(
+            "SELECT count(*) FROM sharecache.log WHERE write_id IS NOT NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(share_ids > 0);
+    assert_eq!(server_ids, share_ids, "and the writes that logged them");
     let id: String = server
         .query_one("SELECT remote_id FROM sharecache.meta", &[])
         .unwrap()
@@ -83,7 +96,11 @@ fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
             [],
         )
         .unwrap();
-    a.sync_now().unwrap();
+    let first = a.sync_now().unwrap();
+    assert!(
+        first.reconciled.is_none(),
+        "the cache's trail mark is found on the server: no reconcile"
+    );
     // b's cache holds a write for this database (its identity) made under the share's path:
     // the first open under the server's URL refuses to guess, and says to adopt.
     let refused = match sharecache::Cache::open(config("b")) {
@@ -179,4 +196,41 @@ fn migrate_remote_from_the_command_line_copies_and_says_what_next_and_refuses_a_
         Some(6),
         "a second move is refused as a remote error"
     );
+}
+
+#[test]
+fn a_share_last_written_by_a_sharecache_without_write_ids_moves_with_its_log() {
+    let Some(db) = pg::database("migrate_old_log") else {
+        return;
+    };
+    let share = Share::new();
+    let a = share.client("a");
+    a.conn()
+        .execute("INSERT INTO tasks (id, title) VALUES ('o1', 'old')", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    drop(a);
+    // The log as remote format 4 had it.
+    share
+        .remote()
+        .execute_batch("ALTER TABLE sharecache_log DROP COLUMN write_id")
+        .unwrap();
+    let got = import::from_share(
+        &share.remote_path(),
+        std::time::Duration::from_secs(5),
+        &db.target(),
+        "public",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(got.log.0 > 0, "entries copied: {:?}", got.log);
+    let nulls: i64 = db
+        .connect()
+        .query_one(
+            "SELECT count(*) FROM sharecache.log WHERE write_id IS NULL",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(nulls as u64, got.log.0);
 }

@@ -257,10 +257,17 @@ fn copy_log(
     tx: &mut postgres::Transaction<'_>,
     rev: i64,
 ) -> Result<(u64, i64), Failed> {
-    let mut s = share.prepare(
-        "SELECT rev, tbl, pk, stamp, origin, deleted, image, write_id FROM sharecache_log \
-         ORDER BY rev",
+    // A share last written by a sharecache from before write ids has no such column: NULL.
+    let has_write_id: bool = share.query_row(
+        "SELECT count(*) FROM pragma_table_info('sharecache_log') WHERE name = 'write_id'",
+        [],
+        |r| r.get(0),
     )?;
+    let write_id = if has_write_id { "write_id" } else { "NULL" };
+    let mut s = share.prepare(&format!(
+        "SELECT rev, tbl, pk, stamp, origin, deleted, image, {write_id} FROM sharecache_log \
+         ORDER BY rev"
+    ))?;
     let mut rows = s.query([])?;
     let mut n = 0u64;
     let mut batch: Vec<LogRow> = Vec::new();
