@@ -6,6 +6,11 @@ use sharecache::remote::postgres::import;
 use crate::support::pg;
 use crate::support::{Share, rows};
 
+/// The options an admin's `sharecache migrate-remote` writes the share with.
+fn opts(share: &Share) -> sharecache::remote::RemoteOptions {
+    sharecache::remote::RemoteOptions::from_config(&share.config("admin"), "migrate-remote")
+}
+
 #[test]
 fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
     let Some(db) = pg::database("migrate") else {
@@ -41,7 +46,7 @@ fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
     let mut seen = Vec::new();
     let got = import::from_share(
         &share.remote_path(),
-        std::time::Duration::from_secs(5),
+        &opts(&share),
         &db.target(),
         "public",
         &mut |t, n| seen.push((t.to_owned(), n)),
@@ -138,21 +143,87 @@ fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
             .iter()
             .any(|r| r[1] == "edited on the server")
     );
-    // Moving again is refused: the server holds a sharecache remote now.
+    // Moving the same database again copies nothing (a move whose marking of the share failed
+    // is finished this way).
     let again = import::from_share(
         &share.remote_path(),
-        std::time::Duration::from_secs(5),
+        &opts(&share),
+        &db.target(),
+        "public",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(again.resumed && again.tables.is_empty(), "{again:?}");
+    // Another database to the same server is refused: it holds a sharecache remote now.
+    let other = Share::new();
+    drop(other.client("o")); // sets sharecache up there
+    let refused = import::from_share(
+        &other.remote_path(),
+        &opts(&other),
         &db.target(),
         "public",
         &mut |_, _| {},
     )
     .unwrap_err();
     assert!(
-        again
+        refused
             .to_string()
             .contains("already holds a sharecache remote"),
-        "{again}"
+        "{refused}"
     );
+}
+
+#[test]
+fn a_moved_share_refuses_its_clients_and_other_programs_writes_naming_the_server() {
+    let Some(db) = pg::database("migrate_moved") else {
+        return;
+    };
+    let share = Share::new();
+    let a = share.client("a");
+    a.conn()
+        .execute("INSERT INTO tasks (id, title) VALUES ('s1', 'synced')", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    import::from_share(
+        &share.remote_path(),
+        &opts(&share),
+        &db.target(),
+        "public",
+        &mut |_, _| {},
+    )
+    .unwrap();
+    // A desk whose database.path still names the share: its write stays pending, the sync says
+    // where the database went (without the password).
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title) VALUES ('s2', 'after the move')",
+            [],
+        )
+        .unwrap();
+    let err = a.sync_now().unwrap_err().to_string();
+    let shown = db.target().display_url();
+    assert!(err.contains(&format!("moved to {shown}")), "{err}");
+    assert!(!err.contains(&db.url), "no password: {err}");
+    assert_eq!(a.status().unwrap().pending_writes, 1, "the write is kept");
+    drop(a);
+    let reopened = share.client("a");
+    let err = reopened.sync_now().unwrap_err().to_string();
+    assert!(err.contains("moved to"), "refused at connect too: {err}");
+    drop(reopened);
+    // Another program writing the share directly: refused with the same sentence; reads work.
+    let direct = share.remote();
+    let refused = direct
+        .execute("INSERT INTO tasks (id, title) VALUES ('d1', 'direct')", [])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains(&format!("moved to {shown}")), "{refused}");
+    let refused = direct
+        .execute("UPDATE tasks SET title = 'x' WHERE id = 's1'", [])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("moved to"), "{refused}");
+    let title: String = crate::support::one(&direct, "SELECT title FROM tasks WHERE id = 's1'");
+    assert_eq!(title, "synced");
 }
 
 #[test]
@@ -191,10 +262,16 @@ fn migrate_remote_from_the_command_line_copies_and_says_what_next_and_refuses_a_
         "the password is not printed: {out}"
     );
     let text = crate::support::cli::cli(&cfg, &["migrate-remote", "--to", &db.url]);
-    assert_eq!(
-        text.status.code(),
-        Some(6),
-        "a second move is refused as a remote error"
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.status.code(), Some(0), "{said}");
+    assert!(said.contains("already holds this database"), "{said}");
+    // The desk still configured for the share is told where the database went.
+    let sync = crate::support::cli::cli(&cfg, &["sync"]);
+    let err = String::from_utf8_lossy(&sync.stderr);
+    assert_eq!(sync.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("moved to") && err.contains("database.path"),
+        "{err}"
     );
 }
 
@@ -217,7 +294,7 @@ fn a_share_last_written_by_a_sharecache_without_write_ids_moves_with_its_log() {
         .unwrap();
     let got = import::from_share(
         &share.remote_path(),
-        std::time::Duration::from_secs(5),
+        &opts(&share),
         &db.target(),
         "public",
         &mut |_, _| {},

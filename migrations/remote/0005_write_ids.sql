@@ -5,3 +5,9 @@
 -- write (direct writes) and for entries logged before this migration. A plain column: old SQLite
 -- builds writing the remote (the 3.7.17 floor) never name it.
 ALTER TABLE sharecache_log ADD COLUMN write_id INTEGER;
+
+-- Where the database moved (`sharecache migrate-remote`: a server URL, without its password), or
+-- NULL. A moved share refuses sharecache clients still pointed at it, naming the new place, and
+-- its synced tables refuse other programs' writes (src/remote/share/moved.rs): writes made there
+-- would reach no cache and no server.
+ALTER TABLE sharecache_meta ADD COLUMN moved_to TEXT;

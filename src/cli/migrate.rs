@@ -27,14 +27,9 @@ pub fn run(config: &Config, to: &str, json: bool) -> anyhow::Result<()> {
             eprint!("\r{table}: {rows} rows");
         }
     };
-    let imported = import::from_share(
-        share,
-        config.busy_timeout,
-        &target,
-        &config.schema,
-        &mut progress,
-    )
-    .map_err(sharecache::Error::Remote)?;
+    let opts = sharecache::remote::RemoteOptions::from_config(config, "migrate-remote");
+    let imported = import::from_share(share, &opts, &target, &config.schema, &mut progress)
+        .map_err(sharecache::Error::Remote)?;
     if tty {
         eprintln!();
     }
@@ -52,8 +47,19 @@ pub fn run(config: &Config, to: &str, json: bool) -> anyhow::Result<()> {
             "skipped": imported.skipped.iter().map(|(t, why)| serde_json::json!({ "table": t, "why": why })).collect::<Vec<_>>(),
             "log_entries": imported.log.0,
             "rev": imported.log.1,
+            "resumed": imported.resumed,
+            "share_marked_moved": true,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if imported.resumed {
+        println!(
+            "{url} already holds this database (identity {}): nothing copied; {} is now marked \
+             as moved there",
+            imported.remote_id,
+            share.display()
+        );
         return Ok(());
     }
     for (t, n) in &imported.tables {
@@ -73,8 +79,9 @@ pub fn run(config: &Config, to: &str, json: bool) -> anyhow::Result<()> {
     println!(
         "next: on every desk, `sharecache config set database.path '{url}'`: its cache is made \
          from the server at the next open (a cache still holding writes for the share says so: \
-         `sharecache adopt` pushes them to the server). The share is no longer synced: keep it \
-         read-only, or archive it."
+         `sharecache adopt` pushes them to the server). The share is marked as moved: sharecache \
+         clients still pointed at it are refused, naming the server, and other programs' writes \
+         to its synced tables fail (reads still work); archive it when no app reads it any more."
     );
     Ok(())
 }

@@ -96,6 +96,17 @@ pub enum RemoteError {
         /// Newest version this build knows.
         supported: u32,
     },
+    /// The database moved to a server (`sharecache migrate-remote`): the share is not synced any
+    /// more.
+    #[error("{}: this database moved to {to} (sharecache migrate-remote); set database.path to it \
+             (`sharecache config set database.path …`): this cache's pending writes are kept and go \
+             there (run `sharecache adopt` if asked)", path.display())]
+    Moved {
+        /// The share's database path.
+        path: PathBuf,
+        /// Where it moved (no password).
+        to: String,
+    },
     /// A write lease file could not be handled (permissions on the share directory).
     #[error("{}: cannot take the write lease: {source}", path.display())]
     Lease {
@@ -138,6 +149,7 @@ impl RemoteError {
             | RemoteError::Replaced { .. }
             | RemoteError::PermissionDenied { .. }
             | RemoteError::WalInUse { .. }
+            | RemoteError::Moved { .. }
             | RemoteError::TooNew { .. } => ErrorKind::Remote,
             RemoteError::Server { kind, .. } => *kind,
             RemoteError::Sqlite { .. } => ErrorKind::Other,

@@ -7,10 +7,13 @@
 //!
 //! All in one server transaction (nothing half-moved), read in one read transaction of the
 //! share, which keeps the share's writers waiting while it runs: stop the apps first. Refused
-//! when the server already holds sharecache's schema or a table of the same name.
+//! when the server already holds sharecache's schema or a table of the same name. Once the server
+//! has committed, the share is marked as moved ([`crate::remote::Share::mark_moved`]): clients
+//! and other programs still pointed at it are refused, naming the server, instead of writing
+//! where nobody reads any more. A move whose marking failed (the share dropped) is finished by
+//! running it again: a server already holding this very remote only has the share marked.
 
 use std::path::Path;
-use std::time::Duration;
 
 use postgres::types::Type;
 use rusqlite::Connection;
@@ -21,7 +24,7 @@ use super::carry::constant;
 use super::schema::{server_type, table_names};
 use super::types::describe;
 use crate::config::PgTarget;
-use crate::remote::RemoteError;
+use crate::remote::{RemoteError, RemoteOptions, Share};
 use crate::schema::{self, Sync};
 use crate::sql::quote;
 use crate::sql::rows::Shape;
@@ -42,6 +45,9 @@ pub struct Imported {
     /// Tables not copied (not synced: no primary key, a virtual table, …) and why: still on the
     /// share, to be moved by hand if the app needs them on the server.
     pub skipped: Vec<(String, String)>,
+    /// The server already held this remote (an earlier run copied it, then could not mark the
+    /// share): nothing was copied, the share was marked.
+    pub resumed: bool,
 }
 
 /// Either side's failure.
@@ -72,22 +78,37 @@ impl From<postgres::Error> for Failed {
 /// `progress(table, rows so far)`.
 pub fn from_share(
     share: &Path,
-    busy_timeout: Duration,
+    opts: &RemoteOptions,
     target: &PgTarget,
     schema: &str,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<Imported, RemoteError> {
-    let conn = crate::remote::share::open_connection(share, busy_timeout)?;
     let location = target.display_url();
-    let mut client = super::connect(target).map_err(|e| e.into_remote(&location))?;
-    // One read transaction: a consistent state of the share (rolled back when dropped).
-    let read = conn
-        .unchecked_transaction()
-        .map_err(|e| RemoteError::from_sqlite(share, e))?;
-    copy(&read, &mut client, schema, progress).map_err(|f| match f {
-        Failed::Share(e) => RemoteError::from_sqlite(share, e),
-        Failed::Server(e) => e.into_remote(&location),
-    })
+    let imported = {
+        let conn = crate::remote::share::open_connection(share, opts.busy_timeout)?;
+        let mut client = super::connect(target).map_err(|e| e.into_remote(&location))?;
+        // One read transaction: a consistent state of the share (rolled back when dropped).
+        let read = conn
+            .unchecked_transaction()
+            .map_err(|e| RemoteError::from_sqlite(share, e))?;
+        copy(&read, &mut client, schema, progress).map_err(|f| match f {
+            Failed::Share(e) => RemoteError::from_sqlite(share, e),
+            Failed::Server(e) => e.into_remote(&location),
+        })?
+    };
+    Share::open(share, opts.clone())
+        .and_then(|mut s| s.mark_moved(&location))
+        .map_err(|e| RemoteError::Server {
+            location: location.clone(),
+            kind: e.kind(),
+            detail: format!(
+                "the database was copied to the server, but the share could not be marked as \
+                 moved ({e}); until it is, clients still pointed at the share keep syncing with \
+                 it: run the same `sharecache migrate-remote` again once the share is back (it \
+                 then only marks the share)"
+            ),
+        })?;
+    Ok(imported)
 }
 
 fn copy(
@@ -124,6 +145,17 @@ fn copy(
         .query_one("SELECT to_regclass('sharecache.meta') IS NOT NULL", &[])?
         .get(0);
     if taken {
+        let there: Option<String> = tx
+            .query_opt("SELECT remote_id FROM sharecache.meta WHERE id = 1", &[])?
+            .map(|r| r.get(0));
+        if there.as_deref() == Some(meta.0.as_str()) {
+            return Ok(Imported {
+                remote_id: meta.0.clone(),
+                skipped,
+                resumed: true,
+                ..Imported::default()
+            });
+        }
         return Err(PgError::Unsupported(
             "the server already holds a sharecache remote (schema sharecache): move to an empty \
              database, or drop schema sharecache there first"

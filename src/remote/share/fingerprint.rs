@@ -197,12 +197,14 @@ impl Share {
         &self,
         mark: &Mark,
     ) -> Result<(Fingerprint, Option<(u64, usize)>), RemoteError> {
-        let (fp, id, meta_at) = self.read(|c| {
-            let (rev, id, pruned_rev, generation): (i64, String, i64, String) = c.query_row(
-                "SELECT rev, remote_id, pruned_rev, generation FROM sharecache_meta WHERE id = 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
+        let (fp, id, meta_at, moved): (_, _, _, Option<String>) = self.read(|c| {
+            let (rev, id, pruned_rev, generation, moved): (i64, String, i64, String, _) = c
+                .query_row(
+                    "SELECT rev, remote_id, pruned_rev, generation, moved_to FROM sharecache_meta \
+                     WHERE id = 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
             let trail = trail(c, mark, rev, pruned_rev, &generation)?;
             let schema_version: i64 = c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
             let conflicts: i64 = c.query_row(
@@ -224,8 +226,11 @@ impl Share {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let meta_at = (root > 0).then(|| (((root - 1) * page_size) as u64, page_size as usize));
-            Ok((fp, id, meta_at))
+            Ok((fp, id, meta_at, moved))
         })?;
+        if let Some(to) = moved {
+            return Err(super::moved::refused(&self.path, to));
+        }
         match &self.expected_id {
             Some(expected) if *expected != id => Err(RemoteError::WrongDatabase {
                 path: self.path.clone(),

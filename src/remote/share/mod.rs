@@ -19,6 +19,7 @@ pub mod changelog;
 mod clean;
 mod fingerprint;
 pub mod lease;
+mod moved;
 mod reads;
 pub(crate) use reads::conflicts_after;
 mod schema_carry;
@@ -185,8 +186,16 @@ impl Share {
     /// Sets sharecache up on the remote if needed (its tables, identity and change-log triggers on
     /// every synced table) and returns the remote's identity.
     pub fn enroll(&mut self, now: &str) -> Result<String, RemoteError> {
-        let (version, current) =
-            self.read(|c| Ok((migrate::REMOTE.current(c)?, triggers_current(c)?)))?;
+        let (version, current, moved) = self.read(|c| {
+            Ok((
+                migrate::REMOTE.current(c)?,
+                triggers_current(c)?,
+                moved::moved_to(c)?,
+            ))
+        })?;
+        if let Some(to) = moved {
+            return Err(moved::refused(&self.path, to));
+        }
         let latest = migrate::REMOTE.latest();
         if version > latest {
             return Err(RemoteError::TooNew {
