@@ -27,6 +27,8 @@ mod pg_connect;
 #[cfg(feature = "postgres")]
 mod pg_convergence;
 #[cfg(feature = "postgres")]
+mod pg_failover;
+#[cfg(feature = "postgres")]
 mod pg_log;
 #[cfg(feature = "postgres")]
 mod pg_migrate;

@@ -102,7 +102,7 @@ impl Drop for PgDb {
 }
 
 /// The cluster's admin URL, or `None` after printing why the test skips; panics under `CI=true`.
-fn admin_url() -> Option<String> {
+pub fn admin_url() -> Option<String> {
     match std::env::var(ENV) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {

@@ -21,7 +21,8 @@ pub struct Proxy {
 }
 
 struct Shared {
-    upstream: SocketAddr,
+    /// Where new connections go (a failover test moves it to a promoted standby).
+    upstream: Mutex<SocketAddr>,
     /// Microseconds added client → server and server → client.
     up_us: AtomicU64,
     down_us: AtomicU64,
@@ -40,7 +41,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
-            upstream,
+            upstream: Mutex::new(upstream),
             up_us: AtomicU64::new(0),
             down_us: AtomicU64::new(0),
             offline: AtomicBool::new(false),
@@ -64,6 +65,13 @@ impl Proxy {
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Sends new connections to `upstream` (as a failover moves a service address to another
+    /// server); live connections are cut.
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *self.shared.upstream.lock().unwrap() = upstream;
+        self.drop_all();
     }
 
     /// Latency added to each direction (a round trip pays both).
@@ -130,7 +138,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         }
-        let Ok(server) = TcpStream::connect(shared.upstream) else {
+        let Ok(server) = TcpStream::connect(*shared.upstream.lock().unwrap()) else {
             let _ = client.shutdown(Shutdown::Both);
             continue;
         };
