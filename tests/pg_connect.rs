@@ -1,7 +1,8 @@
 //! Connecting to the PostgreSQL remote: TLS as `sslmode` says (the test server has a self-signed
 //! certificate, as `ci/postgres` makes it), and the session settings the value mapping needs.
 
-use sharecache::config::SslMode;
+use sharecache::ErrorKind;
+use sharecache::config::{RootCert, SslMode};
 use sharecache::remote::postgres::connect;
 
 use crate::support::pg;
@@ -85,4 +86,71 @@ fn pg_a_wrong_password_is_an_error_that_does_not_repeat_it() {
     let text = format!("{e} {e:?}");
     assert!(text.contains("password authentication failed"), "{text}");
     assert!(!text.contains(wrong), "{text}");
+}
+
+fn refused(target: &sharecache::config::PgTarget) -> sharecache::remote::RemoteError {
+    match connect(target) {
+        Ok(_) => panic!("connected: {}", target.display_url()),
+        Err(e) => e.into_remote("test"),
+    }
+}
+
+/// The test server's certificate (self-signed for `localhost`, `ci/postgres` makes it): the root
+/// a `verify-` mode checks it against.
+fn server_certificate() -> Option<String> {
+    let dir = std::env::var("SHARECACHE_TEST_PG_DIR").ok()?;
+    Some(format!("{dir}/data/server.crt"))
+}
+
+#[test]
+fn pg_sslmode_verify_checks_the_certificate_against_sslrootcert_and_full_also_the_host() {
+    let Some(db) = pg::database("tls_verify") else {
+        return;
+    };
+    let cert = server_certificate().expect("ci/postgres sets SHARECACHE_TEST_PG_DIR");
+    let mut target = db.target();
+    target.sslrootcert = Some(RootCert::File(cert.clone()));
+    target.sslmode = SslMode::VerifyCa;
+    let mut c = connect(&target).expect("verify-ca: signed by the given root");
+    assert!(uses_tls(&mut c));
+    // The certificate names `localhost`; the URL's 127.0.0.1 is not that name.
+    target.sslmode = SslMode::VerifyFull;
+    let e = refused(&target);
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Remote,
+        "a failed check is not a network outage: {e}"
+    );
+    assert!(e.to_string().contains("certificate"), "{e}");
+    target.host = "localhost".into();
+    let mut c = connect(&target).expect("verify-full: the certificate names localhost");
+    assert!(uses_tls(&mut c));
+    // Another authority: refused, even for the right host.
+    let scratch = tempfile::tempdir().unwrap();
+    let (key, other) = (scratch.path().join("k.pem"), scratch.path().join("ca.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-days",
+            "1",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    target.sslrootcert = Some(RootCert::File(other.display().to_string()));
+    let e = refused(&target);
+    assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
+    // A root file that is not there: said so.
+    target.sslrootcert = Some(RootCert::File(format!("{cert}.missing")));
+    let e = refused(&target).to_string();
+    assert!(e.contains("sslrootcert: cannot read"), "{e}");
 }

@@ -50,7 +50,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use edit::set_key;
 pub use error::ConfigError;
 pub(crate) use live::Live;
-pub use postgres::{PasswordFrom, PgTarget, Secret, SslMode, is_url as is_postgres_url};
+pub use postgres::{PasswordFrom, PgTarget, RootCert, Secret, SslMode, is_url as is_postgres_url};
 pub use watch::{Watch, applies_at_next_start, watch};
 
 /// The environment variable naming the config file when `--config` is not given.

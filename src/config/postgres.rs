@@ -40,15 +40,19 @@ pub enum PasswordFrom {
     Env,
 }
 
-/// TLS to the server (`sslmode=`), the values the Rust client supports.
+/// TLS to the server (`sslmode=`), with libpq's meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
     /// Plain TCP.
     Disable,
     /// TLS if the server offers it (the default, as in libpq).
     Prefer,
-    /// TLS or fail.
+    /// TLS or fail; the certificate is not checked.
     Require,
+    /// TLS, and the server's certificate must be signed by `sslrootcert`.
+    VerifyCa,
+    /// As [`SslMode::VerifyCa`], and the certificate must name the host of the URL.
+    VerifyFull,
 }
 
 impl SslMode {
@@ -58,8 +62,24 @@ impl SslMode {
             SslMode::Disable => "disable",
             SslMode::Prefer => "prefer",
             SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
         }
     }
+
+    /// Whether the server's certificate is checked.
+    pub fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// What the server's certificate is checked against (`sslrootcert=`, with a `verify-` mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCert {
+    /// A PEM file of the certificate authority (or the server's own self-signed certificate).
+    File(String),
+    /// The platform's trust store (`sslrootcert=system`, as libpq 16 spells it).
+    System,
 }
 
 /// A PostgreSQL server and database, from a `postgres://` or `postgresql://` URL.
@@ -75,6 +95,8 @@ pub struct PgTarget {
     pub dbname: String,
     /// `sslmode=` (default `prefer`).
     pub sslmode: SslMode,
+    /// `sslrootcert=`: set exactly when `sslmode` verifies.
+    pub sslrootcert: Option<RootCert>,
     /// `application_name=`, shown in `pg_stat_activity`.
     pub application_name: Option<String>,
     /// The password, if any (see [`PasswordFrom`]).
@@ -99,6 +121,14 @@ impl PgTarget {
             encode(&self.dbname),
             self.sslmode.as_str()
         );
+        match &self.sslrootcert {
+            Some(RootCert::File(path)) => {
+                url.push_str("&sslrootcert=");
+                url.push_str(&encode(path));
+            }
+            Some(RootCert::System) => url.push_str("&sslrootcert=system"),
+            None => {}
+        }
         if let Some(name) = &self.application_name {
             url.push_str("&application_name=");
             url.push_str(&encode(name));
@@ -151,6 +181,7 @@ pub(crate) fn parse(url: &str) -> Result<PgTarget, String> {
         port,
         dbname,
         sslmode: SslMode::Prefer,
+        sslrootcert: None,
         application_name: None,
         password_from: if password.is_some() {
             PasswordFrom::Url
@@ -168,13 +199,21 @@ pub(crate) fn parse(url: &str) -> Result<PgTarget, String> {
                     "disable" => SslMode::Disable,
                     "prefer" => SslMode::Prefer,
                     "require" => SslMode::Require,
+                    "verify-ca" => SslMode::VerifyCa,
+                    "verify-full" => SslMode::VerifyFull,
                     other => {
                         return Err(format!(
-                            "sslmode={other} is not supported: use disable, prefer or require"
+                            "sslmode={other} is not supported: use disable, prefer, require, \
+                             verify-ca or verify-full"
                         ));
                     }
                 }
             }
+            "sslrootcert" if value.is_empty() => {
+                return Err("sslrootcert= names no file".to_owned());
+            }
+            "sslrootcert" if value == "system" => target.sslrootcert = Some(RootCert::System),
+            "sslrootcert" => target.sslrootcert = Some(RootCert::File(value)),
             "application_name" => target.application_name = Some(value),
             "password" | "user" | "host" | "port" | "dbname" => {
                 return Err(format!(
@@ -183,10 +222,29 @@ pub(crate) fn parse(url: &str) -> Result<PgTarget, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown URL parameter `{other}`: the ones read are sslmode and application_name"
+                    "unknown URL parameter `{other}`: the ones read are sslmode, sslrootcert and \
+                     application_name"
                 ));
             }
         }
+    }
+    match (target.sslmode.verifies(), &target.sslrootcert) {
+        (true, None) => {
+            return Err(format!(
+                "sslmode={} checks the server's certificate against a root certificate: add \
+                 sslrootcert=<file> (the PEM of the authority that signed it) or \
+                 sslrootcert=system (the platform's trust store)",
+                target.sslmode.as_str()
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(format!(
+                "sslrootcert is read only with sslmode=verify-ca or verify-full (sslmode={} does \
+                 not check the certificate)",
+                target.sslmode.as_str()
+            ));
+        }
+        _ => {}
     }
     Ok(target)
 }

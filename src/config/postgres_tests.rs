@@ -179,8 +179,11 @@ fn bad_urls_say_what_is_wrong_and_how_to_write_it() {
     assert!(err("postgres://app@:5432/db").contains("names no host"));
     assert!(err("postgres://app@h:x/db").contains("port `x` is not a number"));
     assert!(err("postgres://app@a,b/db").contains("several hosts"));
+    assert!(err("postgres://app@h/db?sslmode=verify").contains("use disable, prefer, require"));
+    assert!(err("postgres://app@h/db?sslmode=verify-full").contains("add sslrootcert=<file>"));
     assert!(
-        err("postgres://app@h/db?sslmode=verify-full").contains("use disable, prefer or require")
+        err("postgres://app@h/db?sslmode=require&sslrootcert=ca.pem")
+            .contains("read only with sslmode=verify-ca or verify-full")
     );
     assert!(
         err("postgres://app@h/db?connect_timeout=3")
@@ -269,4 +272,24 @@ fn for_remote_reads_a_postgres_url_too() {
         Path::new("postgres://app@db.example.com:5432/sales?sslmode=prefer")
     );
     assert!(config.share_path().is_err());
+}
+
+#[test]
+fn a_verifying_sslmode_reads_its_root_certificate_and_shows_it() {
+    let t = pg("postgres://app@db.example.com/sales?sslmode=verify-full&sslrootcert=C%3A%5Cca.pem")
+        .unwrap()
+        .postgres
+        .unwrap();
+    assert_eq!(t.sslmode, SslMode::VerifyFull);
+    assert_eq!(t.sslrootcert, Some(RootCert::File(r"C:\ca.pem".into())));
+    assert_eq!(
+        t.display_url(),
+        "postgres://app@db.example.com:5432/sales?sslmode=verify-full&sslrootcert=C%3A%5Cca.pem"
+    );
+    let t = pg("postgres://app@h/db?sslmode=verify-ca&sslrootcert=system")
+        .unwrap()
+        .postgres
+        .unwrap();
+    assert_eq!(t.sslmode, SslMode::VerifyCa);
+    assert_eq!(t.sslrootcert, Some(RootCert::System));
 }

@@ -62,6 +62,24 @@ fn db_message(e: &postgres::Error) -> String {
     }
 }
 
+/// A TLS handshake that failed on its own terms, not for the network under it: the server's
+/// certificate did not pass the check `sslmode=verify-…` asks for (or the two sides share no
+/// protocol). Its message, or `None` (no TLS error, or an I/O failure during the handshake).
+fn tls_refusal(e: &postgres::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    let mut tls = None;
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return None;
+        }
+        if s.is::<native_tls::Error>() {
+            tls = Some(s.to_string());
+        }
+        source = s.source();
+    }
+    tls
+}
+
 impl PgError {
     /// This failure as the sync sees it: whether to retry (the server unreachable, restarting,
     /// read-only while a standby is promoted, a lock or serialisation conflict) or to stop (a
@@ -71,6 +89,15 @@ impl PgError {
         use postgres::error::SqlState;
         let (kind, detail) = match &self {
             PgError::Db(err) => match err.code().map(|c| (c, db_message(err))) {
+                None if tls_refusal(err).is_some() => (
+                    ErrorKind::Remote,
+                    format!(
+                        "the TLS handshake with the server failed ({}); with sslmode=verify-ca or \
+                         verify-full the server's certificate must be signed by sslrootcert, and \
+                         with verify-full name the URL's host",
+                        tls_refusal(err).unwrap_or_default()
+                    ),
+                ),
                 None => (
                     ErrorKind::Offline,
                     format!(
