@@ -86,11 +86,12 @@ fn config_set_of_a_postgres_url_echoes_it_without_the_password() {
             "postgres://app@db.example.com/sales?sslmode=verify-full",
         ],
     );
+    // verify-full without a root certificate to verify against: refused, saying what to add.
     assert_eq!(
         bad.status.code(),
         Some(3),
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("use disable, prefer or require"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("add sslrootcert=<file>"));
 }

@@ -259,3 +259,71 @@ fn writes_after_a_table_rebuild_in_the_cache_are_recovered_against_the_server() 
         "{lost:?}"
     );
 }
+
+#[test]
+fn the_servers_plain_indexes_come_with_the_snapshot_and_a_unique_one_holds_in_the_cache() {
+    let Some((db, dir)) = setup("server_indexes") else {
+        return;
+    };
+    db.connect()
+        .batch_execute(
+            "ALTER TABLE tasks ADD COLUMN code text, ADD COLUMN owner text, ADD COLUMN due date;
+             UPDATE tasks SET code = id || '-c', owner = 'ann';
+             CREATE UNIQUE INDEX tasks_code ON tasks (code);
+             CREATE INDEX \"tasks by owner, due\" ON tasks (owner, due);
+             CREATE INDEX tasks_lower_title ON tasks (lower(title));
+             CREATE INDEX tasks_open ON tasks (due) WHERE due IS NOT NULL;
+             CREATE INDEX tasks_covering ON tasks (owner) INCLUDE (title);",
+        )
+        .unwrap();
+    let a = open(&db, &dir, "a");
+    let indexes = rows(
+        &a,
+        "SELECT name, \"unique\" FROM pragma_index_list('tasks') WHERE origin = 'c' ORDER BY name",
+    );
+    assert_eq!(
+        indexes,
+        [
+            vec!["tasks by owner, due".to_string(), "0".into()],
+            vec!["tasks_code".into(), "1".into()],
+            vec!["tasks_covering".into(), "0".into()],
+        ],
+        "plain B-tree indexes (key columns only); expression and partial ones stay on the server"
+    );
+    let columns = rows(
+        &a,
+        "SELECT name FROM pragma_index_info('tasks by owner, due') ORDER BY seqno",
+    );
+    assert_eq!(columns, [vec!["owner".to_string()], vec!["due".into()]]);
+    let plan = rows(
+        &a,
+        "EXPLAIN QUERY PLAN SELECT * FROM tasks WHERE owner = 'ann' AND due = '2026-01-01'",
+    );
+    assert!(
+        plan.iter()
+            .any(|r| r.iter().any(|c| c.contains("tasks by owner, due"))),
+        "the app's query uses it: {plan:?}"
+    );
+    let refused = a
+        .conn()
+        .execute(
+            "INSERT INTO tasks (id, title, code) VALUES ('t3', 'third', 't1-c')",
+            [],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("UNIQUE"), "{refused}");
+    a.conn()
+        .execute(
+            "INSERT INTO tasks (id, title, code) VALUES ('t3', 'third', 't3-c')",
+            [],
+        )
+        .unwrap();
+    a.sync_now().unwrap();
+    let code: String = db
+        .connect()
+        .query_one("SELECT code FROM tasks WHERE id = 't3'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(code, "t3-c", "and the cache still syncs");
+}

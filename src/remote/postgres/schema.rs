@@ -5,7 +5,12 @@
 //! Every table is mirrored, as the share's file copy mirrors every table: one without a primary
 //! key with its rows as of the copy (not synced), one with a column of an unmapped type empty
 //! (not synced, its rows cannot cross exactly); `status` names both and why. A table with no primary key or a column
-//! with no mapping is not synced, and `status` says why. Indexes and views stay on the server.
+//! with no mapping is not synced, and `status` says why.
+//!
+//! Indexes: the app's queries run on the cache, so the server's plain indexes come along
+//! ([`indexes`]) — B-tree indexes over columns, unique or not, as the share's file copy brings
+//! its own. Expression, partial and non-B-tree indexes (GIN, GiST, …) stay on the server (their
+//! SQL is PostgreSQL's). Views stay on the server.
 
 use postgres::GenericClient;
 
@@ -138,6 +143,43 @@ pub fn entries(client: &mut impl GenericClient, schema: &str) -> Result<Vec<Entr
         });
     }
     Ok(out)
+}
+
+/// The server's plain indexes on the app's tables in `schema` (see the module docs), as
+/// `CREATE [UNIQUE] INDEX` statements for the cache, table by table.
+pub fn indexes(client: &mut impl GenericClient, schema: &str) -> Result<Vec<String>, PgError> {
+    let rows = client.query_typed(
+        "SELECT t.relname::text, i.relname::text, ix.indisunique, \
+                array_agg(a.attname::text ORDER BY k.ord) \
+         FROM pg_index ix \
+         JOIN pg_class t ON t.oid = ix.indrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         JOIN pg_class i ON i.oid = ix.indexrelid \
+         JOIN pg_am am ON am.oid = i.relam \
+         CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+         WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND NOT ix.indisprimary \
+           AND ix.indexprs IS NULL AND ix.indpred IS NULL AND am.amname = 'btree' \
+           AND k.ord <= ix.indnkeyatts \
+         GROUP BY t.relname, i.relname, ix.indisunique \
+         ORDER BY 1, 2",
+        &[(&schema, postgres::types::Type::TEXT)],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (table, index, unique): (String, String, bool) = (r.get(0), r.get(1), r.get(2));
+            let columns: Vec<String> = r.get(3);
+            let columns: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+            format!(
+                "CREATE {}INDEX {} ON {} ({})",
+                if unique { "UNIQUE " } else { "" },
+                quote(&index),
+                quote(&table),
+                columns.join(", ")
+            )
+        })
+        .collect())
 }
 
 /// The server type a cache column declared `decl` is created with when the cache carries a new

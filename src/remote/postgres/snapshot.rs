@@ -1,5 +1,5 @@
-//! A first snapshot from the server into a new SQLite file: the synced tables as the cache
-//! mirrors them ([`super::schema`]), their rows streamed by a binary `COPY` (one row in memory
+//! A first snapshot from the server into a new SQLite file: the tables and plain indexes as the
+//! cache mirrors them ([`super::schema`]), their rows streamed by a binary `COPY` (one row in memory
 //! at a time, whatever the table's size), all read in one REPEATABLE READ transaction
 //! so the copy is one consistent state, and the change-log revision it is consistent with.
 //!
@@ -12,7 +12,7 @@ use rusqlite::types::Value;
 
 use super::PgError;
 use super::reads::register;
-use super::schema::entries;
+use super::schema::{entries, indexes};
 use super::server::Postgres;
 use super::store::SNAPSHOT_ISOLATION;
 use super::types::{Kind, select_list};
@@ -158,6 +158,10 @@ pub fn copy(
                 }
             }
             progress(done, (total as u64).max(done));
+        }
+        // After the rows: one sort per index instead of an insert into it per row.
+        for index in indexes(&mut tx, &schema)? {
+            write(&mut || local.execute_batch(&index))?;
         }
         write(&mut || local.execute_batch("COMMIT"))?;
         tx.commit()?;
