@@ -11,6 +11,20 @@ fn opts(share: &Share) -> sharecache::remote::RemoteOptions {
     sharecache::remote::RemoteOptions::from_config(&share.config("admin"), "migrate-remote")
 }
 
+/// `share`'s database moved to `db` (schema `public`), as `migrate-remote` does it.
+fn move_to(
+    share: &Share,
+    db: &pg::PgDb,
+) -> Result<import::Imported, sharecache::remote::RemoteError> {
+    import::from_share(
+        &share.remote_path(),
+        &opts(share),
+        &db.target(),
+        "public",
+        &mut |_, _| {},
+    )
+}
+
 #[test]
 fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
     let Some(db) = pg::database("migrate") else {
@@ -145,26 +159,12 @@ fn a_share_moved_to_postgres_keeps_its_rows_history_and_caches() {
     );
     // Moving the same database again copies nothing (a move whose marking of the share failed
     // is finished this way).
-    let again = import::from_share(
-        &share.remote_path(),
-        &opts(&share),
-        &db.target(),
-        "public",
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let again = move_to(&share, &db).unwrap();
     assert!(again.resumed && again.tables.is_empty(), "{again:?}");
     // Another database to the same server is refused: it holds a sharecache remote now.
     let other = Share::new();
     drop(other.client("o")); // sets sharecache up there
-    let refused = import::from_share(
-        &other.remote_path(),
-        &opts(&other),
-        &db.target(),
-        "public",
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let refused = move_to(&other, &db).unwrap_err();
     assert!(
         refused
             .to_string()
@@ -184,14 +184,7 @@ fn a_moved_share_refuses_its_clients_and_other_programs_writes_naming_the_server
         .execute("INSERT INTO tasks (id, title) VALUES ('s1', 'synced')", [])
         .unwrap();
     a.sync_now().unwrap();
-    import::from_share(
-        &share.remote_path(),
-        &opts(&share),
-        &db.target(),
-        "public",
-        &mut |_, _| {},
-    )
-    .unwrap();
+    move_to(&share, &db).unwrap();
     // A desk whose database.path still names the share: its write stays pending, the sync says
     // where the database went (without the password).
     a.conn()
@@ -292,14 +285,7 @@ fn a_share_last_written_by_a_sharecache_without_write_ids_moves_with_its_log() {
         .remote()
         .execute_batch("ALTER TABLE sharecache_log DROP COLUMN write_id")
         .unwrap();
-    let got = import::from_share(
-        &share.remote_path(),
-        &opts(&share),
-        &db.target(),
-        "public",
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let got = move_to(&share, &db).unwrap();
     assert!(got.log.0 > 0, "entries copied: {:?}", got.log);
     let nulls: i64 = db
         .connect()
