@@ -12,6 +12,7 @@ mod cli_daemon;
 mod cli_ops;
 mod conflicts;
 mod crash;
+mod end_to_end;
 mod fallback;
 mod handover;
 mod instances;

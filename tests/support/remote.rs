@@ -299,6 +299,68 @@ impl Remote {
         }
     }
 
+    /// Another program writes the remote through the backend's own command-line client, as a
+    /// person at a terminal would, by a path of its own that the clients' outages do not cut:
+    /// the `sqlite3` shell on the file server's own disk (the share's backing directory), `psql`
+    /// straight to the server (not through the proxy). One session per call; `sql` runs whole
+    /// or fails the test.
+    pub fn command_line(&self, sql: &str) {
+        let mut cmd = match &self.inner {
+            Inner::Share(s) => {
+                let mut c = std::process::Command::new("sqlite3");
+                c.args(["-bail", "-cmd", ".timeout 5000"])
+                    .arg(s.backing().join("app.db"))
+                    .arg(sql);
+                c
+            }
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(s) => {
+                let mut c = std::process::Command::new(psql());
+                c.args([
+                    "-X",
+                    "-q",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    &s.db.url,
+                    "-c",
+                    sql,
+                ]);
+                c
+            }
+        };
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The server restarts, as its clients see it: every session of the database is terminated
+    /// (a real `pg_ctl restart` would cut the other tests sharing the cluster too). Returns how
+    /// many were; `None` for a share: there is no server to restart.
+    pub fn restart_server(&self) -> Option<i64> {
+        match &self.inner {
+            Inner::Share(_) => None,
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(s) => Some(
+                s.db.connect()
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+                         FROM pg_stat_activity \
+                         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .unwrap()
+                    .get(0),
+            ),
+        }
+    }
+
     /// The share behind a share remote (for the few share-only assertions of a test).
     pub fn share(&self) -> Option<&Share> {
         match &self.inner {
@@ -338,6 +400,31 @@ fn postgres_server(schema: &str) -> Inner {
         db,
         tmp: tempfile::tempdir().unwrap(),
     })
+}
+
+/// The `psql` binary: on the PATH, or where Debian's postgresql-client puts it (the server's
+/// package depends on it, so a machine that runs the test cluster has it).
+#[cfg(feature = "postgres")]
+fn psql() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("psql"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.path().join("bin/psql")))
+                .collect()
+        })
+        .unwrap_or_default();
+    debian.sort();
+    on_path
+        .into_iter()
+        .chain(debian.into_iter().rev())
+        .find(|p| p.is_file())
+        .expect("psql (Debian's postgresql-client, installed with the server by ci/postgres)")
 }
 
 #[cfg(not(feature = "postgres"))]
