@@ -220,6 +220,62 @@ impl Remote {
             .unwrap_or_else(|e| panic!("{sql}: {:?}: {e:?}", rows[0][0]))
     }
 
+    /// Asserts that a cache holds exactly what the remote holds in every table it syncs
+    /// (compared as text, each table's rows sorted).
+    pub fn assert_same_content(&self, what: &str, cache: &rusqlite::Connection) {
+        if let Inner::Share(s) = &self.inner {
+            return crate::reliability::assert_same_content(what, cache, &s.remote());
+        }
+        let tables = crate::reliability::synced_tables(cache);
+        assert!(!tables.is_empty(), "{what}: no synced tables");
+        for t in tables {
+            let q = sharecache::sql::quote(&t);
+            let columns: Vec<String> = rows(
+                cache,
+                &format!(
+                    "SELECT name FROM pragma_table_info({})",
+                    sharecache::sql::literal(&t)
+                ),
+            )
+            .into_iter()
+            .map(|r| sharecache::sql::quote(&r[0]))
+            .collect();
+            let sql = format!("SELECT {} FROM {q}", columns.join(", "));
+            let (mut c, mut r) = (rows(cache, &sql), self.rows(&sql));
+            c.sort();
+            r.sort();
+            assert_eq!(c, r, "{what}: table {t} differs from the remote");
+        }
+    }
+
+    /// The clients the remote knows (their origins), sorted.
+    pub fn registered(&self) -> Vec<String> {
+        let table = match self.backend {
+            Backend::Share => "sharecache_clients",
+            Backend::Postgres => "sharecache.clients",
+        };
+        self.rows(&format!("SELECT origin FROM {table} ORDER BY origin"))
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect()
+    }
+
+    /// Every change-log entry of one row, oldest first: `(stamp, origin)`.
+    pub fn log_of(&self, tbl: &str, key: &str) -> Vec<(String, String)> {
+        let (table, order) = match self.backend {
+            Backend::Share => ("sharecache_log", "rev"),
+            Backend::Postgres => ("sharecache.log", "id"),
+        };
+        self.rows(&format!(
+            "SELECT stamp, origin FROM {table} WHERE tbl = {} AND pk = {} ORDER BY {order}",
+            sharecache::sql::literal(tbl),
+            sharecache::sql::literal(key)
+        ))
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect()
+    }
+
     /// The remote's conflict log, oldest first.
     pub fn conflicts(&self) -> Vec<Conflict> {
         let table = match self.backend {
