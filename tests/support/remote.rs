@@ -94,9 +94,15 @@ impl Remote {
 
     /// A remote holding `schema` (in its backend's dialect).
     pub fn with_schema(backend: Backend, schema: &Schema) -> Remote {
+        Remote::with_sql(backend, schema.sqlite, schema.postgres)
+    }
+
+    /// A remote made by `sqlite` on a share, or by `postgres` on a server (for schemas built at
+    /// run time).
+    pub fn with_sql(backend: Backend, sqlite: &str, postgres: &str) -> Remote {
         let inner = match backend {
-            Backend::Share => Inner::Share(Share::with_schema(schema.sqlite)),
-            Backend::Postgres => postgres_server(schema.postgres),
+            Backend::Share => Inner::Share(Share::with_schema(sqlite)),
+            Backend::Postgres => postgres_server(postgres),
         };
         Remote { backend, inner }
     }
@@ -241,7 +247,7 @@ impl Remote {
             .map(|r| sharecache::sql::quote(&r[0]))
             .collect();
             let sql = format!("SELECT {} FROM {q}", columns.join(", "));
-            let (mut c, mut r) = (rows(cache, &sql), self.rows(&sql));
+            let (mut c, mut r) = (as_server_prints(cache, &sql), self.rows(&sql));
             c.sort();
             r.sort();
             assert_eq!(c, r, "{what}: table {t} differs from the remote");
@@ -486,6 +492,33 @@ fn psql() -> PathBuf {
 #[cfg(not(feature = "postgres"))]
 fn postgres_server(_: &str) -> Inner {
     unreachable!("the postgres feature is off: no PostgreSQL test runs")
+}
+
+/// Every row of a query on a cache, each value as PostgreSQL's text output prints it (a BLOB
+/// as `\x` and hex), to compare with a server's rows.
+fn as_server_prints(c: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
+    use rusqlite::types::ValueRef;
+    let mut s = c.prepare(sql).unwrap();
+    let n = s.column_count();
+    s.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                Ok(match r.get_ref(i)? {
+                    ValueRef::Null => "NULL".to_string(),
+                    ValueRef::Integer(v) => v.to_string(),
+                    ValueRef::Real(v) => v.to_string(),
+                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    ValueRef::Blob(b) => {
+                        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                        format!("\\x{hex}")
+                    }
+                })
+            })
+            .collect()
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 /// Whether this backend's tests can run here: the share always; PostgreSQL when a cluster is
