@@ -1,5 +1,7 @@
 //! Integration tests: every test runs clients against a remote database behind the slow, flaky
-//! `slowfs` share. One test binary, a module per behaviour area.
+//! `slowfs` share, and the behaviours that are not about the share run against a PostgreSQL
+//! server too (`support::remote`; `both_backends!` names them `area::share::test` and
+//! `area::postgres::test`). One test binary, a module per behaviour area.
 
 mod support;
 

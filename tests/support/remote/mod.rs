@@ -3,23 +3,23 @@
 //! server (a fresh database on the `ci/postgres` cluster, reached through the TCP proxy so that
 //! it can go offline or hang as the share does). [`both_backends!`] makes the two `#[test]`s.
 //!
-//! What a test needs of "the remote" is here, and the SQL dialect stays here too: where
-//! sharecache keeps its conflict log and change log, how a schema is spelt, how values read back
-//! (both as text, as [`super::rows`] prints SQLite values). A test's own SQL on the remote is the
-//! plain subset both speak (`SELECT … FROM tasks WHERE id = 't1'`).
+//! What a test needs of "the remote" is here (reading it in `reads`), and the SQL dialect stays
+//! here too: where sharecache keeps its conflict log and change log, how a schema is spelt, how
+//! values read back (both as text, as [`super::rows`] prints SQLite values). A test's own SQL on
+//! the remote is the plain subset both speak (`SELECT … FROM tasks WHERE id = 't1'`).
 //!
 //! The direct writer is another program writing the remote: a SQLite connection on the share's
 //! file, a plain PostgreSQL client on the server (directly, not through the proxy: another
 //! program on another network path; the server's capture triggers log its writes).
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
 
 use sharecache::clock::Clock;
 use sharecache::{Cache, Config, EnableCache, OpenOptions};
 
-use super::{Share, rows};
+use super::Share;
+
+mod reads;
 
 /// Which remote a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,20 +51,6 @@ pub const STANDARD: Schema = Schema {
     INSERT INTO audit_log VALUES ('2026-01-01', 'created');
 ",
 };
-
-/// One entry of the remote's conflict log.
-#[derive(Debug, Clone)]
-pub struct Conflict {
-    pub tbl: String,
-    pub pk: String,
-    pub loser_row: Option<String>,
-    pub loser_op: String,
-    pub loser_stamp: String,
-    pub loser_origin: String,
-    pub winner_stamp: String,
-    pub winner_origin: String,
-    pub reason: String,
-}
 
 /// A remote of either backend, with room for client caches.
 pub struct Remote {
@@ -189,159 +175,6 @@ impl Remote {
         }
     }
 
-    /// Every row of a query on the remote, each value as text (`NULL` for null).
-    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
-        match &self.inner {
-            Inner::Share(s) => rows(&s.remote(), sql),
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => {
-                let messages =
-                    s.db.connect()
-                        .simple_query(sql)
-                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        postgres::SimpleQueryMessage::Row(r) => Some(
-                            (0..r.len())
-                                .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                                .collect(),
-                        ),
-                        _ => None,
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// The one value of a query on the remote.
-    pub fn one<T: FromStr>(&self, sql: &str) -> T
-    where
-        T::Err: std::fmt::Debug,
-    {
-        let rows = self.rows(sql);
-        assert_eq!(rows.len(), 1, "{sql}: {rows:?}");
-        rows[0][0]
-            .parse()
-            .unwrap_or_else(|e| panic!("{sql}: {:?}: {e:?}", rows[0][0]))
-    }
-
-    /// Asserts that a cache holds exactly what the remote holds in every table it syncs
-    /// (compared as text, each table's rows sorted).
-    pub fn assert_same_content(&self, what: &str, cache: &rusqlite::Connection) {
-        if let Inner::Share(s) = &self.inner {
-            return crate::reliability::assert_same_content(what, cache, &s.remote());
-        }
-        let tables = crate::reliability::synced_tables(cache);
-        assert!(!tables.is_empty(), "{what}: no synced tables");
-        for t in tables {
-            let q = sharecache::sql::quote(&t);
-            let columns: Vec<String> = rows(
-                cache,
-                &format!(
-                    "SELECT name FROM pragma_table_info({})",
-                    sharecache::sql::literal(&t)
-                ),
-            )
-            .into_iter()
-            .map(|r| sharecache::sql::quote(&r[0]))
-            .collect();
-            let sql = format!("SELECT {} FROM {q}", columns.join(", "));
-            let (mut c, mut r) = (as_server_prints(cache, &sql), self.rows(&sql));
-            c.sort();
-            r.sort();
-            assert_eq!(c, r, "{what}: table {t} differs from the remote");
-        }
-    }
-
-    /// The clients the remote knows (their origins), sorted.
-    pub fn registered(&self) -> Vec<String> {
-        let table = match self.backend {
-            Backend::Share => "sharecache_clients",
-            Backend::Postgres => "sharecache.clients",
-        };
-        self.rows(&format!("SELECT origin FROM {table} ORDER BY origin"))
-            .into_iter()
-            .map(|r| r[0].clone())
-            .collect()
-    }
-
-    /// Every change-log entry of one row, oldest first: `(stamp, origin)`.
-    pub fn log_of(&self, tbl: &str, key: &str) -> Vec<(String, String)> {
-        let (table, order) = match self.backend {
-            Backend::Share => ("sharecache_log", "rev"),
-            Backend::Postgres => ("sharecache.log", "id"),
-        };
-        self.rows(&format!(
-            "SELECT stamp, origin FROM {table} WHERE tbl = {} AND pk = {} ORDER BY {order}",
-            sharecache::sql::literal(tbl),
-            sharecache::sql::literal(key)
-        ))
-        .into_iter()
-        .map(|r| (r[0].clone(), r[1].clone()))
-        .collect()
-    }
-
-    /// The remote's conflict log, oldest first.
-    pub fn conflicts(&self) -> Vec<Conflict> {
-        let table = match self.backend {
-            Backend::Share => "sharecache_conflicts",
-            Backend::Postgres => "sharecache.conflicts",
-        };
-        self.rows(&format!(
-            "SELECT tbl, pk, loser_row, loser_op, loser_stamp, loser_origin, winner_stamp, \
-             winner_origin, reason, loser_row IS NULL FROM {table} ORDER BY id"
-        ))
-        .into_iter()
-        .map(|r| {
-            let null = matches!(r[9].as_str(), "1" | "t");
-            let mut r = r.into_iter();
-            let mut next = || r.next().unwrap();
-            Conflict {
-                tbl: next(),
-                pk: next(),
-                loser_row: Some(next()).filter(|_| !null),
-                loser_op: next(),
-                loser_stamp: next(),
-                loser_origin: next(),
-                winner_stamp: next(),
-                winner_origin: next(),
-                reason: next(),
-            }
-        })
-        .collect()
-    }
-
-    /// The change log's current version of each row: `(table, key text, stamp, origin,
-    /// deleted)`, by table and key.
-    pub fn versions(&self) -> Vec<(String, String, String, String, bool)> {
-        let sql = match self.backend {
-            Backend::Share => {
-                "SELECT tbl, pk, stamp, origin, deleted FROM sharecache_log ORDER BY tbl, pk"
-            }
-            Backend::Postgres => {
-                "SELECT DISTINCT ON (tbl, pk) tbl, pk, stamp, origin, deleted::int \
-                 FROM sharecache.log ORDER BY tbl, pk, id DESC"
-            }
-        };
-        self.rows(sql)
-            .into_iter()
-            .map(|r| {
-                let mut r = r.into_iter();
-                let mut next = || r.next().unwrap();
-                (next(), next(), next(), next(), next() == "1")
-            })
-            .collect()
-    }
-
-    /// The change log's head revision (one more for every change logged).
-    pub fn head_rev(&self) -> i64 {
-        self.one(match self.backend {
-            Backend::Share => "SELECT rev FROM sharecache_meta",
-            Backend::Postgres => "SELECT sharecache.top()",
-        })
-    }
-
     /// The remote becomes unreachable (every operation fails; a server's connections are cut
     /// and new ones refused), or reachable again.
     pub fn set_offline(&self, offline: bool) {
@@ -422,24 +255,6 @@ impl Remote {
             ),
         }
     }
-
-    /// The share behind a share remote (for the few share-only assertions of a test).
-    pub fn share(&self) -> Option<&Share> {
-        match &self.inner {
-            Inner::Share(s) => Some(s),
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(_) => None,
-        }
-    }
-
-    /// The PostgreSQL database behind a server remote.
-    #[cfg(feature = "postgres")]
-    pub fn pg(&self) -> Option<&super::pg::PgDb> {
-        match &self.inner {
-            Inner::Share(_) => None,
-            Inner::Postgres(s) => Some(&s.db),
-        }
-    }
 }
 
 #[cfg(feature = "postgres")]
@@ -494,33 +309,6 @@ fn postgres_server(_: &str) -> Inner {
     unreachable!("the postgres feature is off: no PostgreSQL test runs")
 }
 
-/// Every row of a query on a cache, each value as PostgreSQL's text output prints it (a BLOB
-/// as `\x` and hex), to compare with a server's rows.
-fn as_server_prints(c: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
-    use rusqlite::types::ValueRef;
-    let mut s = c.prepare(sql).unwrap();
-    let n = s.column_count();
-    s.query_map([], |r| {
-        (0..n)
-            .map(|i| {
-                Ok(match r.get_ref(i)? {
-                    ValueRef::Null => "NULL".to_string(),
-                    ValueRef::Integer(v) => v.to_string(),
-                    ValueRef::Real(v) => v.to_string(),
-                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    ValueRef::Blob(b) => {
-                        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                        format!("\\x{hex}")
-                    }
-                })
-            })
-            .collect()
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
-}
-
 /// Whether this backend's tests can run here: the share always; PostgreSQL when a cluster is
 /// configured (`SHARECACHE_TEST_PG`: outside CI a missing one skips with a message, under
 /// `CI=true` it fails).
@@ -532,13 +320,6 @@ pub fn available(backend: Backend) -> bool {
         #[cfg(not(feature = "postgres"))]
         Backend::Postgres => false,
     }
-}
-
-/// Polls for `limit` until the remote answers `sql` with `want` (for background syncs).
-pub fn eventually_remote(remote: &Remote, limit: Duration, sql: &str, want: &str) -> bool {
-    super::eventually(limit, || {
-        remote.rows(sql).first().map(|r| r[0].as_str()) == Some(want)
-    })
 }
 
 /// Makes `name` a test against each backend: `mod share { fn name() }` and `mod postgres { fn
