@@ -233,6 +233,18 @@ pub fn read(config: &Config, paths: &CachePaths, rule: &str) -> Result<Status> {
     };
     if !paths.db.exists() {
         if let Some(why) = dir_blocked(&paths.dir) {
+            if config.postgres.is_some() {
+                // No direct mode for a server: the open fails, naming the directory.
+                s.cache_path = None;
+                s.state = State::Failed;
+                s.mode_reason = format!(
+                    "the cache directory {} cannot be created ({why}), and a PostgreSQL server \
+                     has no direct mode, so the next open fails; set database.cache_directory to \
+                     a directory",
+                    paths.dir.display()
+                );
+                return Ok(s);
+            }
             let reason = format!(
                 "the cache directory {} cannot be created ({why}), so the next open serves the remote directly; \
                  set database.cache_directory to a directory",

@@ -1,13 +1,21 @@
-//! Writes from any SQLite client are captured by the cache's triggers.
+//! Writes from any SQLite client are captured by the cache's triggers, and reach the remote:
+//! the cache's side is the same whatever the remote, so every test runs against both backends.
 
 use std::process::Command;
 
-use crate::support::{Share, one, open_cache_file, rows};
+use crate::support::remote::{Backend, Remote};
+use crate::support::{one, open_cache_file, rows};
 
-#[test]
-fn writes_from_a_plain_rusqlite_connection_are_captured_and_pushed() {
-    let share = Share::new();
-    let a = share.client("a");
+crate::both_backends!(
+    writes_from_a_plain_rusqlite_connection_are_captured_and_pushed,
+    writes_from_the_sqlite3_shell_and_python_are_captured_and_pushed,
+    sharecaches_own_pull_writes_are_not_captured_as_local_changes,
+    a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edit,
+);
+
+fn writes_from_a_plain_rusqlite_connection_are_captured_and_pushed(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
     let other = open_cache_file(&a);
     other
         .execute(
@@ -18,15 +26,14 @@ fn writes_from_a_plain_rusqlite_connection_are_captured_and_pushed() {
     assert_eq!(a.status().unwrap().pending_writes, 1);
     a.sync_now().unwrap();
     assert_eq!(
-        rows(&share.remote(), "SELECT title FROM tasks WHERE id = 'r1'"),
+        remote.rows("SELECT title FROM tasks WHERE id = 'r1'"),
         vec![vec!["from rusqlite"]]
     );
 }
 
-#[test]
-fn writes_from_the_sqlite3_shell_and_python_are_captured_and_pushed() {
-    let share = Share::new();
-    let a = share.client("a");
+fn writes_from_the_sqlite3_shell_and_python_are_captured_and_pushed(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
     let path = a.cache_path().unwrap().to_path_buf();
     let out = Command::new("sqlite3")
         .arg(&path)
@@ -52,31 +59,29 @@ fn writes_from_the_sqlite3_shell_and_python_are_captured_and_pushed() {
     assert_eq!(a.status().unwrap().pending_writes, 3);
     let r = a.sync_now().unwrap();
     assert_eq!(r.pushed, 3);
-    let remote = share.remote();
     assert_eq!(
-        one::<String>(&remote, "SELECT title FROM tasks WHERE id = 's1'"),
+        remote.one::<String>("SELECT title FROM tasks WHERE id = 's1'"),
         "from the shell"
     );
     assert_eq!(
-        one::<String>(&remote, "SELECT body FROM notes WHERE id = 1"),
+        remote.one::<String>("SELECT body FROM notes WHERE id = 1"),
         "edited"
     );
     assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM tasks WHERE id = 't2'"),
+        remote.one::<i64>("SELECT count(*) FROM tasks WHERE id = 't2'"),
         0
     );
-    let stamped: String = one(&remote, "SELECT updated_at FROM tasks WHERE id = 's1'");
+    let stamped: String = remote.one("SELECT updated_at FROM tasks WHERE id = 's1'");
     assert!(
         stamped.ends_with('Z') && stamped.len() == 24,
         "updated_at stamped by the trigger: {stamped}"
     );
 }
 
-#[test]
-fn sharecaches_own_pull_writes_are_not_captured_as_local_changes() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn sharecaches_own_pull_writes_are_not_captured_as_local_changes(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.conn()
         .execute("INSERT INTO notes (id, body) VALUES (2, 'x')", [])
         .unwrap();
@@ -93,11 +98,12 @@ fn sharecaches_own_pull_writes_are_not_captured_as_local_changes() {
 /// A cache made by the previous version (clock and stamps as text, its triggers) is upgraded
 /// when opened: the edit it holds keeps its stamp, and writes after the upgrade are captured by
 /// the new triggers, never by the old ones on the new tables.
-#[test]
-fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edit() {
-    let share = Share::new();
+fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edit(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
     let path = {
-        let a = share.client("a");
+        let a = remote.client("a");
         a.cache_path().unwrap().to_path_buf()
     };
     // Turn the cache back into version 2: text clock and stamps, the old CHECK, the old triggers
@@ -147,7 +153,7 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
     assert!(old_stamp.ends_with('Z'), "{old_stamp}");
     drop(old);
 
-    let a = share.client("a");
+    let a = remote.client("a");
     let c = open_cache_file(&a);
     assert_eq!(
         one::<i64>(&c, "SELECT stamp FROM sync_tracking WHERE tbl = 'notes'"),
@@ -171,12 +177,13 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
     assert!(after > sharecache::clock::ms_of_stamp(&old_stamp).unwrap());
     a.sync_now().unwrap();
     assert_eq!(
-        rows(&share.remote(), "SELECT id, body FROM notes ORDER BY id"),
+        remote.rows("SELECT id, body FROM notes ORDER BY id"),
         vec![vec!["1", "edited after"], vec!["2", "new"]]
     );
-    let pushed: String = one(
-        &share.remote(),
-        "SELECT stamp FROM sharecache_log WHERE tbl = 'notes' AND pk = '1' ORDER BY rev DESC LIMIT 1",
-    );
-    assert_eq!(pushed, sharecache::clock::stamp_of_ms(after));
+    let pushed = remote
+        .versions()
+        .into_iter()
+        .find(|v| (v.0.as_str(), v.1.as_str()) == ("notes", "1"))
+        .expect("logged");
+    assert_eq!(pushed.2, sharecache::clock::stamp_of_ms(after));
 }

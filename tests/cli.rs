@@ -1,11 +1,18 @@
-//! The command line: sync, status, demo, and clear errors for bad input.
+//! The command line: sync, status, demo, and clear errors for bad input. Syncing and `status`
+//! run against both backends (`status` checks the remote: a `stat` of the share's file, a TCP
+//! connect to a server).
 
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, sharecache};
 
-#[test]
-fn sync_and_status_work_from_the_command_line_and_status_json_parses() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+crate::both_backends!(
+    sync_and_status_work_from_the_command_line_and_status_json_parses,
+    sync_while_offline_fails_with_the_offline_exit_code_and_keeps_pending_writes,
+);
+
+fn sync_and_status_work_from_the_command_line_and_status_json_parses(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     let out = sharecache()
         .arg("--config")
         .arg(&cfg)
@@ -41,6 +48,7 @@ fn sync_and_status_work_from_the_command_line_and_status_json_parses() {
     assert_eq!(v["mode"], "cached");
     assert_eq!(v["state"], "success");
     assert_eq!(v["unsynced_tables"][0]["name"], "audit_log");
+    assert_eq!(v["share_reachable"], true, "{v}");
 }
 
 #[test]
@@ -58,10 +66,9 @@ fn the_config_file_comes_from_the_environment_when_not_given() {
     );
 }
 
-#[test]
-fn sync_while_offline_fails_with_the_offline_exit_code_and_keeps_pending_writes() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn sync_while_offline_fails_with_the_offline_exit_code_and_keeps_pending_writes(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     assert!(
         sharecache()
             .arg("--config")
@@ -76,7 +83,7 @@ fn sync_while_offline_fails_with_the_offline_exit_code_and_keeps_pending_writes(
         .execute("INSERT INTO notes (id, body) VALUES (11, 'x')", [])
         .unwrap();
     drop(a);
-    share.control.set_offline(true);
+    remote.set_offline(true);
     let out = sharecache()
         .arg("--config")
         .arg(&cfg)

@@ -1,4 +1,5 @@
-//! `sharecache daemon` as a child process, and `status` against a hung share.
+//! `sharecache daemon` as a child process (against both backends), and `status` against a hung
+//! share.
 
 use std::io::Read;
 use std::process::{Child, Stdio};
@@ -8,7 +9,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::cli::{cache_file, json, ok, wait_until};
-use crate::support::{Share, one, sharecache};
+use crate::support::remote::{Backend, Remote};
+use crate::support::{Share, sharecache};
+
+crate::both_backends!(
+    the_daemon_pushes_writes_of_other_programs_shows_in_status_and_stops_on_sigterm
+);
 
 fn stop(child: &mut Child) -> Option<i32> {
     // SAFETY: kill(2) on the pid of our own child.
@@ -26,10 +32,11 @@ fn stop(child: &mut Child) -> Option<i32> {
     }
 }
 
-#[test]
-fn the_daemon_pushes_writes_of_other_programs_shows_in_status_and_stops_on_sigterm() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn the_daemon_pushes_writes_of_other_programs_shows_in_status_and_stops_on_sigterm(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &cfg,
@@ -60,11 +67,10 @@ fn the_daemon_pushes_writes_of_other_programs_shows_in_status_and_stops_on_sigte
     cache_file(&cfg)
         .execute("INSERT INTO notes (id, body) VALUES (31, 'via sqlite')", [])
         .unwrap();
-    let remote = share.remote();
     wait_until(
         "the daemon to push the write",
         Duration::from_secs(10),
-        || one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 31") == 1,
+        || remote.one::<i64>("SELECT count(*) FROM notes WHERE id = 31") == 1,
     );
 
     let daemon = guard.release();

@@ -1,5 +1,6 @@
 //! The operations CLI: every read command's `--json` parses, bad arguments, `clear`,
-//! `config set`, conflict restore across clients.
+//! `config set`, conflict restore across clients. Clearing online and restoring a conflict run
+//! against both backends.
 
 use std::path::Path;
 use std::time::Duration;
@@ -8,7 +9,13 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::support::cli::{cache_file, cli, json, ok};
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, one, rows};
+
+crate::both_backends!(
+    clear_online_rebuilds_the_cache_equal_to_the_remote,
+    conflicts_restore_from_the_cli_brings_the_losing_version_back_on_all_clients,
+);
 
 #[test]
 fn every_read_command_prints_parsable_json_and_none_creates_a_cache() {
@@ -178,36 +185,31 @@ fn clear_while_offline_with_pending_writes_refuses_with_exit_4_and_keeps_them() 
     assert_eq!(body, "keep me");
 }
 
-#[test]
-fn clear_online_rebuilds_the_cache_equal_to_the_remote() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn clear_online_rebuilds_the_cache_equal_to_the_remote(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     ok(&cfg, &["sync"]);
     cache_file(&cfg)
         .execute("UPDATE tasks SET title = 'local edit' WHERE id = 't2'", [])
         .unwrap();
-    share
-        .remote()
-        .execute_batch(
-            "INSERT INTO notes (id, body) VALUES (2, 'written on the remote');
-             INSERT INTO tags VALUES ('t1', 'urgent', 1.5);",
-        )
-        .unwrap();
+    remote.exec(
+        "INSERT INTO notes (id, body) VALUES (2, 'written on the remote');
+         INSERT INTO tags VALUES ('t1', 'urgent', 1.5);",
+    );
     let out = ok(&cfg, &["clear"]);
     assert!(out.contains("pushed 1 pending writes first"), "{out}");
     assert!(out.contains("cache rebuilt from the remote"), "{out}");
-    let (cache, remote) = (cache_file(&cfg), share.remote());
+    let cache = cache_file(&cfg);
     for table in ["tasks", "notes", "tags", "audit_log"] {
         let sql = format!("SELECT * FROM {table} ORDER BY 1, 2");
-        assert_eq!(rows(&cache, &sql), rows(&remote, &sql), "{table}");
+        assert_eq!(rows(&cache, &sql), remote.rows(&sql), "{table}");
     }
     assert_eq!(json(&cfg, &["status", "--json"])["pending_writes"], 0);
 }
 
-#[test]
-fn conflicts_restore_from_the_cli_brings_the_losing_version_back_on_all_clients() {
-    let share = Share::new();
-    let (a, b) = (share.config_file("a"), share.config_file("b"));
+fn conflicts_restore_from_the_cli_brings_the_losing_version_back_on_all_clients(backend: Backend) {
+    let remote = Remote::new(backend);
+    let (a, b) = (remote.config_file("a"), remote.config_file("b"));
     ok(&a, &["sync"]);
     ok(&b, &["sync"]);
     cache_file(&a)
@@ -249,7 +251,10 @@ fn conflicts_restore_from_the_cli_brings_the_losing_version_back_on_all_clients(
     assert!(restored.contains("next sync"), "{restored}");
     ok(&a, &["sync"]);
     ok(&b, &["sync"]);
-    assert_eq!(title(&share.remote()), "older (a)");
+    assert_eq!(
+        remote.one::<String>("SELECT title FROM tasks WHERE id = 't1'"),
+        "older (a)"
+    );
     assert_eq!(title(&cache_file(&a)), "older (a)");
     assert_eq!(title(&cache_file(&b)), "older (a)");
 

@@ -1,18 +1,32 @@
-//! Conflicts: newest stamp wins on every replica, the loser is kept in the conflict log.
+//! Conflicts: newest stamp wins on every replica, the loser is kept in the conflict log. Against
+//! both backends: the rule is the engine's, once; a backend only stores the versions and the log.
 
 use std::time::Duration;
 
-use crate::support::{Share, one, rows};
+use crate::support::one;
+use crate::support::remote::{Backend, Remote};
+
+crate::both_backends!(
+    concurrent_edits_end_with_the_newer_version_everywhere_and_the_older_in_the_conflict_log,
+    the_newer_edit_wins_even_when_it_reaches_the_remote_first,
+    a_client_whose_clock_is_an_hour_behind_still_wins_with_an_edit_made_after_it_pulled,
+    a_delete_that_loses_to_a_newer_update_keeps_the_row_and_logs_the_delete,
+);
 
 fn title(c: &rusqlite::Connection) -> String {
     one(c, "SELECT title FROM tasks WHERE id = 't1'")
 }
 
-#[test]
-fn concurrent_edits_end_with_the_newer_version_everywhere_and_the_older_in_the_conflict_log() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn remote_title(remote: &Remote, id: &str) -> String {
+    remote.one(&format!("SELECT title FROM tasks WHERE id = '{id}'"))
+}
+
+fn concurrent_edits_end_with_the_newer_version_everywhere_and_the_older_in_the_conflict_log(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.conn()
         .execute("UPDATE tasks SET title = 'older (a)' WHERE id = 't1'", [])
         .unwrap();
@@ -26,22 +40,21 @@ fn concurrent_edits_end_with_the_newer_version_everywhere_and_the_older_in_the_c
     assert_eq!(b.sync_now().unwrap().conflicts, 1);
     a.sync_now().unwrap();
 
-    let remote = share.remote();
-    assert_eq!(title(&remote), "newer (b)");
+    assert_eq!(remote_title(&remote, "t1"), "newer (b)");
     assert_eq!(title(&a.conn()), "newer (b)");
     assert_eq!(title(&b.conn()), "newer (b)");
-    let log = rows(
-        &remote,
-        "SELECT pk, loser_row, loser_origin, winner_origin, reason FROM sharecache_conflicts",
-    );
-    assert_eq!(log.len(), 1);
-    assert_eq!(log[0][0], "'t1'");
+    let log = remote.conflicts();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].pk, "'t1'");
+    let loser = log[0].loser_row.as_deref().unwrap_or("");
     assert!(
-        log[0][1].contains("older (a)"),
-        "the losing row is kept whole: {}",
-        log[0][1]
+        loser.contains("older (a)"),
+        "the losing row is kept whole: {loser}"
     );
-    assert_ne!(log[0][2], log[0][3], "loser and winner origins differ");
+    assert_ne!(
+        log[0].loser_origin, log[0].winner_origin,
+        "loser and winner origins differ"
+    );
     assert_eq!(
         a.status().unwrap().conflicts,
         1,
@@ -50,11 +63,10 @@ fn concurrent_edits_end_with_the_newer_version_everywhere_and_the_older_in_the_c
     assert_eq!(b.status().unwrap().conflicts, 1);
 }
 
-#[test]
-fn the_newer_edit_wins_even_when_it_reaches_the_remote_first() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn the_newer_edit_wins_even_when_it_reaches_the_remote_first(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.conn()
         .execute("UPDATE tasks SET title = 'older (a)' WHERE id = 't1'", [])
         .unwrap();
@@ -66,26 +78,25 @@ fn the_newer_edit_wins_even_when_it_reaches_the_remote_first() {
     b.sync_now().unwrap();
     let r = a.sync_now().unwrap();
     assert_eq!(r.conflicts, 1, "a's older edit loses at the remote");
-    assert_eq!(title(&share.remote()), "newer (b)");
+    assert_eq!(remote_title(&remote, "t1"), "newer (b)");
     assert_eq!(
         title(&a.conn()),
         "newer (b)",
         "the loser takes the winner at once"
     );
     assert_eq!(a.status().unwrap().pending_writes, 0);
-    let loser: String = one(
-        &share.remote(),
-        "SELECT loser_row FROM sharecache_conflicts",
-    );
-    assert!(loser.contains("older (a)"));
+    let log = remote.conflicts();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].loser_row.as_deref().unwrap().contains("older (a)"));
 }
 
-#[test]
-fn a_client_whose_clock_is_an_hour_behind_still_wins_with_an_edit_made_after_it_pulled() {
-    let share = Share::new();
-    let behind = share.client_with_clock("behind", -chrono::Duration::hours(1));
-    let b = share.client("b");
-    let c = share.client("c");
+fn a_client_whose_clock_is_an_hour_behind_still_wins_with_an_edit_made_after_it_pulled(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let behind = remote.client_with_clock("behind", -chrono::Duration::hours(1));
+    let b = remote.client("b");
+    let c = remote.client("c");
     // c edits first, offline (it will sync last).
     c.conn()
         .execute(
@@ -113,33 +124,28 @@ fn a_client_whose_clock_is_an_hour_behind_still_wins_with_an_edit_made_after_it_
     let r = c.sync_now().unwrap();
     assert_eq!(r.conflicts, 1);
     b.sync_now().unwrap();
-    assert_eq!(title(&share.remote()), "latest (behind)");
+    assert_eq!(remote_title(&remote, "t1"), "latest (behind)");
     assert_eq!(title(&b.conn()), "latest (behind)");
     assert_eq!(title(&c.conn()), "latest (behind)");
-    let loser: String = one(
-        &share.remote(),
-        "SELECT loser_row FROM sharecache_conflicts",
-    );
+    let log = remote.conflicts();
+    assert_eq!(log.len(), 1, "{log:?}");
+    let loser = log[0].loser_row.as_deref().unwrap();
     assert!(loser.contains("earliest (c)"), "{loser}");
     let stamp: String = one(
         &behind.conn(),
         "SELECT updated_at FROM tasks WHERE id = 't1'",
     );
-    let c_stamp: String = one(
-        &share.remote(),
-        "SELECT loser_stamp FROM sharecache_conflicts",
-    );
     assert!(
-        stamp > c_stamp,
-        "hybrid clock: the slow clock's stamp {stamp} is after c's {c_stamp}"
+        stamp > log[0].loser_stamp,
+        "hybrid clock: the slow clock's stamp {stamp} is after c's {}",
+        log[0].loser_stamp
     );
 }
 
-#[test]
-fn a_delete_that_loses_to_a_newer_update_keeps_the_row_and_logs_the_delete() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn a_delete_that_loses_to_a_newer_update_keeps_the_row_and_logs_the_delete(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.conn()
         .execute("DELETE FROM tasks WHERE id = 't2'", [])
         .unwrap();
@@ -150,27 +156,14 @@ fn a_delete_that_loses_to_a_newer_update_keeps_the_row_and_logs_the_delete() {
     a.sync_now().unwrap();
     b.sync_now().unwrap();
     a.sync_now().unwrap();
-    for conn in [
-        share.remote(),
-        a.conn().clone_handle(),
-        b.conn().clone_handle(),
-    ] {
+    assert_eq!(remote_title(&remote, "t2"), "kept");
+    for cache in [&a, &b] {
         assert_eq!(
-            one::<String>(&conn, "SELECT title FROM tasks WHERE id = 't2'"),
+            one::<String>(&cache.conn(), "SELECT title FROM tasks WHERE id = 't2'"),
             "kept"
         );
     }
-    let op: String = one(&share.remote(), "SELECT loser_op FROM sharecache_conflicts");
-    assert_eq!(op, "delete");
-}
-
-/// A second handle on the same database file, for reading in a loop with other connections.
-trait CloneHandle {
-    fn clone_handle(&self) -> rusqlite::Connection;
-}
-
-impl CloneHandle for rusqlite::Connection {
-    fn clone_handle(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.path().expect("file database")).unwrap()
-    }
+    let log = remote.conflicts();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].loser_op, "delete");
 }

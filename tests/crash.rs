@@ -1,11 +1,20 @@
 //! Crash consistency: a process killed between the remote commit and the local acknowledgement.
+//! Against both backends: the acknowledgement is the engine's; each backend must recognise a
+//! version it already holds when the crashed client sends it again.
 
-use crate::support::{Share, one, sharecache};
+use crate::support::remote::{Backend, Remote};
+use crate::support::{one, sharecache};
 
-fn crash_sync_at(share: &Share, point: &str) {
+crate::both_backends!(
+    a_crash_between_remote_commit_and_local_mark_neither_duplicates_nor_loses,
+    a_crash_before_the_remote_commit_leaves_the_remote_unchanged_and_the_next_sync_completes,
+    a_resend_after_a_crash_leaves_a_newer_write_made_meanwhile_in_place,
+);
+
+fn crash_sync_at(remote: &Remote, point: &str) {
     let out = sharecache()
         .arg("--config")
-        .arg(share.config_file("a"))
+        .arg(remote.config_file("a"))
         .arg("sync")
         .env("SHARECACHE_FAILPOINT", point)
         .output()
@@ -21,10 +30,9 @@ fn crash_sync_at(share: &Share, point: &str) {
     );
 }
 
-#[test]
-fn a_crash_between_remote_commit_and_local_mark_neither_duplicates_nor_loses() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn a_crash_between_remote_commit_and_local_mark_neither_duplicates_nor_loses(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
     a.conn()
         .execute_batch(
@@ -35,12 +43,11 @@ fn a_crash_between_remote_commit_and_local_mark_neither_duplicates_nor_loses() {
         )
         .unwrap();
     drop(a);
-    crash_sync_at(&share, "push-after-remote-commit");
+    crash_sync_at(&remote, "push-after-remote-commit");
 
     // The remote has the batch; the cache still thinks it is pending.
-    let remote = share.remote();
-    assert_eq!(one::<i64>(&remote, "SELECT count(*) FROM notes"), 3);
-    let rev_after_crash: i64 = one(&remote, "SELECT rev FROM sharecache_meta");
+    assert_eq!(remote.one::<i64>("SELECT count(*) FROM notes"), 3);
+    let rev_after_crash = remote.head_rev();
     let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
     assert_eq!(a.status().unwrap().pending_writes, 5);
 
@@ -51,73 +58,66 @@ fn a_crash_between_remote_commit_and_local_mark_neither_duplicates_nor_loses() {
     );
     assert_eq!(a.status().unwrap().pending_writes, 0);
     assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM notes"),
+        remote.one::<i64>("SELECT count(*) FROM notes"),
         3,
         "no duplicate rows"
     );
     assert_eq!(
-        one::<i64>(&remote, "SELECT done FROM tasks WHERE id = 't1'"),
+        remote.one::<i64>("SELECT done FROM tasks WHERE id = 't1'"),
         1,
         "the increment applied once"
     );
     assert_eq!(
-        one::<i64>(
-            &remote,
-            "SELECT count(*) FROM tasks WHERE id IN ('c-1', 't2')"
-        ),
+        remote.one::<i64>("SELECT count(*) FROM tasks WHERE id IN ('c-1', 't2')"),
         1
     );
     assert_eq!(
-        one::<i64>(&remote, "SELECT rev FROM sharecache_meta"),
+        remote.head_rev(),
         rev_after_crash,
         "the resend changed nothing"
     );
 }
 
-#[test]
-fn a_crash_before_the_remote_commit_leaves_the_remote_unchanged_and_the_next_sync_completes() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn a_crash_before_the_remote_commit_leaves_the_remote_unchanged_and_the_next_sync_completes(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
     a.conn()
         .execute("INSERT INTO notes (id, body) VALUES (50, 'x')", [])
         .unwrap();
     drop(a);
-    crash_sync_at(&share, "push-before-remote-commit");
-    let remote = share.remote();
-    assert_eq!(one::<String>(&remote, "PRAGMA integrity_check"), "ok");
+    crash_sync_at(&remote, "push-before-remote-commit");
+    if backend == Backend::Share {
+        assert_eq!(remote.one::<String>("PRAGMA integrity_check"), "ok");
+    }
     assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 50"),
+        remote.one::<i64>("SELECT count(*) FROM notes WHERE id = 50"),
         0,
         "rolled back"
     );
-    // The crashed process left its write lease behind; a dead holder's lease is broken at once.
+    // On the share the crashed process left its write lease behind (a dead holder's lease is
+    // broken at once); the server rolled the dead session's transaction back.
     let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
     a.sync_now().unwrap();
     assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 50"),
+        remote.one::<i64>("SELECT count(*) FROM notes WHERE id = 50"),
         1
     );
 }
 
-#[test]
-fn a_resend_after_a_crash_leaves_a_newer_write_made_meanwhile_in_place() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn a_resend_after_a_crash_leaves_a_newer_write_made_meanwhile_in_place(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
     a.conn()
         .execute("UPDATE tasks SET title = 'from a' WHERE id = 't1'", [])
         .unwrap();
     drop(a);
-    crash_sync_at(&share, "push-after-remote-commit");
+    crash_sync_at(&remote, "push-after-remote-commit");
     // Another program changes the row after a's commit landed, before a's resend.
-    let remote = share.remote();
-    remote
-        .execute(
-            "UPDATE tasks SET title = 'written later' WHERE id = 't1'",
-            [],
-        )
-        .unwrap();
+    remote.exec("UPDATE tasks SET title = 'written later' WHERE id = 't1'");
     let a = sharecache::Cache::open(sharecache::Config::load(&cfg).unwrap()).unwrap();
     let r = a.sync_now().unwrap();
     assert_eq!(
@@ -126,7 +126,7 @@ fn a_resend_after_a_crash_leaves_a_newer_write_made_meanwhile_in_place() {
         "a's version was pushed already: nothing to write, nothing to decide"
     );
     assert_eq!(
-        one::<String>(&remote, "SELECT title FROM tasks WHERE id = 't1'"),
+        remote.one::<String>("SELECT title FROM tasks WHERE id = 't1'"),
         "written later"
     );
     assert_eq!(

@@ -1,9 +1,13 @@
 //! When the cache itself cannot work, the same handle serves the remote directly, says why, and
-//! loses nothing it had acknowledged.
+//! loses nothing it had acknowledged. Direct mode is the share's: a PostgreSQL server has none
+//! (the app needs a SQLite file), which the one test run against both backends says.
 
 use sharecache::{Cache, Mode};
 
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, TinyFs, one};
+
+crate::both_backends!(a_corrupt_cache_file_is_kept_aside_and_the_app_goes_on);
 
 fn direct_reason(cache: &Cache) -> String {
     match cache.mode() {
@@ -29,25 +33,47 @@ fn writes_land_on_the_remote(share: &Share, cache: &Cache, id: i64) {
     assert!(!s.mode_reason.is_empty());
 }
 
-#[test]
-fn a_corrupt_cache_file_falls_back_to_direct_mode_and_is_kept_aside() {
-    let share = Share::new();
+/// A cache file damaged while the app was closed: kept aside, never deleted, and the app goes on.
+/// On a share it is served the remote's file directly; a server has no direct mode, so it gets a
+/// new cache made from the server.
+fn a_corrupt_cache_file_is_kept_aside_and_the_app_goes_on(backend: Backend) {
+    let remote = Remote::new(backend);
     let path = {
-        let a = share.client("a");
+        let a = remote.client("a");
         a.cache_path().unwrap().to_path_buf()
     };
     std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
-    let a = share.client("a");
-    let reason = direct_reason(&a);
-    assert!(reason.contains("cannot work"), "{reason}");
-    assert!(reason.contains("damaged cache kept at"), "{reason}");
+    let a = remote.client("a");
     let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
         .collect();
     assert_eq!(aside.len(), 1, "the damaged file is kept, not deleted");
-    writes_land_on_the_remote(&share, &a, 60);
+    a.conn()
+        .execute("INSERT INTO notes (id, body) VALUES (60, 'after')", [])
+        .unwrap();
+    match backend {
+        Backend::Share => {
+            let reason = direct_reason(&a);
+            assert!(reason.contains("cannot work"), "{reason}");
+            assert!(reason.contains("damaged cache kept at"), "{reason}");
+            let s = a.status().unwrap();
+            assert_eq!(s.mode, "direct");
+        }
+        Backend::Postgres => {
+            assert_eq!(a.mode(), Mode::Cached, "a new cache from the server");
+            assert_eq!(
+                one::<String>(&a.conn(), "SELECT title FROM tasks WHERE id = 't1'"),
+                "first"
+            );
+            a.sync_now().unwrap();
+        }
+    }
+    assert_eq!(
+        remote.one::<String>("SELECT body FROM notes WHERE id = 60"),
+        "after"
+    );
 }
 
 /// Overwrites the root page of `table` in a (checkpointed, closed) cache file with garbage.

@@ -1,11 +1,20 @@
 //! Additive schema changes made in the cache reach the remote and every other client, and the
-//! app's `user_version` travels with the schema.
+//! app's `user_version` travels with the schema. Columns and tables run against both backends (a
+//! server takes them as DDL; indexes stay in the caches); the migration runners that read and
+//! set `PRAGMA user_version` on the share's file are the share's.
 
 use std::process::Command;
 
 use sharecache::Cache;
 
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, open_cache_file, rows};
+
+crate::both_backends!(
+    columns_added_in_the_cache_reach_the_remote_and_every_other_client,
+    a_table_and_an_index_created_in_the_cache_reach_the_remote_and_a_table_without_key_is_reported,
+    two_desks_adding_the_same_column_with_different_types_both_keep_syncing,
+);
 
 fn pending(cache: &Cache) -> i64 {
     cache.status().unwrap().pending_writes
@@ -25,11 +34,10 @@ fn python(cache_or_remote: &std::path::Path, script: &str) {
     );
 }
 
-#[test]
-fn columns_added_in_the_cache_reach_the_remote_and_every_other_client() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn columns_added_in_the_cache_reach_the_remote_and_every_other_client(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     open_cache_file(&a)
         .execute_batch(
             "ALTER TABLE tasks ADD COLUMN color TEXT; \
@@ -46,7 +54,7 @@ fn columns_added_in_the_cache_reach_the_remote_and_every_other_client() {
         vec!["t2", "second", "NULL", "5"],
         vec!["t3", "third", "blue", "1"],
     ];
-    assert_eq!(rows(&share.remote(), q), want);
+    assert_eq!(remote.rows(q), want);
     assert_eq!(rows(&a.conn(), q), want);
     assert_eq!(pending(&a), 0);
     b.sync_now().unwrap();
@@ -74,12 +82,12 @@ fn columns_added_in_the_cache_reach_the_remote_and_every_other_client() {
     );
 }
 
-#[test]
-fn a_table_and_an_index_created_in_the_cache_reach_the_remote_and_a_table_without_key_is_reported()
-{
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn a_table_and_an_index_created_in_the_cache_reach_the_remote_and_a_table_without_key_is_reported(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     open_cache_file(&a)
         .execute_batch(
             "CREATE TABLE projects (id TEXT PRIMARY KEY, name TEXT NOT NULL); \
@@ -89,26 +97,33 @@ fn a_table_and_an_index_created_in_the_cache_reach_the_remote_and_a_table_withou
         )
         .unwrap();
     let r = a.sync_now().unwrap();
-    assert_eq!(r.carried, ["projects", "projects_name", "tasks_title"]);
-    let remote = share.remote();
     assert_eq!(
-        rows(&remote, "SELECT id, name FROM projects ORDER BY id"),
+        remote.rows("SELECT id, name FROM projects ORDER BY id"),
         [["p1", "alpha"], ["p2", "beta"]]
     );
-    assert_eq!(
-        rows(
-            &remote,
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('projects_name', 'tasks_title') ORDER BY name"
-        ),
-        [["projects_name"], ["tasks_title"]]
-    );
-    assert_eq!(
-        rows(
-            &remote,
-            "SELECT count(*) FROM sqlite_master WHERE name = 'scratch'"
-        ),
-        [["0"]]
-    );
+    match backend {
+        Backend::Share => {
+            assert_eq!(r.carried, ["projects", "projects_name", "tasks_title"]);
+            assert_eq!(
+                remote.rows(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('projects_name', 'tasks_title') ORDER BY name"
+                ),
+                [["projects_name"], ["tasks_title"]]
+            );
+            assert_eq!(
+                remote.rows("SELECT count(*) FROM sqlite_master WHERE name = 'scratch'"),
+                [["0"]]
+            );
+        }
+        // A SQLite index definition is not the server's: indexes stay in the caches.
+        Backend::Postgres => {
+            assert_eq!(r.carried, ["projects"]);
+            assert_eq!(
+                remote.rows("SELECT count(*) FROM pg_tables WHERE tablename = 'scratch'"),
+                [["0"]]
+            );
+        }
+    }
     let scratch = a.status().unwrap().unsynced_tables;
     assert!(scratch.iter().any(|t| t.name == "scratch"), "{scratch:?}");
     // Writes from now on are captured and pushed; the other client gets table and rows.
@@ -210,13 +225,11 @@ fn a_migration_run_directly_on_the_remote_brings_its_user_version_to_every_cache
     assert_eq!(pending(&a), 0);
 }
 
-#[test]
-fn two_desks_adding_the_same_column_with_different_types_both_keep_syncing() {
-    // Decision: the first desk to reach the remote sets the remote's declaration; the other
+fn two_desks_adding_the_same_column_with_different_types_both_keep_syncing(backend: Backend) {
     // keeps its own in its cache, and the values sync as SQLite stores them.
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     open_cache_file(&a)
         .execute_batch("ALTER TABLE notes ADD COLUMN size INTEGER; UPDATE notes SET size = 10;")
         .unwrap();
@@ -228,17 +241,39 @@ fn two_desks_adding_the_same_column_with_different_types_both_keep_syncing() {
     a.sync_now().unwrap();
     b.sync_now().unwrap();
     a.sync_now().unwrap();
-    assert_eq!(
-        rows(
-            &share.remote(),
-            "SELECT type FROM pragma_table_info('notes') WHERE name = 'size'"
-        ),
-        [["INTEGER"]]
-    );
     let q = "SELECT id, body, size FROM notes ORDER BY id";
-    let want = [["1", "note one", "10"], ["2", "b", "large"]];
-    assert_eq!(rows(&share.remote(), q), want);
-    assert_eq!(rows(&a.conn(), q), want);
-    assert_eq!(rows(&b.conn(), q), want);
+    match backend {
+        Backend::Share => {
+            assert_eq!(
+                remote.rows("SELECT type FROM pragma_table_info('notes') WHERE name = 'size'"),
+                [["INTEGER"]]
+            );
+            let want = [["1", "note one", "10"], ["2", "b", "large"]];
+            assert_eq!(remote.rows(q), want);
+            assert_eq!(rows(&a.conn(), q), want);
+            assert_eq!(rows(&b.conn(), q), want);
+        }
+        // A server's column has one type: b's text in a's integer column is refused, and kept
+        // whole in the conflict log; everything else syncs.
+        Backend::Postgres => {
+            assert_eq!(
+                remote.rows(
+                    "SELECT data_type FROM information_schema.columns \
+                     WHERE table_name = 'notes' AND column_name = 'size'"
+                ),
+                [["bigint"]]
+            );
+            let want = [["1", "note one", "10"]];
+            assert_eq!(remote.rows(q), want);
+            assert_eq!(rows(&a.conn(), q), want);
+            assert_eq!(rows(&b.conn(), q), want);
+            let log = remote.conflicts();
+            assert!(
+                log.iter().any(|c| c.reason.contains("needs an integer")
+                    && c.loser_row.as_deref().is_some_and(|r| r.contains("large"))),
+                "{log:?}"
+            );
+        }
+    }
     assert_eq!((pending(&a), pending(&b)), (0, 0));
 }

@@ -1,15 +1,26 @@
-//! Offline-first: the share goes away, the app goes on; writes queue and arrive later.
+//! Offline-first: the remote goes away, the app goes on; writes queue and arrive later. Against
+//! both backends (the share unreachable; the server's connections cut and refused by the proxy),
+//! and a hung remote at open; a share failing in the middle of a push's file transaction is the
+//! share's own (`pg_sync` cuts a server's connection mid-push).
 
 use sharecache::{ErrorKind, State};
 
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, one};
 
-#[test]
-fn offline_writes_succeed_locally_sync_fails_cleanly_and_everything_arrives_after_reconnect() {
-    let share = Share::new();
-    let a = share.client("a");
+crate::both_backends!(
+    offline_writes_succeed_locally_sync_fails_cleanly_and_everything_arrives_after_reconnect,
+    a_cache_opens_and_works_while_the_remote_is_offline,
+    opening_with_enable_cache_auto_does_not_wait_for_a_hung_remote,
+);
+
+fn offline_writes_succeed_locally_sync_fails_cleanly_and_everything_arrives_after_reconnect(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
     a.sync_now().unwrap();
-    share.control.set_offline(true);
+    remote.set_offline(true);
 
     a.conn()
         .execute(
@@ -33,16 +44,15 @@ fn offline_writes_succeed_locally_sync_fails_cleanly_and_everything_arrives_afte
     );
     assert!(status.offline_since.is_some());
 
-    share.control.set_offline(false);
+    remote.set_offline(false);
     let r = a.sync_now().unwrap();
     assert_eq!(r.pushed, 2);
-    let remote = share.remote();
     assert_eq!(
-        one::<String>(&remote, "SELECT title FROM tasks WHERE id = 'off-1'"),
+        remote.one::<String>("SELECT title FROM tasks WHERE id = 'off-1'"),
         "written offline"
     );
     assert_eq!(
-        one::<i64>(&remote, "SELECT done FROM tasks WHERE id = 't1'"),
+        remote.one::<i64>("SELECT done FROM tasks WHERE id = 't1'"),
         1
     );
     let status = a.status().unwrap();
@@ -50,23 +60,63 @@ fn offline_writes_succeed_locally_sync_fails_cleanly_and_everything_arrives_afte
     assert_eq!(status.offline_since, None);
 }
 
-#[test]
-fn a_cache_opens_and_works_while_the_share_is_offline() {
-    let share = Share::new();
-    drop(share.client("a"));
-    share.control.set_offline(true);
-    let a = share.client("a");
+fn a_cache_opens_and_works_while_the_remote_is_offline(backend: Backend) {
+    let remote = Remote::new(backend);
+    drop(remote.client("a"));
+    remote.set_offline(true);
+    let a = remote.client("a");
     a.conn()
         .execute("INSERT INTO notes (id, body) VALUES (9, 'x')", [])
         .unwrap();
     assert_eq!(a.status().unwrap().pending_writes, 1);
-    share.control.set_offline(false);
+    remote.set_offline(false);
     a.sync_now().unwrap();
     assert_eq!(
-        one::<String>(&share.remote(), "SELECT body FROM notes WHERE id = 9"),
+        remote.one::<String>("SELECT body FROM notes WHERE id = 9"),
         "x"
     );
 }
+
+/// A remote that neither answers nor fails (a hung share, a hung link to the server) does not
+/// hold up the app's open of its cache.
+fn opening_with_enable_cache_auto_does_not_wait_for_a_hung_remote(backend: Backend) {
+    let remote = Remote::new(backend);
+    let mut cfg = remote.config("a");
+    sharecache::Cache::open(cfg.clone())
+        .unwrap()
+        .sync_now()
+        .unwrap();
+    cfg.enable_cache = sharecache::EnableCache::Auto;
+    remote.set_hung(true);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let opened = sharecache::Cache::open(cfg).map(|c| {
+            let rule = c.status().map(|s| s.mode_reason).unwrap_or_default();
+            c.conn()
+                .execute("INSERT INTO notes (id, body) VALUES (77, 'while hung')", [])
+                .map(|_| (c.mode(), rule))
+        });
+        let _ = tx.send(opened.map_err(|e| e.to_string()));
+    });
+    let opened = rx.recv_timeout(std::time::Duration::from_secs(10));
+    remote.set_hung(false);
+    let (mode, rule) = opened
+        .expect("Cache::open waited for the hung remote")
+        .expect("opened")
+        .expect("a local write");
+    assert_eq!(mode, sharecache::Mode::Cached);
+    match backend {
+        // Deciding whether the path is on a network share asks its filesystem, which hangs.
+        Backend::Share => assert!(
+            rule.contains("did not answer"),
+            "an unanswering filesystem is taken for a network share: {rule}"
+        ),
+        // A server is cached without asking it anything.
+        Backend::Postgres => assert!(rule.contains("PostgreSQL server"), "{rule}"),
+    }
+}
+
+// The share's own: a failure inside the file transaction of a push.
 
 #[test]
 fn a_share_that_fails_mid_push_leaves_every_write_pending_and_the_remote_consistent() {
@@ -94,38 +144,4 @@ fn a_share_that_fails_mid_push_leaves_every_write_pending_and_the_remote_consist
         before + 40
     );
     assert_eq!(a.status().unwrap().pending_writes, 0);
-}
-
-#[test]
-fn opening_with_enable_cache_auto_does_not_wait_for_a_hung_share() {
-    let share = Share::new();
-    let mut cfg = share.config("a");
-    sharecache::Cache::open(cfg.clone())
-        .unwrap()
-        .sync_now()
-        .unwrap();
-    cfg.enable_cache = sharecache::EnableCache::Auto;
-    share.control.set_hang(true);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let opened = sharecache::Cache::open(cfg).map(|c| {
-            let rule = c.status().map(|s| s.mode_reason).unwrap_or_default();
-            c.conn()
-                .execute("INSERT INTO notes (id, body) VALUES (77, 'while hung')", [])
-                .map(|_| (c.mode(), rule))
-        });
-        let _ = tx.send(opened.map_err(|e| e.to_string()));
-    });
-    // Deciding whether the path is on a network share asks its filesystem, which hangs.
-    let opened = rx.recv_timeout(std::time::Duration::from_secs(10));
-    share.control.set_hang(false);
-    let (mode, rule) = opened
-        .expect("Cache::open waited for the hung share")
-        .expect("opened")
-        .expect("a local write");
-    assert_eq!(mode, sharecache::Mode::Cached);
-    assert!(
-        rule.contains("did not answer"),
-        "an unanswering filesystem is taken for a network share: {rule}"
-    );
 }

@@ -1,44 +1,55 @@
-//! The background sync thread, concurrent syncs, recovery after the share comes back, hot reload
-//! and the conflict-log operations.
+//! The background sync thread, concurrent syncs, recovery after the remote comes back, hot
+//! reload and the conflict-log operations. All against both backends: the thread and the
+//! operations are the handle's, whatever the remote.
 
 use std::time::Duration;
 
 use sharecache::{Cache, Error, ErrorKind, OpenOptions, State};
 
-use crate::support::{Share, eventually, one, open_cache_file, sharecache};
+use crate::support::remote::{Backend, Remote};
+use crate::support::{eventually, one, open_cache_file, sharecache};
 
-fn background(share: &Share, name: &str, interval: Duration) -> Cache {
-    let mut cfg = share.config(name);
+crate::both_backends!(
+    the_background_thread_pushes_a_write_within_one_interval,
+    dropping_the_handle_pushes_pending_writes_before_stopping,
+    sync_now_from_the_app_and_the_cli_at_once_do_not_double_apply,
+    the_thread_recovers_by_itself_after_the_remote_comes_back_with_nothing_lost,
+    editing_sync_interval_in_the_config_file_changes_the_cadence_of_a_running_thread,
+    clear_with_pending_writes_while_offline_refuses_and_keeps_them,
+    clear_rebuilds_the_cache_from_the_remote_keeping_connections_of_other_programs_working,
+    restoring_a_conflict_brings_the_losing_version_back_on_all_clients,
+    a_paused_thread_does_not_sync_on_its_interval_but_syncs_when_asked,
+    status_tells_that_a_sync_thread_runs_for_the_cache,
+    a_dead_sync_thread_is_an_error_and_nothing_syncs_on_the_callers_thread,
+);
+
+fn background(remote: &Remote, name: &str, interval: Duration) -> Cache {
+    let mut cfg = remote.config(name);
     cfg.sync_interval = interval;
     cfg.background = true;
     Cache::open(cfg).unwrap()
 }
 
-fn remote_has_note(share: &Share, id: i64) -> bool {
-    one::<i64>(
-        &share.remote(),
-        &format!("SELECT count(*) FROM notes WHERE id = {id}"),
-    ) == 1
+fn remote_has_note(remote: &Remote, id: i64) -> bool {
+    remote.one::<i64>(&format!("SELECT count(*) FROM notes WHERE id = {id}")) == 1
 }
 
-#[test]
-fn the_background_thread_pushes_a_write_within_one_interval() {
-    let share = Share::new();
-    let a = background(&share, "a", Duration::from_secs(1));
+fn the_background_thread_pushes_a_write_within_one_interval(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = background(&remote, "a", Duration::from_secs(1));
     assert!(a.is_background());
     open_cache_file(&a)
         .execute("INSERT INTO notes (id, body) VALUES (20, 'bg')", [])
         .unwrap();
-    // One interval plus the time a sync takes on the slow share.
+    // One interval plus the time a sync takes on the remote.
     assert!(eventually(Duration::from_secs(3), || remote_has_note(
-        &share, 20
+        &remote, 20
     )));
 }
 
-#[test]
-fn dropping_the_handle_pushes_pending_writes_before_stopping() {
-    let share = Share::new();
-    let a = background(&share, "a", Duration::from_secs(3600));
+fn dropping_the_handle_pushes_pending_writes_before_stopping(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = background(&remote, "a", Duration::from_secs(3600));
     assert!(eventually(Duration::from_secs(5), || a
         .history(1)
         .map(|h| !h.is_empty())
@@ -50,13 +61,12 @@ fn dropping_the_handle_pushes_pending_writes_before_stopping() {
         )
         .unwrap();
     drop(a);
-    assert!(remote_has_note(&share, 21));
+    assert!(remote_has_note(&remote, 21));
 }
 
-#[test]
-fn sync_now_from_the_app_and_the_cli_at_once_do_not_double_apply() {
-    let share = Share::new();
-    let cfg_file = share.config_file("a");
+fn sync_now_from_the_app_and_the_cli_at_once_do_not_double_apply(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg_file = remote.config_file("a");
     let mut cfg = sharecache::Config::load(&cfg_file).unwrap();
     cfg.background = true;
     cfg.sync_interval = Duration::from_secs(3600);
@@ -68,7 +78,7 @@ fn sync_now_from_the_app_and_the_cli_at_once_do_not_double_apply() {
     a.conn()
         .execute_batch("WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 1199) INSERT INTO notes (id, body) SELECT i, 'x' FROM n")
         .unwrap();
-    let rev_before: i64 = one(&share.remote(), "SELECT rev FROM sharecache_meta");
+    let rev_before = remote.head_rev();
     let child = sharecache()
         .arg("--config")
         .arg(&cfg_file)
@@ -83,30 +93,25 @@ fn sync_now_from_the_app_and_the_cli_at_once_do_not_double_apply() {
         String::from_utf8_lossy(&out.stderr)
     );
     let mine = mine.unwrap();
-    let remote = share.remote();
     assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id >= 1000"),
+        remote.one::<i64>("SELECT count(*) FROM notes WHERE id >= 1000"),
         200
     );
-    let rev_after: i64 = one(&remote, "SELECT rev FROM sharecache_meta");
+    let rev_after = remote.head_rev();
     assert_eq!(
         rev_after - rev_before,
         200,
         "each row written once (app pushed {})",
         mine.pushed
     );
-    assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM sharecache_conflicts"),
-        0
-    );
+    assert_eq!(remote.conflicts().len(), 0);
     assert_eq!(a.status().unwrap().pending_writes, 0);
 }
 
-#[test]
-fn the_thread_recovers_by_itself_after_the_share_comes_back_with_nothing_lost() {
-    let share = Share::new();
-    let a = background(&share, "a", Duration::from_secs(1));
-    share.control.set_offline(true);
+fn the_thread_recovers_by_itself_after_the_remote_comes_back_with_nothing_lost(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = background(&remote, "a", Duration::from_secs(1));
+    remote.set_offline(true);
     for i in 0..5 {
         a.conn()
             .execute(
@@ -123,7 +128,7 @@ fn the_thread_recovers_by_itself_after_the_share_comes_back_with_nothing_lost() 
     let status = a.status().unwrap();
     assert_eq!(status.pending_writes, 5);
     assert!(status.offline_since.is_some());
-    share.control.set_offline(false);
+    remote.set_offline(false);
     assert!(
         eventually(Duration::from_secs(5), || a.status().unwrap().state
             == State::Success),
@@ -131,18 +136,16 @@ fn the_thread_recovers_by_itself_after_the_share_comes_back_with_nothing_lost() 
         a.status().unwrap()
     );
     assert_eq!(
-        one::<i64>(
-            &share.remote(),
-            "SELECT count(*) FROM notes WHERE body = 'offline'"
-        ),
+        remote.one::<i64>("SELECT count(*) FROM notes WHERE body = 'offline'"),
         5
     );
 }
 
-#[test]
-fn editing_sync_interval_in_the_config_file_changes_the_cadence_of_a_running_thread() {
-    let share = Share::new();
-    let file = share.config_file("a");
+fn editing_sync_interval_in_the_config_file_changes_the_cadence_of_a_running_thread(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let file = remote.config_file("a");
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("background: false", "background: true");
@@ -182,14 +185,13 @@ fn editing_sync_interval_in_the_config_file_changes_the_cadence_of_a_running_thr
     );
 }
 
-#[test]
-fn clear_with_pending_writes_while_offline_refuses_and_keeps_them() {
-    let share = Share::new();
-    let a = share.client("a");
+fn clear_with_pending_writes_while_offline_refuses_and_keeps_them(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
     a.conn()
         .execute("INSERT INTO notes (id, body) VALUES (40, 'keep me')", [])
         .unwrap();
-    share.control.set_offline(true);
+    remote.set_offline(true);
     let err = a.clear(false, &()).unwrap_err();
     assert!(
         matches!(err, sharecache::Error::PendingWrites { pending: 1, .. }),
@@ -208,16 +210,17 @@ fn clear_with_pending_writes_while_offline_refuses_and_keeps_them() {
         one::<String>(&a.conn(), "SELECT body FROM notes WHERE id = 40"),
         "keep me"
     );
-    share.control.set_offline(false);
+    remote.set_offline(false);
     let r = a.clear(false, &()).unwrap();
     assert_eq!(r.pushed, 1);
-    assert!(remote_has_note(&share, 40));
+    assert!(remote_has_note(&remote, 40));
 }
 
-#[test]
-fn clear_rebuilds_the_cache_from_the_remote_keeping_connections_of_other_programs_working() {
-    let share = Share::new();
-    let a = share.client("a");
+fn clear_rebuilds_the_cache_from_the_remote_keeping_connections_of_other_programs_working(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
     let other = open_cache_file(&a);
     // A change the cache missed (written straight into the cache with capture off, as if drifted).
     other.execute_batch("UPDATE sync_state SET applying = 1; UPDATE tasks SET title = 'drifted'; UPDATE sync_state SET applying = 0;").unwrap();
@@ -235,14 +238,13 @@ fn clear_rebuilds_the_cache_from_the_remote_keeping_connections_of_other_program
         )
         .unwrap();
     a.sync_now().unwrap();
-    assert!(remote_has_note(&share, 41));
+    assert!(remote_has_note(&remote, 41));
 }
 
-#[test]
-fn restoring_a_conflict_brings_the_losing_version_back_on_all_clients() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn restoring_a_conflict_brings_the_losing_version_back_on_all_clients(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.conn()
         .execute("UPDATE tasks SET title = 'loser (a)' WHERE id = 't1'", [])
         .unwrap();
@@ -260,7 +262,10 @@ fn restoring_a_conflict_brings_the_losing_version_back_on_all_clients() {
     b.sync_now().unwrap();
     let title =
         |c: &rusqlite::Connection| one::<String>(c, "SELECT title FROM tasks WHERE id = 't1'");
-    assert_eq!(title(&share.remote()), "loser (a)");
+    assert_eq!(
+        remote.one::<String>("SELECT title FROM tasks WHERE id = 't1'"),
+        "loser (a)"
+    );
     assert_eq!(title(&a.conn()), "loser (a)");
     assert_eq!(title(&b.conn()), "loser (a)");
     let stamp: String = one(&a.conn(), "SELECT updated_at FROM tasks WHERE id = 't1'");
@@ -270,10 +275,9 @@ fn restoring_a_conflict_brings_the_losing_version_back_on_all_clients() {
     );
 }
 
-#[test]
-fn a_paused_thread_does_not_sync_on_its_interval_but_syncs_when_asked() {
-    let share = Share::new();
-    let a = background(&share, "a", Duration::from_millis(300));
+fn a_paused_thread_does_not_sync_on_its_interval_but_syncs_when_asked(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = background(&remote, "a", Duration::from_millis(300));
     assert!(eventually(Duration::from_secs(5), || !a
         .history(1)
         .unwrap()
@@ -285,22 +289,21 @@ fn a_paused_thread_does_not_sync_on_its_interval_but_syncs_when_asked() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     assert!(
-        !remote_has_note(&share, 42),
+        !remote_has_note(&remote, 42),
         "no interval sync while paused"
     );
     assert!(a.status().unwrap().worker.unwrap().contains("paused"));
     a.sync_now().unwrap();
-    assert!(remote_has_note(&share, 42));
+    assert!(remote_has_note(&remote, 42));
     a.resume();
 }
 
-#[test]
-fn status_tells_that_a_sync_thread_runs_for_the_cache() {
-    let share = Share::new();
-    let a = background(&share, "a", Duration::from_secs(3600));
+fn status_tells_that_a_sync_thread_runs_for_the_cache(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = background(&remote, "a", Duration::from_secs(3600));
     assert!(a.status().unwrap().worker.is_some());
     // Another process (here: a plain status read of the same files) sees it too.
-    let cfg = share.config("a");
+    let cfg = remote.config("a");
     let paths = sharecache::store::CachePaths::new(&cfg.cache_directory, &cfg.remote_path);
     let seen = sharecache::status::read(&cfg, &paths, "test").unwrap();
     assert!(seen.worker.is_some());
@@ -310,11 +313,10 @@ fn status_tells_that_a_sync_thread_runs_for_the_cache() {
     let _ = OpenOptions::default();
 }
 
-#[test]
-fn a_dead_sync_thread_is_an_error_and_nothing_syncs_on_the_callers_thread() {
-    let share = Share::new();
+fn a_dead_sync_thread_is_an_error_and_nothing_syncs_on_the_callers_thread(backend: Backend) {
+    let remote = Remote::new(backend);
     for (name, background, id) in [("fg", false, 40), ("bg", true, 41)] {
-        let mut cfg = share.config(name);
+        let mut cfg = remote.config(name);
         cfg.background = background;
         cfg.sync_interval = Duration::from_millis(200);
         let a = Cache::open(cfg).unwrap();
@@ -337,7 +339,7 @@ fn a_dead_sync_thread_is_an_error_and_nothing_syncs_on_the_callers_thread() {
         );
         std::thread::sleep(Duration::from_millis(500));
         assert!(
-            !remote_has_note(&share, id),
+            !remote_has_note(&remote, id),
             "{name}: pushed behind the caller's back"
         );
         assert_eq!(a.status().unwrap().pending_writes, 1, "{name}");

@@ -1,12 +1,24 @@
-//! Push creates, updates and deletes rows on the remote; other clients pull them.
+//! Push creates, updates and deletes rows on the remote; other clients pull them. The behaviours
+//! run against both backends (the share and a PostgreSQL server); the idle sync's cost on the
+//! share's file (no write, one header read) is the share's own.
 
+use crate::support::remote::{Backend, Remote, Schema};
 use crate::support::{Share, one, rows};
 
-#[test]
-fn push_creates_updates_and_deletes_rows_on_the_remote_and_a_second_client_pulls_them() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+crate::both_backends!(
+    push_creates_updates_and_deletes_rows_on_the_remote_and_a_second_client_pulls_them,
+    a_batch_larger_than_batch_size_is_pushed_in_several_transactions,
+    direct_writes_on_the_remote_reach_the_cache,
+    app_triggers_fire_once_not_again_when_their_effects_are_synced,
+    moving_a_unique_value_between_rows_syncs_in_any_key_order,
+);
+
+fn push_creates_updates_and_deletes_rows_on_the_remote_and_a_second_client_pulls_them(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.conn()
         .execute_batch(
             "INSERT INTO tasks (id, title) VALUES ('u-1', 'new task');
@@ -18,17 +30,16 @@ fn push_creates_updates_and_deletes_rows_on_the_remote_and_a_second_client_pulls
         .unwrap();
     let r = a.sync_now().unwrap();
     assert_eq!(r.pushed, 6);
-    let remote = share.remote();
     let expect_tasks = vec![
         vec!["t1".to_string(), "1".into()],
         vec!["u-1".into(), "0".into()],
     ];
     assert_eq!(
-        rows(&remote, "SELECT id, done FROM tasks ORDER BY id"),
+        remote.rows("SELECT id, done FROM tasks ORDER BY id"),
         expect_tasks
     );
     assert_eq!(
-        one::<i64>(&remote, "SELECT count(*) FROM tags WHERE task_id = 'u-1'"),
+        remote.one::<i64>("SELECT count(*) FROM tags WHERE task_id = 'u-1'"),
         2
     );
 
@@ -51,23 +62,23 @@ fn push_creates_updates_and_deletes_rows_on_the_remote_and_a_second_client_pulls
     );
 }
 
-#[test]
-fn a_batch_larger_than_batch_size_is_pushed_in_several_transactions() {
-    let share = Share::new();
-    let mut cfg = share.config("a");
+fn a_batch_larger_than_batch_size_is_pushed_in_several_transactions(backend: Backend) {
+    let remote = Remote::new(backend);
+    let mut cfg = remote.config("a");
     cfg.batch_size = 7;
     let a = sharecache::Cache::open(cfg).unwrap();
     a.conn()
         .execute_batch("WITH RECURSIVE n(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM n WHERE i < 59) INSERT INTO notes (id, body) SELECT i, 'n' || i FROM n")
         .unwrap();
+    let before = remote.head_rev();
     let r = a.sync_now().unwrap();
     assert_eq!(r.pushed, 50);
-    assert_eq!(
-        one::<i64>(&share.remote(), "SELECT count(*) FROM notes"),
-        51
-    );
+    assert_eq!(remote.one::<i64>("SELECT count(*) FROM notes"), 51);
     assert_eq!(a.status().unwrap().pending_writes, 0);
+    assert_eq!(remote.head_rev() - before, 50, "each row logged once");
 }
+
+// The share's own: what an idle sync costs on its file.
 
 #[test]
 fn an_idle_sync_reads_the_share_but_writes_nothing() {
@@ -123,21 +134,11 @@ fn an_idle_sync_reads_only_the_header_and_still_sees_the_next_remote_change() {
     assert!((0..3).any(|_| a.sync_now().unwrap().idle));
 }
 
-#[test]
-fn direct_writes_on_the_remote_reach_the_cache() {
-    let share = Share::new();
-    let a = share.client("a");
-    share
-        .remote()
-        .execute(
-            "UPDATE tasks SET title = 'changed by another program' WHERE id = 't1'",
-            [],
-        )
-        .unwrap();
-    share
-        .remote()
-        .execute("DELETE FROM notes WHERE id = 1", [])
-        .unwrap();
+fn direct_writes_on_the_remote_reach_the_cache(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    remote.exec("UPDATE tasks SET title = 'changed by another program' WHERE id = 't1'");
+    remote.exec("DELETE FROM notes WHERE id = 1");
     let r = a.sync_now().unwrap();
     assert_eq!(r.pulled, 2);
     assert_eq!(
@@ -147,56 +148,78 @@ fn direct_writes_on_the_remote_reach_the_cache() {
     assert_eq!(one::<i64>(&a.conn(), "SELECT count(*) FROM notes"), 0);
 }
 
-#[test]
-fn app_triggers_fire_once_not_again_when_their_effects_are_synced() {
-    let share = Share::with_schema(
-        "CREATE TABLE tasks (id TEXT PRIMARY KEY, title TEXT);
+/// An app's trigger on the remote. On the share the cache copies it (the schema is SQLite's), so
+/// it fires once where the app writes, never again where the row is synced. A server's PL/pgSQL
+/// trigger stays on the server: it fires there, once, for every write that reaches it (a push
+/// or another program's), and its effects reach every cache like any other change.
+const APP_TRIGGER: Schema = Schema {
+    sqlite: "CREATE TABLE tasks (id TEXT PRIMARY KEY, title TEXT);
          CREATE TABLE task_log (id INTEGER PRIMARY KEY, task_id TEXT, what TEXT);
          CREATE TRIGGER log_new_task AFTER INSERT ON tasks BEGIN
              INSERT INTO task_log (task_id, what) VALUES (NEW.id, 'created');
          END;",
-    );
-    let a = share.client("a");
-    let b = share.client("b");
+    postgres: "CREATE TABLE tasks (id text PRIMARY KEY, title text);
+         CREATE TABLE task_log (id bigserial PRIMARY KEY, task_id text, what text);
+         CREATE FUNCTION log_new_task() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO task_log (task_id, what) VALUES (NEW.id, 'created');
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER log_new_task AFTER INSERT ON tasks
+             FOR EACH ROW EXECUTE FUNCTION log_new_task();",
+};
+
+fn app_triggers_fire_once_not_again_when_their_effects_are_synced(backend: Backend) {
+    let remote = Remote::with_schema(backend, &APP_TRIGGER);
+    let a = remote.client("a");
+    let b = remote.client("b");
+    let logged = |c: &rusqlite::Connection| one::<i64>(c, "SELECT count(*) FROM task_log");
     a.conn()
         .execute("INSERT INTO tasks VALUES ('x', 'made on a')", [])
         .unwrap();
-    assert_eq!(one::<i64>(&a.conn(), "SELECT count(*) FROM task_log"), 1);
+    let in_a = match backend {
+        Backend::Share => 1,
+        Backend::Postgres => 0, // no copy of the server's trigger in the cache
+    };
+    assert_eq!(logged(&a.conn()), in_a);
     a.sync_now().unwrap();
     assert_eq!(
-        one::<i64>(&share.remote(), "SELECT count(*) FROM task_log"),
+        remote.one::<i64>("SELECT count(*) FROM task_log"),
         1,
-        "the remote's copy of the trigger must not fire again"
+        "the remote's trigger fires once for the pushed row, or not again for a copied one"
     );
+    a.sync_now().unwrap();
     b.sync_now().unwrap();
+    assert_eq!(logged(&a.conn()), 1, "the trigger's row reaches the writer");
     assert_eq!(
-        one::<i64>(&b.conn(), "SELECT count(*) FROM task_log"),
+        logged(&b.conn()),
         1,
         "nor the trigger in b's cache when the row is pulled"
     );
     // Writes made directly on the remote still fire the app's trigger there, once.
-    share
-        .remote()
-        .execute("INSERT INTO tasks VALUES ('y', 'made on the remote')", [])
-        .unwrap();
+    remote.exec("INSERT INTO tasks VALUES ('y', 'made on the remote')");
     a.sync_now().unwrap();
-    assert_eq!(one::<i64>(&a.conn(), "SELECT count(*) FROM task_log"), 2);
+    assert_eq!(logged(&a.conn()), 2);
     b.clear(false, &()).unwrap();
     assert_eq!(
-        one::<i64>(&b.conn(), "SELECT count(*) FROM task_log"),
+        logged(&b.conn()),
         2,
         "a rebuild copies rows without firing triggers"
     );
 }
 
-#[test]
-fn moving_a_unique_value_between_rows_syncs_in_any_key_order() {
-    let share = Share::with_schema(
-        "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE);
-         INSERT INTO users VALUES ('a', 'x@example.com'), ('b', 'y@example.com');",
+fn moving_a_unique_value_between_rows_syncs_in_any_key_order(backend: Backend) {
+    let remote = Remote::with_schema(
+        backend,
+        &Schema {
+            sqlite: "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE);
+                 INSERT INTO users VALUES ('a', 'x@example.com'), ('b', 'y@example.com');",
+            postgres: "CREATE TABLE users (id text PRIMARY KEY, email text UNIQUE);
+                 INSERT INTO users VALUES ('a', 'x@example.com'), ('b', 'y@example.com');",
+        },
     );
-    let one_client = share.client("one");
-    let other = share.client("other");
+    let one_client = remote.client("one");
+    let other = remote.client("other");
     // Valid locally in this order; the push visits rows in key order (a before b).
     one_client
         .conn()
@@ -209,7 +232,7 @@ fn moving_a_unique_value_between_rows_syncs_in_any_key_order() {
         vec!["b".into(), "z@example.com".into()],
     ];
     assert_eq!(
-        rows(&share.remote(), "SELECT id, email FROM users ORDER BY id"),
+        remote.rows("SELECT id, email FROM users ORDER BY id"),
         expect
     );
     // The other client pulls both; b's entry may come after a's in the log.

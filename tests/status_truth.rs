@@ -1,17 +1,21 @@
-//! `status` tells the truth about what the next open will do and what a salvage did.
+//! `status` tells the truth about what the next open will do and what a salvage did. A cache
+//! directory that cannot exist is the same question on both backends with different answers: a
+//! share's file is served directly, a server has no direct mode and the open fails.
 
 use sharecache::{Cache, Mode};
 
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, sharecache};
 
-#[test]
-fn a_cache_directory_under_a_regular_file_is_reported_as_direct_mode() {
-    let share = Share::new();
-    let file = share.tmp.path().join("a-file");
+crate::both_backends!(a_cache_directory_under_a_regular_file_is_reported_as_the_next_open_meets_it);
+
+fn a_cache_directory_under_a_regular_file_is_reported_as_the_next_open_meets_it(backend: Backend) {
+    let remote = Remote::new(backend);
+    let file = remote.tmp().join("a-file");
     std::fs::write(&file, b"not a directory").unwrap();
-    let cfg_path = share.config_file("a");
+    let cfg_path = remote.config_file("a");
     let text = std::fs::read_to_string(&cfg_path).unwrap();
-    let cache_dir = share.tmp.path().join("cache-a");
+    let cache_dir = remote.tmp().join("cache-a");
     std::fs::write(
         &cfg_path,
         text.replace(
@@ -27,20 +31,36 @@ fn a_cache_directory_under_a_regular_file_is_reported_as_direct_mode() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     let status = &json;
-    assert_eq!(status["mode"], "direct", "{json}");
     let reason = status["mode_reason"].as_str().unwrap();
     assert!(
         reason.contains("not a directory") && reason.contains(&file.display().to_string()),
         "{reason}"
     );
-    // What the open then does, indeed.
-    let mut cfg = share.config("a");
+    let mut cfg = remote.config("a");
     cfg.cache_directory = file.join("cache");
-    assert!(matches!(
-        Cache::open(cfg).unwrap().mode(),
-        Mode::Direct { .. }
-    ));
+    // What the open then does, indeed.
+    match backend {
+        Backend::Share => {
+            assert_eq!(status["mode"], "direct", "{json}");
+            assert!(matches!(
+                Cache::open(cfg).unwrap().mode(),
+                Mode::Direct { .. }
+            ));
+        }
+        Backend::Postgres => {
+            assert_eq!(status["state"], "failed", "{json}");
+            assert!(reason.contains("no direct mode"), "{reason}");
+            let e = Cache::open(cfg).unwrap_err();
+            assert_eq!(e.kind(), sharecache::ErrorKind::Local, "{e}");
+            assert!(
+                e.to_string().contains(&file.display().to_string()),
+                "the error names the directory: {e}"
+            );
+        }
+    }
 }
+
+// The share's own: the reason direct mode gives after a salvage.
 
 #[test]
 fn the_salvage_message_says_once_what_happened_what_was_kept_where_and_names_the_file() {

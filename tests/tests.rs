@@ -1,5 +1,7 @@
 //! Integration tests: every test runs clients against a remote database behind the slow, flaky
-//! `slowfs` share. One test binary, a module per behaviour area.
+//! `slowfs` share, and the behaviours that are not about the share run against a PostgreSQL
+//! server too (`support::remote`; `both_backends!` names them `area::share::test` and
+//! `area::postgres::test`). One test binary, a module per behaviour area.
 
 mod support;
 
@@ -12,6 +14,7 @@ mod cli_daemon;
 mod cli_ops;
 mod conflicts;
 mod crash;
+mod end_to_end;
 mod fallback;
 mod handover;
 mod instances;

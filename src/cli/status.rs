@@ -1,6 +1,7 @@
 //! `sharecache status`: the state at a glance, then a debug section for whoever has to find out
-//! why it is not syncing. Reads local files only, except one `stat` of the remote file, asked
-//! on a separate thread with a timeout: a hung share must not hang `status`.
+//! why it is not syncing. Reads local files only, except one `stat` of the remote file (a TCP
+//! connect for a PostgreSQL server), asked on a separate thread with a timeout: a hung share
+//! must not hang `status`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,6 +22,9 @@ pub struct Probe {
     pub share_check: String,
     /// Size of the remote file.
     pub remote_bytes: Option<u64>,
+    /// The remote is a PostgreSQL server: the check was a TCP connection to it.
+    #[serde(skip)]
+    pub server: bool,
 }
 
 /// `status` as printed with `--json`: the library's [`Status`] plus the debug figures.
@@ -72,6 +76,53 @@ pub fn probe(remote: &Path) -> Probe {
         share_reachable,
         share_check,
         remote_bytes,
+        server: false,
+    }
+}
+
+/// Asks a PostgreSQL server whether it takes connections (a TCP connect, no login), waiting at
+/// most [`SHARE_TIMEOUT`]: a server has no file to `stat`.
+pub fn probe_server(host: &str, port: u16) -> Probe {
+    let t0 = Instant::now();
+    let (share_reachable, share_check) = if host.starts_with('/') {
+        (
+            false,
+            format!("a Unix socket in {host}: not checked by status"),
+        )
+    } else {
+        let addr = format!("{host}:{port}");
+        let answer = local::within(SHARE_TIMEOUT, move || {
+            use std::net::{TcpStream, ToSocketAddrs};
+            let mut last = None;
+            for a in addr.to_socket_addrs()? {
+                match TcpStream::connect_timeout(&a, SHARE_TIMEOUT) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| std::io::Error::other("the host name has no address")))
+        });
+        let ms = t0.elapsed().as_millis();
+        match answer {
+            None => (
+                false,
+                format!(
+                    "no answer within {} s: the server or the network hangs",
+                    SHARE_TIMEOUT.as_secs()
+                ),
+            ),
+            Some(Ok(())) => (
+                true,
+                format!("the server takes connections (answered in {ms} ms)"),
+            ),
+            Some(Err(e)) => (false, format!("not reachable: {e}")),
+        }
+    };
+    Probe {
+        share_reachable,
+        share_check,
+        remote_bytes: None,
+        server: true,
     }
 }
 
@@ -93,7 +144,10 @@ pub fn status_of(config: &Config) -> anyhow::Result<Status> {
 pub fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     let status = status_of(config)?;
     let cache_exists = status.cache_path.as_deref().is_some_and(Path::exists);
-    let probe = probe(&config.remote_path);
+    let probe = match &config.postgres {
+        Some(server) => probe_server(&server.host, server.port),
+        None => probe(&config.remote_path),
+    };
     if json {
         let report = Report {
             status: &status,
@@ -230,11 +284,16 @@ fn print(s: &Status, cache_exists: bool, probe: &Probe) {
         };
         println!("  cache file:     {}{missing}", file_line(p, s.cache_bytes));
     }
-    println!(
-        "  remote file:    {}",
-        file_line(&s.remote_path, probe.remote_bytes)
-    );
-    println!("  share now:      {}", probe.share_check);
+    if probe.server {
+        println!("  server:         {}", s.remote_path.display());
+        println!("  server now:     {}", probe.share_check);
+    } else {
+        println!(
+            "  remote file:    {}",
+            file_line(&s.remote_path, probe.remote_bytes)
+        );
+        println!("  share now:      {}", probe.share_check);
+    }
     if let Some(o) = &s.origin {
         println!("  origin id:      {o}");
     }

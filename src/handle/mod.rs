@@ -128,7 +128,18 @@ impl Cache {
         // The one copy of the configuration: the handle, its thread and its engine share it.
         let live = Live::new(config);
         let config = live.get();
-        let (inner, engine) = match Cache::open_cached(&live, clock, host.as_deref(), &()) {
+        let mut opened = Cache::open_cached(&live, clock, host.as_deref(), &());
+        if let (Err(Error::Local(e)), Some(server)) = (&opened, &config.postgres)
+            && e.is_fatal()
+        {
+            // A server has no direct mode (the app needs a SQLite file): salvage what the cache
+            // holds and set it aside, then make a new cache from the server; if that cannot work
+            // either (a cache directory that cannot exist), the open fails with its cause.
+            let saved = salvage::salvage(None, &paths, &config, &clock);
+            tracing::error!(error = %e, server = %server.display_url(), salvage = %saved.summary(), "the cache cannot work, and a PostgreSQL remote has no direct mode: making a new cache");
+            opened = Cache::open_cached(&live, clock, host.as_deref(), &());
+        }
+        let (inner, engine) = match opened {
             Ok((paths, mut app, mut engine)) => {
                 if opts.release_cache {
                     engine.release_between_syncs(true);
@@ -147,7 +158,7 @@ impl Cache {
                 };
                 (inner, Some(engine))
             }
-            Err(Error::Local(e)) if e.is_fatal() => {
+            Err(Error::Local(e)) if e.is_fatal() && config.postgres.is_none() => {
                 tracing::error!(error = %e, "the cache cannot work; salvaging it and serving the remote directly");
                 let saved = salvage::salvage(None, &paths, &config, &clock);
                 let reason = format!("the cache cannot work: {e}; {}", saved.summary());

@@ -45,7 +45,8 @@ pub enum LocalError {
     /// The remote has an app table with the name of one of sharecache's own tables in the cache
     /// (`sync_state`, `sync_tracking`, ...): one SQLite file cannot hold both.
     #[error("the remote database has a table named {table:?}, the name of one of sharecache's own tables in the cache ({}); \
-             the cache cannot hold both, so reads and writes go directly to the remote; rename the table to use the cache",
+             the cache cannot hold both (a share's file is then used directly; a PostgreSQL server cannot be, so the open fails); \
+             rename the table to use the cache",
              crate::schema::LOCAL_INTERNAL.join(", "))]
     NameClash {
         /// The app's table.

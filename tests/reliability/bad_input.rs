@@ -6,7 +6,8 @@
 //! `enable_cache`, a non-number `batch_size`, a missing `database.path`, unclosed YAML);
 //! `tests/schema_follow.rs` has a table without primary key and two oddly named tables;
 //! `tests/share_safety.rs` has an empty file, a non-SQLite file and a WAL remote nobody uses.
-//! This module adds the rest of the matrix.
+//! This module adds the rest of the matrix; `bad_data` has the odd data and names that are not
+//! about the share (run against both backends).
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -18,7 +19,7 @@ use rusqlite::Connection;
 use sharecache::{Cache, Config, EnableCache, ErrorKind};
 
 use super::{assert_same_content, figures};
-use crate::support::{Share, one, rows, sharecache};
+use crate::support::{Share, one, sharecache};
 
 /// Runs the CLI; returns (exit code, stderr).
 fn cli(cfg: &Path, args: &[&str]) -> (Option<i32>, String) {
@@ -444,193 +445,4 @@ fn tables_and_columns_with_odd_names_sync_both_ways() {
         one::<String>(&a.conn(), "SELECT \"where\" FROM \"select\""),
         "changed"
     );
-}
-
-/// The app's own table happens to be called like one of sharecache's own tables: in the cache
-/// (`sync_metadata`, `sync_state`, ...) or on the remote (`sharecache_...`). The cache must still
-/// work and the app's table sync like any other, or the clash be refused with an error that
-/// says so; the app's table must never vanish from the cache.
-#[test]
-fn an_app_table_named_like_a_sharecache_table_still_syncs() {
-    let mut problems = Vec::new();
-    for name in ["sync_metadata", "sync_state", "sharecache_settings"] {
-        let share = Share::with_schema(&format!(
-            "CREATE TABLE {name} (id INTEGER PRIMARY KEY, v TEXT);
-             INSERT INTO {name} VALUES (1, 'app data');
-             CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"
-        ));
-        let a = match Cache::open(share.config("a")) {
-            Ok(a) => a,
-            Err(e) => {
-                problems.push(format!(
-                    "{name}: the cache cannot be made: {}",
-                    e.to_string().lines().next().unwrap_or("")
-                ));
-                continue;
-            }
-        };
-        if let sharecache::Mode::Direct { reason } = a.mode() {
-            // The refusal the doc above allows: the handle serves the remote, and says why.
-            if !reason.contains(name) {
-                problems.push(format!(
-                    "{name}: direct mode without naming the table: {reason}"
-                ));
-            }
-        }
-        let in_cache: Result<String, _> =
-            a.conn()
-                .query_row(&format!("SELECT v FROM {name} WHERE id = 1"), [], |r| {
-                    r.get(0)
-                });
-        if in_cache.as_deref() != Ok("app data") {
-            problems.push(format!(
-                "{name}: the app's table is not in the cache: {in_cache:?}"
-            ));
-            continue;
-        }
-        let write = a
-            .conn()
-            .execute(&format!("INSERT INTO {name} VALUES (2, 'more')"), []);
-        let synced = a.sync_now();
-        let there: i64 = one(&share.remote(), &format!("SELECT count(*) FROM {name}"));
-        if write.is_err() || synced.is_err() || there != 2 {
-            problems.push(format!(
-                "{name}: the app's write did not sync (write {write:?}, sync {synced:?}, remote rows {there}); status: {:?}",
-                a.status().map(|s| s.unsynced_tables)
-            ));
-        }
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// SQLite lets a rowid table hold NULL in a primary-key column (a legacy quirk apps rely on
-/// without knowing). Such rows must be synced, or refused with a clear error that keeps them
-/// pending; never silently dropped.
-#[test]
-fn rows_with_null_in_a_primary_key_column_are_not_silently_dropped() {
-    let share = Share::with_schema(
-        "CREATE TABLE pairs (a TEXT, b TEXT, v TEXT, PRIMARY KEY (a, b));
-         CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);",
-    );
-    let a = share.client("a");
-    a.conn()
-        .execute_batch(
-            "INSERT INTO pairs VALUES ('x', NULL, 'null key part');
-             INSERT INTO pairs VALUES ('x', 'y', 'ordinary');
-             INSERT INTO notes VALUES (1, 'unrelated');",
-        )
-        .unwrap();
-    let r = a.sync_now();
-    let remote = share.remote();
-    let there: i64 = one(
-        &remote,
-        "SELECT count(*) FROM pairs WHERE v = 'null key part'",
-    );
-    let pending = a.status().unwrap().pending_writes;
-    assert_eq!(
-        one::<String>(&remote, "SELECT body FROM notes WHERE id = 1"),
-        "unrelated",
-        "other rows are not held up"
-    );
-    assert!(
-        there == 1 || pending > 0,
-        "the row with a NULL key part is neither on the remote nor pending (sync: {r:?}): lost"
-    );
-}
-
-/// Rows of several megabytes (a 6 MB BLOB, 3 MB of text) sync both ways, and a conflict over
-/// such a row keeps the whole losing version in the conflict log.
-#[test]
-fn rows_of_several_megabytes_sync_and_a_conflict_keeps_the_whole_losing_version() {
-    let share = Share::with_schema(
-        "CREATE TABLE files (id TEXT PRIMARY KEY, name TEXT, data BLOB, note TEXT);",
-    );
-    let a = share.client("a");
-    let b = share.client("b");
-    let blob: Vec<u8> = (0..6_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    let text = "ü€ abc ".repeat(300_000); // about 3 MB of UTF-8
-    a.conn()
-        .execute(
-            "INSERT INTO files VALUES ('f1', 'big', ?1, ?2)",
-            rusqlite::params![blob, text],
-        )
-        .unwrap();
-    a.sync_now().unwrap();
-    b.sync_now().unwrap();
-    let got: Vec<u8> = b
-        .conn()
-        .query_row("SELECT data FROM files WHERE id = 'f1'", [], |r| r.get(0))
-        .unwrap();
-    assert!(got == blob, "the BLOB arrived intact");
-    assert_same_content("b", &b.conn(), &share.remote());
-    // Concurrent edits of the big row: a's older edit loses and is kept whole.
-    a.conn()
-        .execute("UPDATE files SET note = 'a: ' || note WHERE id = 'f1'", [])
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(5));
-    b.conn()
-        .execute("UPDATE files SET name = 'b renamed' WHERE id = 'f1'", [])
-        .unwrap();
-    b.sync_now().unwrap();
-    assert_eq!(a.sync_now().unwrap().conflicts, 1);
-    let loser: String = one(
-        &share.remote(),
-        "SELECT loser_row FROM sharecache_conflicts",
-    );
-    let v: serde_json::Value = serde_json::from_str(&loser).unwrap();
-    assert_eq!(v["note"].as_str().unwrap(), format!("a: {text}"));
-    assert_eq!(v["data"]["$blob"].as_str().unwrap().len(), blob.len() * 2);
-    a.sync_now().unwrap();
-    assert_same_content("a", &a.conn(), &share.remote());
-    figures(
-        "big_rows",
-        &[("bytes_per_row", (blob.len() + text.len()) as u64)],
-    );
-}
-
-/// TEXT that is not valid UTF-8 (SQLite stores whatever bytes it is given): written in the
-/// cache by the app, or on the remote by another program. The row must sync byte for byte, or
-/// be refused with an error naming it while it stays pending; either way every other row keeps
-/// syncing, both ways.
-#[test]
-fn text_that_is_not_valid_utf8_neither_blocks_other_rows_nor_is_lost() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
-    a.conn()
-        .execute_batch(
-            "INSERT INTO notes (id, body) VALUES (7, CAST(x'41ff42' AS TEXT));
-             INSERT INTO notes (id, body) VALUES (8, 'fine');",
-        )
-        .unwrap();
-    let r = a.sync_now();
-    let remote = share.remote();
-    let mut problems = Vec::new();
-    if one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 8") != 1 {
-        problems.push(format!(
-            "a's valid row did not reach the remote (sync: {r:?})"
-        ));
-    }
-    let bad_there: i64 = one(
-        &remote,
-        "SELECT count(*) FROM notes WHERE id = 7 AND body = CAST(x'41ff42' AS TEXT)",
-    );
-    if bad_there == 0 && a.status().unwrap().pending_writes == 0 {
-        problems.push("a's invalid-UTF-8 row is neither on the remote nor pending: lost".into());
-    }
-    // Another program writes invalid UTF-8 directly on the remote; b must keep pulling.
-    remote
-        .execute_batch(
-            "INSERT INTO notes (id, body) VALUES (9, CAST(x'c328' AS TEXT));
-             INSERT INTO notes (id, body) VALUES (10, 'also fine');",
-        )
-        .unwrap();
-    let r = b.sync_now();
-    if one::<i64>(&b.conn(), "SELECT count(*) FROM notes WHERE id = 10") != 1 {
-        problems.push(format!("b cannot pull any more (sync: {r:?})"));
-    }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-    let _ = rows(&b.conn(), "SELECT id FROM notes");
 }

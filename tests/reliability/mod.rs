@@ -1,11 +1,12 @@
 //! The reliability suite (issue 5): convergence under faults, kill -9, I/O failure at every
-//! step, outages, a wrong or missing share, contention, bad input and permissions.
+//! step, outages, a wrong or missing share, contention, bad input and data, and permissions.
 //!
 //! Every test has a short form that runs with `cargo test` and a long form when
 //! `SHARECACHE_SOAK=1` (see RELIABILITY.md). Tests print their figures (iterations, faults
 //! injected, writes checked, lost) on a line starting with `figures:`; run with `--nocapture` to
 //! see them.
 
+mod bad_data;
 mod bad_input;
 mod contention;
 mod convergence;

@@ -1,11 +1,13 @@
 //! Shared test environment: a remote database behind a slow, flaky share (the `slowfs` FUSE
-//! fixture), and helpers to open clients on it.
+//! fixture), and helpers to open clients on it; `remote` gives a remote of either backend (the
+//! share or a PostgreSQL server) to the tests that run against both.
 #![allow(dead_code)]
 
 pub mod cli;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod proxy;
+pub mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

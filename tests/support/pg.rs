@@ -101,6 +101,12 @@ impl Drop for PgDb {
     }
 }
 
+/// Whether a cluster is configured: `false` after printing why the test skips; panics under
+/// `CI=true`.
+pub fn available() -> bool {
+    admin_url().is_some()
+}
+
 /// The cluster's admin URL, or `None` after printing why the test skips; panics under `CI=true`.
 pub fn admin_url() -> Option<String> {
     match std::env::var(ENV) {

@@ -166,8 +166,17 @@ impl PgError {
         }
     }
 
-    /// Whether a constraint (unique, check, not null, foreign key) refused a write.
-    pub fn is_constraint(&self) -> bool {
-        matches!(self, PgError::Db(e) if e.code().is_some_and(|c| c.code().starts_with("23")))
+    /// Whether the server refused a row for its values: a constraint (unique, check, not null,
+    /// foreign key), a data exception (a number out of the column's range, text a column's type
+    /// does not read), or a cache value of a storage class the column cannot take (refused here,
+    /// before sending). Such a row is refused alone, kept in the conflict log; the others go.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            PgError::Value { .. } => true,
+            PgError::Db(e) => e
+                .code()
+                .is_some_and(|c| c.code().starts_with("23") || c.code().starts_with("22")),
+            _ => false,
+        }
     }
 }

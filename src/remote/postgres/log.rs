@@ -113,6 +113,11 @@ pub fn append(
 /// The trigger function and triggers that log direct writes to `schema.table` (a push's own
 /// writes skip the function in the trigger's `WHEN`: no PL/pgSQL call per pushed row), whose columns are
 /// `columns` as [`super::types::describe`] gives them (checked with [`super::types::check`]).
+///
+/// A push is silent only for the rows it writes itself (its statements run at trigger depth 0).
+/// What the server's own triggers write in turn (an app's `AFTER INSERT` trigger filling an
+/// audit table, say: the caches have no copy of a PL/pgSQL trigger) is logged as a direct write,
+/// or it would reach no cache.
 pub fn trigger_sql(schema: &str, table: &str, columns: &[Column]) -> Result<String, PgError> {
     super::types::check(table, columns)?;
     let keys: Vec<&Column> = columns.iter().filter(|c| c.key).collect();
@@ -149,7 +154,7 @@ pub fn trigger_sql(schema: &str, table: &str, columns: &[Column]) -> Result<Stri
         "CREATE OR REPLACE FUNCTION sharecache.{function}() RETURNS trigger LANGUAGE plpgsql AS $f$ \
          DECLARE k text; \
          BEGIN \
-           IF sharecache.quiet() THEN RETURN NULL; END IF; \
+           IF sharecache.quiet() AND pg_trigger_depth() < 2 THEN RETURN NULL; END IF; \
            IF TG_OP = 'DELETE' THEN {del} \
            ELSIF TG_OP = 'INSERT' THEN {ins} \
            ELSE IF {changed} THEN {del} END IF; {ins} END IF; \
@@ -157,7 +162,7 @@ pub fn trigger_sql(schema: &str, table: &str, columns: &[Column]) -> Result<Stri
          END $f$; \
          DROP TRIGGER IF EXISTS sharecache_capture ON {target}; \
          CREATE TRIGGER sharecache_capture AFTER INSERT OR UPDATE OR DELETE ON {target} \
-           FOR EACH ROW WHEN (NOT sharecache.quiet()) EXECUTE FUNCTION sharecache.{function}();",
+           FOR EACH ROW WHEN (NOT sharecache.quiet() OR pg_trigger_depth() > 0) EXECUTE FUNCTION sharecache.{function}();",
         del = log("OLD", true),
         ins = log("NEW", false),
     ))

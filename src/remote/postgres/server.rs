@@ -65,6 +65,12 @@ impl Postgres {
         }
     }
 
+    /// Forgets every described column: the app's schema was just changed by this client (a
+    /// carry), before any fingerprint could show the new hash.
+    pub(super) fn forget_described(&self) {
+        *self.described.borrow_mut() = (0, HashMap::new());
+    }
+
     /// The server as messages name it (no password).
     pub fn location(&self) -> String {
         let url = self.target.display_url();

@@ -321,6 +321,8 @@ impl RemoteStore for Postgres {
 
     fn carry_schema(&mut self, additions: &Additions) -> Result<Carry, RemoteError> {
         let out = super::carry::carry(self, additions)?;
+        // A push later in this sync writes the carried columns: describe the tables anew.
+        self.forget_described();
         self.install_capture()?;
         Ok(out)
     }

@@ -14,9 +14,10 @@
 //!   call of `sharecache.finish`, which numbers them under the meta row's lock, held until the
 //!   COMMIT that follows (one round trip): revisions become visible in order.
 //! - **Rows in one statement per table.** Row writes are kept too and written together before
-//!   anything reads the tables again (a select, the finish). When a constraint refuses that
-//!   statement, the write is run again from the start in careful mode, each row under its own
-//!   savepoint, so the refused row is known ([`Refused`]) and the rest go through.
+//!   anything reads the tables again (a select, the finish). When the server refuses a row of
+//!   that statement (a constraint, a value its column cannot take: [`PgError::is_refusal`]), the
+//!   write is run again from the start in careful mode, each row under its own savepoint, so the
+//!   refused row is known ([`Refused`]) and the rest go through.
 
 use std::collections::HashMap;
 
@@ -161,7 +162,7 @@ impl<'t, 'c> Writer<'t, 'c> {
                 super::rows::delete(self.tx, self.schema, &first.table, &cols, &keys)
             };
             if let Err(e) = written {
-                if e.is_constraint() {
+                if e.is_refusal() {
                     self.refused_flush = true;
                 }
                 return Err(self.err(e));
