@@ -163,6 +163,11 @@ fn read_events(
     limit: usize,
     touched: &mut HashMap<Key, Touched>,
 ) -> rusqlite::Result<(i64, usize)> {
+    // An empty outbox (the usual state after a push) has no entry to look up: one indexed
+    // lookup per row saved.
+    let outbox_empty = c
+        .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM sync_tracking)")?
+        .query_row([], |r| r.get::<_, bool>(0))?;
     let mut s = c.prepare_cached(
         "SELECT rowid, tbl, pk, op, stamp, seen_rev FROM sync_journal WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
     )?;
@@ -176,7 +181,10 @@ fn read_events(
             Some(t) => t,
             None => {
                 let ord = ord_of(&key)?;
-                let before = stored(c, &key, &ord)?;
+                let before = match outbox_empty {
+                    true => None,
+                    false => stored(c, &key, &ord)?,
+                };
                 touched.entry(key.clone()).or_insert(Touched {
                     ord,
                     after: before.clone(),
