@@ -58,6 +58,9 @@ impl Entry {
 /// A row of a table: (table, key text).
 pub type Key = (String, String);
 
+/// Per row an event touched: its entry before the events and after them.
+pub type Overlay = HashMap<Key, (Option<Entry>, Option<Entry>)>;
+
 /// One captured write's effect on the row's entry: the rules the triggers applied themselves
 /// before the journal. An `X` event (an `INSERT` about to meet an existing row) leaves a marker
 /// when there is no entry, so that the insert that follows counts as an update; an insert or an
@@ -269,7 +272,7 @@ pub fn fold(c: &Connection) -> rusqlite::Result<usize> {
 
 /// What folding the journal would do, without writing: per row an event touched, its entry now
 /// and after the fold. Memory grows with the rows changed since the last fold.
-pub fn overlay(c: &Connection) -> rusqlite::Result<HashMap<Key, (Option<Entry>, Option<Entry>)>> {
+pub fn overlay(c: &Connection) -> rusqlite::Result<Overlay> {
     let mut touched = HashMap::new();
     if has_journal(c)? {
         let mut after = i64::MIN;
