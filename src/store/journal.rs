@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::sql::{decode_key, order_value};
+use crate::sql::{Bind, decode_key, order_value};
 
 /// Events folded per read of the journal (and, in [`fold`], per local transaction).
 pub const CHUNK: usize = 2_000;
@@ -135,7 +135,7 @@ fn stored(c: &Connection, key: &Key, ord: &Value) -> rusqlite::Result<Option<Ent
         .prepare_cached(
             "SELECT op, stamp, seq, seen_rev FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
         )?
-        .query_row(params![key.0, ord, key.1], |r| {
+        .query_row(params![key.0, Bind::new(ord), key.1], |r| {
             Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
@@ -215,21 +215,37 @@ fn fold_chunk(c: &Connection) -> rusqlite::Result<usize> {
                 c.prepare_cached(
                     "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
                 )?
-                .execute(params![tbl, t.ord, pk])?;
+                .execute(params![tbl, Bind::new(&t.ord), pk])?;
             }
             (Some(_), Some(e)) => {
                 c.prepare_cached(
                     "UPDATE sync_tracking SET op = ?4, stamp = ?5, seq = ?6, seen_rev = ?7 \
                      WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
                 )?
-                .execute(params![tbl, t.ord, pk, e.op, e.stamp, e.seq, e.seen_rev])?;
+                .execute(params![
+                    tbl,
+                    Bind::new(&t.ord),
+                    pk,
+                    e.op,
+                    e.stamp,
+                    e.seq,
+                    e.seen_rev
+                ])?;
             }
             (None, Some(e)) => {
                 c.prepare_cached(
                     "INSERT INTO sync_tracking (tbl, ord, pk, op, stamp, seq, seen_rev) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(params![tbl, t.ord, pk, e.op, e.stamp, e.seq, e.seen_rev])?;
+                .execute(params![
+                    tbl,
+                    Bind::new(&t.ord),
+                    pk,
+                    e.op,
+                    e.stamp,
+                    e.seq,
+                    e.seen_rev
+                ])?;
             }
             (None, None) => {}
         }
