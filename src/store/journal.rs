@@ -130,11 +130,12 @@ fn has_journal(c: &Connection) -> rusqlite::Result<bool> {
     .map(|n| n > 0)
 }
 
-fn stored(c: &Connection, key: &Key, ord: &Value) -> rusqlite::Result<Option<Entry>> {
-    let row = c
-        .prepare_cached(
-            "SELECT op, stamp, seq, seen_rev FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
-        )?
+fn stored(
+    s: &mut rusqlite::CachedStatement<'_>,
+    key: &Key,
+    ord: &Value,
+) -> rusqlite::Result<Option<Entry>> {
+    let row = s
         .query_row(params![key.0, Bind::new(ord), key.1], |r| {
             Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
@@ -151,11 +152,13 @@ fn stored(c: &Connection, key: &Key, ord: &Value) -> rusqlite::Result<Option<Ent
     .transpose()
 }
 
-/// A row's entry before the events and after them, and its `ord`.
+/// A row's entry before the events and after them, its `ord`, and when the journal first
+/// named it (entries are written in that order: the app's order, mostly the key's).
 struct Touched {
     ord: Value,
     before: Option<Entry>,
     after: Option<Entry>,
+    first: usize,
 }
 
 /// Applies the journal's events after rowid `after`, at most `limit` of them, to `touched` (rows
@@ -171,6 +174,12 @@ fn read_events(
     let outbox_empty = c
         .prepare_cached("SELECT NOT EXISTS (SELECT 1 FROM sync_tracking)")?
         .query_row([], |r| r.get::<_, bool>(0))?;
+    let mut lookup = match outbox_empty {
+        true => None,
+        false => Some(c.prepare_cached(
+            "SELECT op, stamp, seq, seen_rev FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
+        )?),
+    };
     let mut s = c.prepare_cached(
         "SELECT rowid, tbl, pk, op, stamp, seen_rev FROM sync_journal WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
     )?;
@@ -180,78 +189,72 @@ fn read_events(
         let key: Key = (r.get(1)?, r.get(2)?);
         let (op, stamp, seen_rev): (String, i64, i64) = (r.get(3)?, r.get(4)?, r.get(5)?);
         (last, n) = (r.get(0)?, n + 1);
-        let t = match touched.get_mut(&key) {
-            Some(t) => t,
-            None => {
-                let ord = ord_of(&key)?;
-                let before = match outbox_empty {
-                    true => None,
-                    false => stored(c, &key, &ord)?,
+        let first = touched.len();
+        let t = match touched.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let ord = ord_of(v.key())?;
+                let before = match lookup.as_mut() {
+                    None => None,
+                    Some(s) => stored(s, v.key(), &ord)?,
                 };
-                touched.entry(key.clone()).or_insert(Touched {
+                v.insert(Touched {
                     ord,
                     after: before.clone(),
                     before,
+                    first,
                 })
             }
         };
-        t.after = apply(t.after.take(), &op, stamp, seen_rev)
-            .map_err(|m| bad(format!("{} key {}: {m}", key.0, key.1)))?;
+        t.after = apply(t.after.take(), &op, stamp, seen_rev).map_err(|m| {
+            let (tbl, pk): (String, String) =
+                (r.get(1).unwrap_or_default(), r.get(2).unwrap_or_default());
+            bad(format!("{tbl} key {pk}: {m}"))
+        })?;
     }
     Ok((last, n))
 }
 
 /// Folds up to [`CHUNK`] events into `sync_tracking` and deletes them. Inside a write
-/// transaction. Returns how many were folded.
+/// transaction (nothing else can append meanwhile). Returns how many were folded.
 fn fold_chunk(c: &Connection) -> rusqlite::Result<usize> {
     let mut touched = HashMap::new();
     let (last, n) = read_events(c, i64::MIN, CHUNK, &mut touched)?;
     if n == 0 {
         return Ok(0);
     }
-    for ((tbl, pk), t) in touched {
+    let mut rows: Vec<(&Key, &Touched)> = touched.iter().collect();
+    rows.sort_unstable_by_key(|(_, t)| t.first);
+    let mut delete =
+        c.prepare_cached("DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3")?;
+    let mut update = c.prepare_cached(
+        "UPDATE sync_tracking SET op = ?4, stamp = ?5, seq = ?6, seen_rev = ?7 \
+         WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
+    )?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO sync_tracking (tbl, ord, pk, op, stamp, seq, seen_rev) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for ((tbl, pk), t) in rows {
+        let ord = Bind::new(&t.ord);
         match (&t.before, &t.after) {
-            (Some(_), None) => {
-                c.prepare_cached(
-                    "DELETE FROM sync_tracking WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
-                )?
-                .execute(params![tbl, Bind::new(&t.ord), pk])?;
-            }
+            (Some(_), None) => delete.execute(params![tbl, ord, pk])?,
             (Some(_), Some(e)) => {
-                c.prepare_cached(
-                    "UPDATE sync_tracking SET op = ?4, stamp = ?5, seq = ?6, seen_rev = ?7 \
-                     WHERE tbl = ?1 AND ord = ?2 AND pk = ?3",
-                )?
-                .execute(params![
-                    tbl,
-                    Bind::new(&t.ord),
-                    pk,
-                    e.op,
-                    e.stamp,
-                    e.seq,
-                    e.seen_rev
-                ])?;
+                update.execute(params![tbl, ord, pk, e.op, e.stamp, e.seq, e.seen_rev])?
             }
             (None, Some(e)) => {
-                c.prepare_cached(
-                    "INSERT INTO sync_tracking (tbl, ord, pk, op, stamp, seq, seen_rev) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    tbl,
-                    Bind::new(&t.ord),
-                    pk,
-                    e.op,
-                    e.stamp,
-                    e.seq,
-                    e.seen_rev
-                ])?;
+                insert.execute(params![tbl, ord, pk, e.op, e.stamp, e.seq, e.seen_rev])?
             }
-            (None, None) => {}
-        }
+            (None, None) => 0,
+        };
     }
-    c.prepare_cached("DELETE FROM sync_journal WHERE rowid <= ?1")?
-        .execute([last])?;
+    if n < CHUNK {
+        // Every event was read: emptying the table is one step, not a delete per row.
+        c.prepare_cached("DELETE FROM sync_journal")?.execute([])?;
+    } else {
+        c.prepare_cached("DELETE FROM sync_journal WHERE rowid <= ?1")?
+            .execute([last])?;
+    }
     Ok(n)
 }
 
