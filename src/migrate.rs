@@ -43,6 +43,10 @@ pub(crate) const CACHE: Migrations = Migrations {
             include_str!("../migrations/cache/0008_stored_key_capture.sql"),
         ),
         (9, include_str!("../migrations/cache/0009_row_versions.sql")),
+        (
+            10,
+            include_str!("../migrations/cache/0010_capture_journal.sql"),
+        ),
     ],
 };
 
@@ -277,6 +281,7 @@ mod tests {
         );
         crate::sync::snapshot::reinstall_capture(&db).unwrap();
         db.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        crate::store::journal::fold(&db).unwrap();
         let rows: Vec<(String, String, i64, i64, i64, i64)> = db
             .prepare(
                 "SELECT pk, op, stamp, seq, seen_rev, ord FROM sync_tracking ORDER BY tbl, ord",
@@ -369,6 +374,7 @@ mod tests {
         db.execute("INSERT INTO t VALUES ('it''s', 1, 'x')", [])
             .unwrap();
         db.execute("UPDATE t SET v = 'y' WHERE n = 1", []).unwrap();
+        crate::store::journal::fold(&db).unwrap();
         let rows: Vec<(String, String, i64, i64)> = db
             .prepare("SELECT pk, op, seq, seen_rev FROM sync_tracking ORDER BY pk")
             .unwrap()

@@ -8,6 +8,7 @@ use rusqlite::Connection;
 pub const LOCAL_INTERNAL: &[&str] = &[
     "sync_state",
     "sync_tracking",
+    "sync_journal",
     "sync_metadata",
     "sync_conflicts",
     "sync_tables",

@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use crate::support::remote::{Backend, Remote};
-use crate::support::{one, open_cache_file, rows};
+use crate::support::{Share, one, open_cache_file, rows};
 
 crate::both_backends!(
     writes_from_a_plain_rusqlite_connection_are_captured_and_pushed,
@@ -136,6 +136,7 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
          DROP TABLE sync_origins;
          DROP TABLE sync_row_versions;
          DELETE FROM sync_migrations WHERE version > 2;
+         DROP TABLE sync_journal;
          DROP TRIGGER sync_au_notes;
          CREATE TRIGGER sync_au_notes AFTER UPDATE ON notes WHEN (SELECT applying FROM sync_state) = 0 BEGIN
              UPDATE sync_state SET hlc = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
@@ -164,6 +165,7 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
         .unwrap();
     c.execute("INSERT INTO notes (id, body) VALUES (2, 'new')", [])
         .unwrap();
+    sharecache::store::journal::fold(&c).unwrap();
     let stamps = rows(
         &c,
         "SELECT pk, typeof(stamp) FROM sync_tracking ORDER BY pk",
@@ -186,4 +188,106 @@ fn a_cache_of_the_previous_version_is_upgraded_on_open_and_keeps_its_pending_edi
         .find(|v| (v.0.as_str(), v.1.as_str()) == ("notes", "1"))
         .expect("logged");
     assert_eq!(pushed.2, sharecache::clock::stamp_of_ms(after));
+}
+
+/// A cache of the version before the capture journal (migration 8: the triggers update or insert
+/// the entry in sync_tracking themselves) is upgraded when opened: its pending entries are kept
+/// as they are, the triggers are replaced in the migration's transaction, and a write after the
+/// upgrade folds on top of the entry the old triggers made.
+#[test]
+fn a_cache_whose_triggers_wrote_the_outbox_keeps_its_pending_entries_when_upgraded() {
+    let share = Share::new();
+    let path = {
+        let a = share.client("a");
+        a.cache_path().unwrap().to_path_buf()
+    };
+    // Back to version 9: no journal, and the triggers of `notes` as versions 8 and 9 wrote them
+    // (the other tables are not written before the upgrade, which reinstalls every trigger).
+    let now = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
+    let upsert = |p: &str, op: &str, conflict: &str| {
+        format!(
+            "UPDATE sync_tracking SET op = {conflict}, stamp = (SELECT hlc FROM sync_state), seq = seq + 1 \
+             WHERE tbl = 'notes' AND ord = ifnull({p}.\"id\", '') AND pk = quote({p}.\"id\") AND 1; \
+             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
+             SELECT 'notes', quote({p}.\"id\"), ifnull({p}.\"id\", ''), {op}, hlc, 1, pull_rev FROM sync_state \
+             WHERE 1 AND changes() = 0;"
+        )
+    };
+    let keep = "CASE WHEN op = 'I' THEN 'I' ELSE 'U' END";
+    let gone = "CASE WHEN op = 'I' THEN 'X' ELSE 'D' END";
+    let quiet = "(SELECT applying FROM sync_state) = 0";
+    let tick = format!("UPDATE sync_state SET hlc = max(hlc + 1, {now});");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(&format!(
+        "BEGIN;
+         DROP TABLE sync_journal;
+         DELETE FROM sync_migrations WHERE version > 9;
+         DROP TRIGGER sync_bi_notes; DROP TRIGGER sync_ai_notes; DROP TRIGGER sync_au_notes;
+         DROP TRIGGER sync_ad_notes;
+         CREATE TRIGGER sync_bi_notes BEFORE INSERT ON notes WHEN {quiet}
+             AND EXISTS (SELECT 1 FROM notes WHERE id = NEW.id) BEGIN
+             UPDATE sync_tracking SET op = op WHERE tbl = 'notes' AND ord = ifnull(NEW.\"id\", '') AND pk = quote(NEW.\"id\");
+             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev)
+             SELECT 'notes', quote(NEW.\"id\"), ifnull(NEW.\"id\", ''), 'X', hlc, 0, pull_rev FROM sync_state WHERE changes() = 0; END;
+         CREATE TRIGGER sync_ai_notes AFTER INSERT ON notes WHEN {quiet} BEGIN {tick} {ai} END;
+         CREATE TRIGGER sync_au_notes AFTER UPDATE ON notes WHEN {quiet} BEGIN {tick} {au} END;
+         CREATE TRIGGER sync_ad_notes AFTER DELETE ON notes WHEN {quiet} BEGIN {tick} {ad}
+             DELETE FROM sync_tracking WHERE tbl = 'notes' AND ord = ifnull(OLD.\"id\", '') AND pk = quote(OLD.\"id\") AND op = 'X'; END;
+         COMMIT;
+         UPDATE notes SET body = 'edited by version 8' WHERE id = 1;
+         INSERT INTO notes (id, body) VALUES (2, 'inserted by version 8'), (3, 'to go');
+         DELETE FROM notes WHERE id = 3;",
+        ai = upsert("NEW", "'I'", keep),
+        au = upsert("NEW", "'U'", keep),
+        ad = upsert("OLD", "'D'", gone),
+    ))
+    .unwrap();
+    let before = rows(
+        &old,
+        "SELECT pk, op, stamp, seq FROM sync_tracking ORDER BY pk",
+    );
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(
+        (&before[0][..2], &before[1][..2]),
+        (
+            &["1".to_string(), "U".into()][..],
+            &["2".to_string(), "I".into()][..]
+        )
+    );
+    drop(old);
+
+    let a = share.client("a");
+    let c = open_cache_file(&a);
+    assert_eq!(
+        one::<i64>(&c, "SELECT max(version) FROM sync_migrations"),
+        10
+    );
+    assert_eq!(
+        rows(
+            &c,
+            "SELECT pk, op, stamp, seq FROM sync_tracking ORDER BY pk"
+        ),
+        before,
+        "every pending entry kept as it was"
+    );
+    let stale: i64 = one(
+        &c,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%INTO sync_tracking%'",
+    );
+    assert_eq!(stale, 0, "no trigger writes the outbox any more");
+    c.execute("UPDATE notes SET body = 'edited after' WHERE id = 2", [])
+        .unwrap();
+    assert_eq!(a.status().unwrap().pending_writes, 2);
+    sharecache::store::journal::fold(&c).unwrap();
+    assert_eq!(
+        rows(&c, "SELECT pk, op, seq FROM sync_tracking ORDER BY pk"),
+        vec![vec!["1", "U", "1"], vec!["2", "I", "2"]],
+        "the new write folds on top of the old entry"
+    );
+    a.sync_now().unwrap();
+    assert_eq!(
+        rows(&share.remote(), "SELECT id, body FROM notes ORDER BY id"),
+        vec![vec!["1", "edited by version 8"], vec!["2", "edited after"]]
+    );
+    assert_eq!(a.status().unwrap().pending_writes, 0);
 }

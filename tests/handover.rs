@@ -36,7 +36,7 @@ fn pending_in_a(share: &Share) -> PathBuf {
 
 fn pending_in(file: &Path) -> i64 {
     let c = rusqlite::Connection::open(file).unwrap();
-    one(&c, "SELECT count(*) FROM sync_tracking WHERE op != 'X'")
+    sharecache::store::journal::pending(&c).unwrap()
 }
 
 /// A config file for client `name` on the database at `path`.

@@ -206,10 +206,7 @@ fn a_server_that_goes_away_is_offline_and_nothing_pending_is_lost() {
     proxy.drop_all();
     let err = a.sync_now().unwrap_err();
     assert_eq!(err.kind(), sharecache::ErrorKind::Offline, "{err}");
-    let pending: i64 = a
-        .conn()
-        .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
-        .unwrap();
+    let pending = sharecache::store::journal::pending(&a.conn()).unwrap();
     assert_eq!(pending, 1, "the write is still pending");
     proxy.set_offline(false);
     a.sync_now().unwrap();
@@ -342,10 +339,7 @@ fn a_connection_cut_mid_push_loses_nothing_and_doubles_nothing() {
         (r.get(0), r.get(1))
     };
     assert_eq!((entries, keys), (120, 120), "each version logged once");
-    let pending: i64 = a
-        .conn()
-        .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
-        .unwrap();
+    let pending = sharecache::store::journal::pending(&a.conn()).unwrap();
     assert_eq!(pending, 0);
 }
 

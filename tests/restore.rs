@@ -452,6 +452,7 @@ fn an_edit_after_a_reconcile_is_stamped_after_every_version_the_remote_held() {
         .conn()
         .execute("UPDATE tasks SET title = 'edited' WHERE id = 'n1'", [])
         .unwrap();
+    sharecache::store::journal::fold(&behind.conn()).unwrap();
     let edit = sharecache::clock::stamp_of_ms(crate::support::one(
         &behind.conn(),
         "SELECT stamp FROM sync_tracking WHERE pk = '''n1'''",

@@ -5,7 +5,7 @@ QUIET = "(SELECT applying FROM sync_state) = 0"
 def key(p):
     if variant in ('old', 'new_json'):
         return f"json_array({p}.\"id\")"
-    if variant == 'new_quote':
+    if variant in ('new_quote', 'journal'):
         return f"quote({p}.\"id\")"
     v = f'{p}."id"'
     whole = f"CAST({v} AS INTEGER)"
@@ -17,12 +17,14 @@ out = ["PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;",
        "CREATE TABLE sync_state (id INTEGER PRIMARY KEY, hlc INTEGER, pull_rev INTEGER, applying INTEGER);",
        "INSERT INTO sync_state VALUES (1, 0, 0, 0);",
        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);"]
+JOURNAL = ("CREATE TABLE sync_journal (tbl TEXT NOT NULL, pk TEXT NOT NULL, op TEXT NOT NULL, "
+           "stamp INTEGER NOT NULL, seen_rev INTEGER NOT NULL);")
 if variant == 'old':
     out += ["CREATE TABLE sync_tracking (tbl TEXT NOT NULL, pk TEXT NOT NULL, op TEXT NOT NULL CHECK (op = 'I' OR op = 'U' OR op = 'D' OR op = 'X'), stamp INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 1, seen_rev INTEGER NOT NULL, ord NOT NULL DEFAULT '', PRIMARY KEY (tbl, pk)) WITHOUT ROWID;",
             "CREATE INDEX sync_tracking_order ON sync_tracking (tbl, ord);"]
 else:
     out += ["CREATE TABLE sync_tracking (tbl TEXT NOT NULL, pk TEXT NOT NULL, op TEXT NOT NULL CHECK (op = 'I' OR op = 'U' OR op = 'D' OR op = 'X'), stamp INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 1, seen_rev INTEGER NOT NULL, ord NOT NULL DEFAULT '');",
-            "CREATE UNIQUE INDEX sync_tracking_order ON sync_tracking (tbl, ord, pk);"]
+            "CREATE UNIQUE INDEX sync_tracking_order ON sync_tracking (tbl, ord, pk);", JOURNAL]
 def upsert(p, op, cond, conflict_op):
     k, o = key(p), ordx(p)
     if variant == 'old':
@@ -36,7 +38,16 @@ def upsert(p, op, cond, conflict_op):
 tick = f"UPDATE sync_state SET hlc = max(hlc + 1, {NOW});"
 keep = "CASE WHEN op = 'I' THEN 'I' ELSE 'U' END"
 dele = "CASE WHEN op = 'I' THEN 'X' ELSE 'D' END"
-if variant != 'none':
+def append(k, op, cond=''):
+    return f"INSERT INTO sync_journal (tbl, pk, op, stamp, seen_rev) SELECT 't', {k}, {op}, hlc, pull_rev FROM sync_state{cond};"
+changed = '(OLD."id" IS NOT NEW."id")'
+if variant == 'journal':
+    # As cache migration 9 installs them (src/store/capture.rs): one appended event per row.
+    out.append(f"CREATE TRIGGER ai AFTER INSERT ON t WHEN {QUIET} BEGIN {tick} {append(key('NEW'), chr(39)+'I'+chr(39))} END;")
+    out.append(f"CREATE TRIGGER au AFTER UPDATE ON t WHEN {QUIET} BEGIN {tick} {append(key('OLD'), chr(39)+'D'+chr(39), ' WHERE '+changed)} "
+               f"{append(key('NEW'), 'CASE WHEN '+changed+' THEN '+chr(39)+'I'+chr(39)+' ELSE '+chr(39)+'U'+chr(39)+' END')} END;")
+    out.append(f"CREATE TRIGGER ad AFTER DELETE ON t WHEN {QUIET} BEGIN {tick} {append(key('OLD'), chr(39)+'D'+chr(39))} END;")
+elif variant != 'none':
     out.append(f"CREATE TRIGGER ai AFTER INSERT ON t WHEN {QUIET} BEGIN {tick} {upsert('NEW', chr(39)+'I'+chr(39), '1', keep)} END;")
     out.append(f"CREATE TRIGGER au AFTER UPDATE ON t WHEN {QUIET} BEGIN {tick} {upsert('NEW', chr(39)+'U'+chr(39), '1', keep)} END;")
     out.append(f"CREATE TRIGGER ad AFTER DELETE ON t WHEN {QUIET} BEGIN {tick} {upsert('OLD', chr(39)+'D'+chr(39), '1', dele)} END;")

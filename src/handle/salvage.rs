@@ -110,11 +110,7 @@ fn read_and_push(
         if let Err(e) = push_pending(c, &paths.db, config, clock, s) {
             if s.found == 0 {
                 // The list itself could not be read, or the remote refused before counting.
-                match c.query_row(
-                    "SELECT count(*) FROM sync_tracking WHERE op != 'X'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                ) {
+                match crate::store::journal::pending(c) {
                     Ok(n) => s.lost += n as usize,
                     Err(_) => s.problems.push(LIST_UNREADABLE.into()),
                 }

@@ -1,18 +1,20 @@
-//! Change capture: the triggers that record every write to a synced table in `sync_tracking`.
+//! Change capture: the triggers that record every write to a synced table.
 //!
 //! They use only core SQL of SQLite 3.7.17 (no JSON functions, no UPSERT: README, Known limits),
 //! so writes from any SQLite client (the app, Python's `sqlite3`, the `sqlite3` shell, an app
 //! bundling an old SQLite) are captured. Each change:
 //! 1. advances the hybrid logical clock in `sync_state.hlc` (integer milliseconds: never below
 //!    the last stamp + 1 ms, nor below an `updated_at` the writer set);
-//! 2. updates or inserts one entry per row in `sync_tracking`, coalescing with a pending one
-//!    (insert+update = insert, insert+delete = nothing, delete+insert = update, …), bumping `seq`
-//!    so that a push only acknowledges the version it sent, and keeping the `seen_rev` of the
-//!    first unpushed change (remote changes after it are concurrent: conflicts);
+//! 2. appends one event per row (table, key text, `I`/`U`/`D`, the clock, the pull cursor) to
+//!    `sync_journal`, a plain insert into a table without a unique constraint, which no outer
+//!    conflict clause can turn into anything else; sharecache folds the events into the one
+//!    coalesced entry per row of `sync_tracking` (insert+update = insert, insert+delete =
+//!    nothing, delete+insert = update, …) in its own transactions ([`super::journal`] says when
+//!    and why: updating-or-inserting that entry here took two statements without UPSERT);
 //! 3. stamps `updated_at` (as text) when the table has one and the writer left it unset.
 //!
 //! A `BEFORE INSERT` trigger notices `INSERT OR REPLACE` over an existing row (which fires no
-//! delete trigger) and leaves an `X` marker, so the insert is recorded as an update and a later
+//! delete trigger) and appends an `X` event, so the insert is recorded as an update and a later
 //! delete is pushed. All triggers are silent while `sync_state.applying = 1`, which sharecache
 //! sets only inside its own write transactions (pull, stamping), invisible to other connections.
 
@@ -20,7 +22,7 @@ use rusqlite::Connection;
 
 use crate::clock::{ms_of_canonical_stamp_sql, next_clock_sql, stamp_of_ms_sql};
 use crate::schema::Table;
-use crate::sql::{key_expr, literal, order_expr, quote};
+use crate::sql::{key_expr, literal, quote};
 
 const KINDS: [&str; 4] = ["bi", "ai", "au", "ad"];
 
@@ -73,8 +75,7 @@ fn never_real(t: &Table, c: &str) -> bool {
 
 /// [`key_expr`] for the row as stored (AFTER triggers): a key column that can never hold a REAL
 /// is `quote()`d directly, the text [`key_expr`]'s other branch gives for it. Its REAL branch
-/// (`typeof()`, a comparison) costs ~800 instructions a captured row, evaluated once in each
-/// statement of the update-or-insert (BENCHMARKS.md, Capture: the profile of issue 18's miss).
+/// (`typeof()`, a comparison) cost ~800 instructions a captured row (BENCHMARKS.md, Capture).
 fn stored_key_expr(prefix: &str, t: &Table) -> String {
     t.pk.iter()
         .map(|c| {
@@ -97,7 +98,6 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
     let knew_written = key_expr("NEW", &t.pk);
     let knew = stored_key_expr("NEW", t);
     let kold = stored_key_expr("OLD", t);
-    let (onew, oold) = (order_expr("NEW", &t.pk), order_expr("OLD", &t.pk));
     let observed = t
         .updated_at
         .as_ref()
@@ -110,18 +110,12 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         "UPDATE sync_state SET hlc = {};",
         next_clock_sql("hlc", None)
     );
-    // No UPSERT (SQLite 3.24) and no `INSERT OR …` (an outer `INSERT OR REPLACE` would impose
-    // its REPLACE on it): the pending entry is updated if there is one, else inserted. Inside a
-    // trigger, `changes()` counts the rows of the trigger's previous statement (every SQLite
-    // since 3.6); testing it, not `NOT EXISTS (… sync_tracking …)`, keeps the insert from
-    // reading its own table, which SQLite would do through a temporary copy on every write.
-    let upsert = |(key, ord): (&str, &str), op: &str, cond: &str, on_conflict_op: &str| {
+    // One plain insert: no index, no unique constraint, so no conflict clause (an app's outer
+    // `INSERT OR REPLACE` imposes its own on every statement of the trigger) changes what it does.
+    let append = |key: &str, op: &str, cond: &str| {
         format!(
-            "UPDATE sync_tracking SET op = {on_conflict_op}, stamp = (SELECT hlc FROM sync_state), \
-             seq = seq + 1 WHERE tbl = {name} AND ord = {ord} AND pk = {key} AND {cond}; \
-             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
-             SELECT {name}, {key}, {ord}, {op}, hlc, 1, pull_rev FROM sync_state WHERE {cond} \
-             AND changes() = 0;"
+            "INSERT INTO sync_journal (tbl, pk, op, stamp, seen_rev) \
+             SELECT {name}, {key}, {op}, hlc, pull_rev FROM sync_state{cond};"
         )
     };
     let stamp = |cond: &str| match &t.updated_at {
@@ -144,44 +138,36 @@ pub fn trigger_sql(t: &Table) -> Vec<String> {
         .as_ref()
         .map(|c| format!("NEW.{q} IS OLD.{q}", q = quote(c)));
     let changed = key_changed(&t.pk);
-    let drop_or_delete = "CASE WHEN op = 'I' THEN 'X' ELSE 'D' END";
-    let keep_insert = "CASE WHEN op = 'I' THEN 'I' ELSE 'U' END";
 
     vec![
         format!(
             "CREATE TRIGGER {trig} BEFORE INSERT ON {tq} WHEN {quiet} AND EXISTS (SELECT 1 FROM {tq} WHERE {m}) BEGIN \
-             UPDATE sync_tracking SET op = op WHERE tbl = {name} AND ord = {onew} AND pk = {knew}; \
-             INSERT INTO sync_tracking (tbl, pk, ord, op, stamp, seq, seen_rev) \
-             SELECT {name}, {knew}, {onew}, 'X', hlc, 0, pull_rev FROM sync_state WHERE changes() = 0; END",
-            knew = knew_written,
+             {x} END",
+            x = append(&knew_written, "'X'", ""),
             trig = trigger_name("bi", &t.name),
             m = key_match("", "NEW", &t.pk),
         ),
         format!(
             "CREATE TRIGGER {trig} AFTER INSERT ON {tq} WHEN {quiet} BEGIN {tick_new} {up} {st} END",
             trig = trigger_name("ai", &t.name),
-            up = upsert((&knew, &onew), "'I'", "1", keep_insert),
+            up = append(&knew, "'I'", ""),
             st = ua_unset_insert.as_deref().map(stamp).unwrap_or_default(),
         ),
         format!(
-            "CREATE TRIGGER {trig} AFTER UPDATE ON {tq} WHEN {quiet} BEGIN {tick_new} {old} \
-             DELETE FROM sync_tracking WHERE {changed} AND tbl = {name} AND ord = {oold} AND pk = {kold} AND op = 'X'; \
-             {new} {st} END",
+            "CREATE TRIGGER {trig} AFTER UPDATE ON {tq} WHEN {quiet} BEGIN {tick_new} {old} {new} {st} END",
             trig = trigger_name("au", &t.name),
-            old = upsert((&kold, &oold), "'D'", &changed, drop_or_delete),
-            new = upsert(
-                (&knew, &onew),
+            old = append(&kold, "'D'", &format!(" WHERE {changed}")),
+            new = append(
+                &knew,
                 &format!("CASE WHEN {changed} THEN 'I' ELSE 'U' END"),
-                "1",
-                keep_insert
+                ""
             ),
             st = ua_unset_update.as_deref().map(stamp).unwrap_or_default(),
         ),
         format!(
-            "CREATE TRIGGER {trig} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {tick} {up} \
-             DELETE FROM sync_tracking WHERE tbl = {name} AND ord = {oold} AND pk = {kold} AND op = 'X'; END",
+            "CREATE TRIGGER {trig} AFTER DELETE ON {tq} WHEN {quiet} BEGIN {tick} {up} END",
             trig = trigger_name("ad", &t.name),
-            up = upsert((&kold, &oold), "'D'", "1", drop_or_delete),
+            up = append(&kold, "'D'", ""),
         ),
     ]
 }
@@ -241,7 +227,9 @@ mod tests {
         c
     }
 
+    /// The outbox after folding the journal: one entry per row, (key text, op).
     fn pending(c: &Connection) -> Vec<(String, String)> {
+        crate::store::journal::fold(c).unwrap();
         let mut s = c
             .prepare("SELECT pk, op FROM sync_tracking WHERE op != 'X' ORDER BY pk")
             .unwrap();
@@ -264,9 +252,13 @@ mod tests {
             "insert + delete leaves nothing to push"
         );
         let n: i64 = c
-            .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
+            .query_row(
+                "SELECT (SELECT count(*) FROM sync_tracking) + (SELECT count(*) FROM sync_journal)",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
-        assert_eq!(n, 0);
+        assert_eq!(n, 0, "no entry, no event left");
     }
 
     #[test]
@@ -321,6 +313,7 @@ mod tests {
         assert_eq!(u1.len(), 24);
         assert!(u1.ends_with('Z') && u1.as_str() > "2020");
         assert_eq!(u2, "2001-01-01T00:00:00.000Z", "an explicit value is kept");
+        crate::store::journal::fold(&c).unwrap();
         let stamp1: i64 = c
             .query_row("SELECT stamp FROM sync_tracking WHERE pk = '1'", [], |r| {
                 r.get(0)
@@ -344,6 +337,7 @@ mod tests {
         let c = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
         c.execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50) INSERT INTO t SELECT i, i FROM n")
             .unwrap();
+        crate::store::journal::fold(&c).unwrap();
         let stamps: Vec<i64> = c
             .prepare("SELECT stamp FROM sync_tracking ORDER BY CAST(pk AS INTEGER)")
             .unwrap()
@@ -371,6 +365,7 @@ mod tests {
              UPDATE t SET k = 9 WHERE v = 2;",
         )
         .unwrap();
+        crate::store::journal::fold(&c).unwrap();
         let entries: Vec<(String, rusqlite::types::Value)> = c
             .prepare("SELECT pk, ord FROM sync_tracking ORDER BY tbl, ord, pk")
             .unwrap()

@@ -1,8 +1,9 @@
 //! The local cache file: where it lives ([`CachePaths`]), how it is opened (`open_local`), the
-//! cross-process [`lock`], the capture triggers ([`capture`]), the schema `mirror` and
-//! [`watch`], the instance binding ([`instance`]), the other caches of a directory ([`others`]),
-//! whether a path is cached at all ([`detect`]), local transactions (`write_tx`) and the
-//! local error ([`LocalError`]).
+//! cross-process [`lock`], the capture triggers ([`capture`]) and the [`journal`] they append to
+//! (folded into the outbox by sharecache), the schema `mirror` and [`watch`], the instance
+//! binding ([`instance`]), the other caches of a directory ([`others`]), whether a path is
+//! cached at all ([`detect`]), local transactions (`write_tx`) and the local error
+//! ([`LocalError`]).
 //!
 //! This layer knows nothing of sync or the remote: it sits above the leaves (`sql`, `schema`,
 //! `clock`, `platform`, `migrate`) and `config`, and everything from `remote` up builds on it
@@ -15,6 +16,9 @@ pub mod capture;
 pub mod detect;
 mod error;
 pub mod instance;
+// Public for the tests, which look at the outbox right after a write: not part of the API.
+#[doc(hidden)]
+pub mod journal;
 pub mod lock;
 pub(crate) mod mirror;
 mod open;

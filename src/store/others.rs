@@ -57,11 +57,7 @@ fn read(db: &Path) -> rusqlite::Result<OtherCache> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let pending_writes = c.query_row(
-        "SELECT count(*) FROM sync_tracking WHERE op != 'X'",
-        [],
-        |r| r.get(0),
-    )?;
+    let pending_writes = super::journal::pending(&c)?;
     Ok(OtherCache {
         cache_path: db.to_path_buf(),
         made_for: PathBuf::from(made_for),

@@ -1,12 +1,26 @@
 //! Local transactions: every transaction sharecache opens on the cache goes through here, on
 //! rusqlite's [`Transaction`] (committed when the work succeeds, rolled back when it fails or
-//! panics), never through hand-written `BEGIN`/`COMMIT`.
+//! panics), never through hand-written `BEGIN`/`COMMIT`. A write transaction first folds the
+//! capture journal into the outbox ([`super::journal`]), so that its work sees every committed
+//! write as the outbox entry it makes.
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: the write lock is taken up front, so the
-/// transaction never fails half-way on another writer's lock).
+/// transaction never fails half-way on another writer's lock), after folding the capture journal
+/// in it.
 pub(crate) fn write_tx<T>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    run(c, TransactionBehavior::Immediate, |c| {
+        super::journal::fold_in(c)?;
+        f(c)
+    })
+}
+
+/// A write transaction that leaves the journal as it is (the fold's own).
+pub(super) fn write_tx_unfolded<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {

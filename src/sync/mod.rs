@@ -178,6 +178,9 @@ impl Engine {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
+        // The writes captured while nothing of sharecache ran, folded in short transactions
+        // before anything else writes (which would fold them all in one).
+        crate::store::journal::fold(&local).map_err(|e| LocalError::from_sqlite(&paths.db, e))?;
         // An app may have migrated the cache while nothing of sharecache ran: put capture back
         // before anything else writes (the missed writes are recovered at the next sync).
         watch::check(&local, &clock.now_stamp())
@@ -350,6 +353,9 @@ impl Engine {
         self.check_file()?;
         crate::store::check_space(&self.paths)?;
         let mut report = SyncReport::default();
+        // Before anything can fail on the remote: every attempt, offline too, folds the
+        // journal, so a row written again and again while away keeps one outbox entry.
+        crate::store::journal::fold(&self.local).map_err(self.lerr())?;
         let schema = self.watch_local_schema()?;
         let pending = outbox::pending(&self.local).map_err(self.lerr())?;
         let pull_rev = self.pull_rev()?;

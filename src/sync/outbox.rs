@@ -1,6 +1,8 @@
 //! The outbox: pending local changes in `sync_tracking`, read in batches with their row data
 //! (one short local read transaction per batch), and acknowledged after the remote commit (one
-//! short local write transaction), only for rows not changed again meanwhile.
+//! short local write transaction), only for rows not changed again meanwhile. The capture's
+//! journal is folded into it before a sync reads it and inside every local write transaction
+//! (`store::journal`): an acknowledgement sees the writes made while its batch was pushed.
 
 use std::collections::HashMap;
 
@@ -82,13 +84,45 @@ pub(crate) fn read_salvageable(
     c: &Connection,
     shapes: &HashMap<String, Shape>,
 ) -> rusqlite::Result<(Vec<Change>, usize)> {
-    let entries: Vec<rusqlite::Result<(Entry, Carried)>> = c
+    // The journal's events, folded in memory: the file may not take a write.
+    let mut overlay = crate::store::journal::overlay(c).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the capture journal cannot be read; its writes are not salvaged");
+        HashMap::new()
+    });
+    let mut entries: Vec<rusqlite::Result<(Entry, Carried)>> = c
         .prepare(&format!(
             "SELECT t.tbl, t.pk, t.op, {}, t.seq, t.seen_rev, {CARRIED} WHERE t.op != 'X' ORDER BY t.tbl, t.pk",
             stamp_of_ms_sql("t.stamp")
         ))?
         .query_map([], |r| Ok((entry(r)?, carried(r, 6)?)))?
+        .filter(|e| match e {
+            Ok(((tbl, pk, ..), _)) => !overlay.contains_key(&(tbl.clone(), pk.clone())),
+            Err(_) => true,
+        })
         .collect();
+    let mut folded: Vec<_> = overlay
+        .drain()
+        .filter_map(|((tbl, pk), (_, after))| {
+            let e = after.filter(|e| e.is_pending())?;
+            // An app's write, stamped after every version the cache held: it carries none.
+            Some(Ok((
+                (
+                    tbl,
+                    pk,
+                    e.op.to_string(),
+                    crate::clock::stamp_of_ms(e.stamp),
+                    e.seq,
+                    e.seen_rev,
+                ),
+                None,
+            )))
+        })
+        .collect();
+    folded.sort_by(|a: &rusqlite::Result<(Entry, Carried)>, b| match (a, b) {
+        (Ok((a, _)), Ok((b, _))) => (&a.0, &a.1).cmp(&(&b.0, &b.1)),
+        _ => std::cmp::Ordering::Equal,
+    });
+    entries.extend(folded);
     let (mut out, mut unreadable) = (Vec::new(), 0);
     for entry in entries {
         let Ok(((tbl, pk, op, stamp, seq, seen_rev), carried)) = entry else {
@@ -147,21 +181,19 @@ pub(crate) enum Outcome {
     },
 }
 
-/// Number of pending changes (excluding internal markers).
+/// Number of pending changes (excluding internal markers), the capture journal's included.
 pub(crate) fn pending(c: &Connection) -> rusqlite::Result<i64> {
-    c.query_row(
-        "SELECT count(*) FROM sync_tracking WHERE op != 'X'",
-        [],
-        |r| r.get(0),
-    )
+    crate::store::journal::pending(c)
 }
 
 /// The revision this client still needs tombstones above: its pull cursor `pull_rev`, or lower,
 /// the oldest revision a pending change was made against (a change made against rev 5 must meet
 /// a delete logged at rev 6 to be decided against it, even after the cursor moved past it).
+/// Events of the capture journal not folded yet count with the cursor they were written at.
 pub(crate) fn horizon(c: &Connection, pull_rev: i64) -> rusqlite::Result<i64> {
     c.query_row(
-        "SELECT min(?1, coalesce(min(seen_rev), ?1)) FROM sync_tracking WHERE op != 'X'",
+        "SELECT min(?1, coalesce(min(seen_rev), ?1), \
+         coalesce((SELECT min(seen_rev) FROM sync_journal), ?1)) FROM sync_tracking WHERE op != 'X'",
         [pull_rev],
         |r| r.get(0),
     )
@@ -431,6 +463,7 @@ mod tests {
 
     /// Every batch of `limit` from the start, as (table, key text) per batch.
     fn batches(c: &Connection, shapes: &HashMap<String, Shape>, limit: usize) -> Vec<Vec<String>> {
+        crate::store::journal::fold(c).unwrap();
         let (mut out, mut after) = (Vec::new(), None);
         loop {
             let b = read_batch(c, shapes, after.as_ref(), limit).unwrap();
@@ -476,6 +509,7 @@ mod tests {
         let (c, shapes) = setup();
         c.execute_batch("INSERT INTO t VALUES (5, 'a'), (40, 'b'), (300, 'c')")
             .unwrap();
+        crate::store::journal::fold(&c).unwrap();
         let first = read_batch(&c, &shapes, None, 10).unwrap();
         // Row 40 is deleted while its insert is on its way: insert + delete coalesce to nothing.
         c.execute("DELETE FROM t WHERE id = 40", []).unwrap();
@@ -487,6 +521,7 @@ mod tests {
         };
         acknowledge(&c, &shapes, &first.changes, &applied).unwrap();
         c.execute("INSERT INTO t VALUES (70, 'd')", []).unwrap();
+        crate::store::journal::fold(&c).unwrap();
         let again = read_batch(&c, &shapes, None, 10).unwrap();
         let keys: Vec<(&str, bool)> = again
             .changes
@@ -494,5 +529,59 @@ mod tests {
             .map(|ch| (ch.pk.as_str(), ch.row.is_none()))
             .collect();
         assert_eq!(keys, [("40", true), ("70", false)]);
+    }
+
+    #[test]
+    fn a_write_still_in_the_journal_when_its_batch_is_acknowledged_stays_pending() {
+        let (c, shapes) = setup();
+        c.execute_batch("INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+            .unwrap();
+        crate::store::journal::fold(&c).unwrap();
+        let batch = read_batch(&c, &shapes, None, 10).unwrap();
+        // Written while the batch is on its way, and not folded before the acknowledgement.
+        c.execute_batch(
+            "UPDATE t SET v = 'newer' WHERE id = 1; UPDATE t SET v = 'newer' WHERE id = 2",
+        )
+        .unwrap();
+        let applied = Applied {
+            outcomes: vec![
+                Outcome::Applied,
+                Outcome::Lost {
+                    winner: Some(vec![Value::Integer(2), Value::Text("remote".into())]),
+                    stamp: "2000-01-01T00:00:00.000Z".into(),
+                    origin: "remote".into(),
+                    rev: 2,
+                },
+            ],
+            revs: (0, 2),
+            newest: None,
+            origins: vec!["o".into(); 2],
+        };
+        assert_eq!(
+            acknowledge(&c, &shapes, &batch.changes, &applied).unwrap(),
+            0
+        );
+        let left: Vec<(String, String, i64, i64)> = c
+            .prepare("SELECT pk, op, seq, seen_rev FROM sync_tracking ORDER BY pk")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("1".into(), "I".into(), 2, 0),
+                ("2".into(), "I".into(), 2, 0)
+            ],
+            "both changed again: neither acknowledged"
+        );
+        let v: String = c
+            .query_row("SELECT v FROM t WHERE id = 2", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            v, "newer",
+            "the remote winner does not overwrite a newer local write"
+        );
     }
 }

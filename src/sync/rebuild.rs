@@ -172,8 +172,10 @@ impl Engine {
     }
 }
 
-/// Every pending change as (table, key text, op, stamp), for an export.
+/// Every pending change as (table, key text, op, stamp), for an export (the capture journal
+/// folded first).
 fn pending_entries(c: &Connection) -> rusqlite::Result<Vec<(String, String, String, String)>> {
+    crate::store::journal::fold(c)?;
     c.prepare(&format!(
         "SELECT tbl, pk, op, {} FROM sync_tracking WHERE op != 'X'",
         stamp_of_ms_sql("stamp")
@@ -240,6 +242,7 @@ mod tests {
         let t = &schema::read(&c).unwrap()[0].table;
         crate::store::capture::install(&c, t).unwrap();
         c.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        crate::store::journal::fold(&c).unwrap();
         let ms: i64 = c
             .query_row("SELECT stamp FROM sync_tracking", [], |r| r.get(0))
             .unwrap();

@@ -269,11 +269,15 @@ pub(crate) fn rebuild_in_place(
             .map_err(sql)?;
         let swapped = (|| -> rusqlite::Result<Result<(), RebuildBlocked>> {
             local.execute_batch("BEGIN IMMEDIATE")?;
-            let pending: i64 = local.query_row(
-                "SELECT count(*) FROM main.sync_tracking WHERE op != 'X'",
-                [],
-                |r| r.get(0),
-            )?;
+            let pending =
+                crate::store::journal::fold_in(local).and_then(|_| super::outbox::pending(local));
+            let pending = match pending {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = local.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            };
             if pending > 0 {
                 local.execute_batch("ROLLBACK")?;
                 return Ok(Err(RebuildBlocked::Pending(pending)));

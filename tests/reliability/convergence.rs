@@ -374,6 +374,8 @@ impl Run<'_> {
             if changed == 0 {
                 return;
             }
+            // The capture's journal folded: the entry's stamp, as a push would read it.
+            sharecache::store::journal::fold(&conn).unwrap();
             let stamp: Option<String> = conn
                 .query_row(
                     "SELECT stamp FROM sync_tracking WHERE tbl = ?1 AND pk = ?2 AND op != 'X'",
@@ -460,6 +462,7 @@ impl Run<'_> {
         self.restores.generation[client] = generation;
         let (pending, pull_rev) = {
             let conn = self.cache(client).conn();
+            sharecache::store::journal::fold(&conn).unwrap();
             let pending: BTreeSet<Key> = conn
                 .prepare("SELECT tbl, pk FROM sync_tracking WHERE op != 'X'")
                 .unwrap()
@@ -1015,6 +1018,7 @@ fn a_client_made_from_the_remote_stamps_its_edits_after_every_stamp_it_copied() 
     late.conn()
         .execute("UPDATE notes SET body = 'from late' WHERE id = 1", [])
         .unwrap();
+    sharecache::store::journal::fold(&late.conn()).unwrap();
     let stamp = sharecache::clock::stamp_of_ms(crate::support::one(
         &late.conn(),
         "SELECT stamp FROM sync_tracking WHERE tbl = 'notes' AND pk = '1'",

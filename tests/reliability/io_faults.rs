@@ -172,6 +172,7 @@ impl Sweep {
         let before = content(&self.a().conn(), &tables);
         let pending: Vec<(String, String)> = {
             let c = self.a().conn();
+            sharecache::store::journal::fold(&c).unwrap();
             let mut s = c
                 .prepare("SELECT tbl, pk FROM sync_tracking WHERE op != 'X'")
                 .unwrap();

@@ -64,6 +64,7 @@ fn open(cfg: &Path) -> Cache {
 /// The pending changes of a cache in push order, with the values the remote must end up with.
 fn pending_in_push_order(cache: &Cache) -> Vec<(String, Option<String>)> {
     let c = cache.conn();
+    sharecache::store::journal::fold(&c).unwrap();
     let mut s = c
         .prepare(
             "SELECT t.pk, n.body FROM sync_tracking t \

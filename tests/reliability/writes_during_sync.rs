@@ -164,6 +164,7 @@ fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_th
         sync.join().unwrap().unwrap();
     });
     share.control.set_latency(Duration::from_millis(1));
+    sharecache::store::journal::fold(&app).unwrap();
     let seen: i64 = one(
         &app,
         "SELECT seen_rev FROM sync_tracking WHERE tbl = 'notes' AND pk = '1'",

@@ -21,7 +21,9 @@ fn cache(table_sql: &str) -> (tempfile::TempDir, Connection) {
     (dir, c)
 }
 
+/// Entries in the outbox once the capture journal is folded.
 fn pending(c: &Connection) -> i64 {
+    crate::store::journal::fold(c).unwrap();
     c.query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
         .unwrap()
 }
@@ -95,9 +97,11 @@ fn a_dropped_capture_trigger_is_reinstalled() {
     );
     c.execute_batch("INSERT INTO items VALUES (1, 'a', 1); DELETE FROM items")
         .unwrap();
-    let ops: i64 = c
-        .query_row("SELECT count(*) FROM sync_tracking", [], |r| r.get(0))
+    let events: i64 = c
+        .query_row("SELECT count(*) FROM sync_journal", [], |r| r.get(0))
         .unwrap();
+    assert_eq!(events, 2, "both writes captured");
+    let ops = pending(&c);
     assert_eq!(
         ops, 0,
         "insert + delete coalesce: the delete trigger is back"
