@@ -17,6 +17,10 @@ const STEPS: &[(i32, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_store.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_push.sql"),
+    ),
 ];
 
 /// The newest version this build knows.

@@ -4,7 +4,7 @@
 //! ([`crate::remote::open`]).
 //!
 //! Files: `server` (the connection, opened lazily and again after a failure), `store` (the
-//! interface), `writer` (one atomic write), `reads` (the log, rows, conflicts), `snapshot` (the
+//! interface), `writer` (one atomic write), `versions` (a write's first look at its batch), `reads` (the log, rows, conflicts), `snapshot` (the
 //! first copy), `schema` (tables as the cache mirrors them), `carry` (a cache's additions as
 //! DDL), `prune`, `log` (capture triggers and the numbering of revisions), `migrate`, `rows`
 //! (rows in one statement), `types` (the value mapping), `connect`, `error`.
@@ -29,6 +29,7 @@ mod server;
 mod snapshot;
 mod store;
 pub mod types;
+mod versions;
 mod writer;
 
 pub use connect::connect;

@@ -374,12 +374,22 @@ pub fn conflicts_after(
         .collect())
 }
 
-/// Records a client's horizon (it may go down).
-pub fn register(client: &mut impl GenericClient, c: &ClientEntry) -> Result<(), PgError> {
-    client.execute_typed(
-        "INSERT INTO sharecache.clients (origin, pulled_rev, last_seen, host) VALUES ($1, $2, $3, $4) \
+/// The statement that records a client's horizon (it may go down), its parameters given as
+/// placeholders: origin, horizon, last seen, host.
+pub fn register_sql(p: &[String; 4]) -> String {
+    format!(
+        "INSERT INTO sharecache.clients (origin, pulled_rev, last_seen, host) VALUES ({}, {}, {}, {}) \
          ON CONFLICT (origin) DO UPDATE SET pulled_rev = EXCLUDED.pulled_rev, \
          last_seen = EXCLUDED.last_seen, host = EXCLUDED.host",
+        p[0], p[1], p[2], p[3]
+    )
+}
+
+/// Records a client's horizon (it may go down).
+pub fn register(client: &mut impl GenericClient, c: &ClientEntry) -> Result<(), PgError> {
+    let p = ["$1", "$2", "$3", "$4"].map(str::to_owned);
+    client.execute_typed(
+        &register_sql(&p),
         &[
             (&c.origin, Type::TEXT),
             (&c.pulled_rev, Type::INT8),

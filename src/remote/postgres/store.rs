@@ -385,9 +385,11 @@ impl RemoteStore for Postgres {
             let described = self.described.borrow().1.clone();
             let mut learned = None;
             let out = self.with(|c| {
-                let mut tx = c.transaction()?;
+                // BEGIN and COMMIT by hand: a `postgres::Transaction` would roll back on drop,
+                // a round trip more after every failed write.
+                c.batch_execute("BEGIN")?;
                 let result = {
-                    let mut w = Writer::new(&mut tx, &schema, location.clone(), careful, described);
+                    let mut w = Writer::new(c, &schema, location.clone(), careful, described);
                     let r = f(&mut w).and_then(|()| w.end());
                     refused = w.refused_flush;
                     learned = Some(std::mem::take(&mut w.described));
@@ -395,10 +397,16 @@ impl RemoteStore for Postgres {
                 };
                 match result {
                     Ok(()) => {
-                        tx.commit()?;
+                        if let Err(e) = c.batch_execute("COMMIT") {
+                            let _ = c.batch_execute("ROLLBACK");
+                            return Err(e.into());
+                        }
                         Ok(Ok(()))
                     }
-                    Err(e) => Ok(Err(e)),
+                    Err(e) => {
+                        c.batch_execute("ROLLBACK")?;
+                        Ok(Err(e))
+                    }
                 }
             });
             match (&out, learned) {
