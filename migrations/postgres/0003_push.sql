@@ -99,3 +99,48 @@ BEGIN
     UPDATE sharecache.meta SET hlc = greatest(hlc, p_newest COLLATE "C") WHERE id = 1;
 END
 $$;
+
+-- 0002's schema hash, covering also what a cache mirrors of a column besides its name, type and
+-- key (NOT NULL, the default): a client keeps what it read of the schema while the hash it
+-- fingerprints stays the same, and reads it again only when it changes.
+CREATE OR REPLACE FUNCTION sharecache.schema_hash(p_schema text) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT ('x' || substr(md5(coalesce(string_agg(
+               c.relname || '.' || a.attname || ':' || a.atttypid || ':' || a.atttypmod || ':' ||
+               coalesce(array_position(i.indkey::int2[], a.attnum), 0) || ':' || a.attnotnull ||
+               ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
+               ',' ORDER BY c.relname, a.attnum), '') ||
+               (SELECT user_version || ':' || application_id FROM sharecache.meta WHERE id = 1)),
+               1, 15))::bit(60)::bigint
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+    LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+    WHERE n.nspname = p_schema AND c.relkind IN ('r', 'p', 'v')
+$$;
+
+-- A pull's page of the log in one round trip (it was three: the head, the pruning point, the
+-- page): numbers what committed unnumbered (sharecache.head), then returns first the head row
+-- (tbl NULL: `rev` the head, `pruned` how far the log was pruned), then, unless p_cursor is below
+-- the pruned part, up to p_limit entries after p_cursor up to the head, in revision order. Each
+-- query here takes its own snapshot (VOLATILE): the page sees the numbering just done.
+CREATE FUNCTION sharecache.changes(p_cursor bigint, p_limit bigint)
+RETURNS TABLE (rev bigint, tbl text, pk text, stamp text, origin text, deleted boolean,
+               image bytea, pruned bigint)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    head bigint := sharecache.head();
+    pruned_to bigint;
+BEGIN
+    SELECT m.pruned_rev INTO pruned_to FROM sharecache.meta m WHERE m.id = 1;
+    RETURN QUERY SELECT head, NULL::text, NULL::text, NULL::text, NULL::text, NULL::boolean,
+        NULL::bytea, pruned_to;
+    IF p_cursor >= pruned_to THEN
+        RETURN QUERY SELECT l.rev, l.tbl::text, l.pk::text, l.stamp::text, l.origin, l.deleted,
+            l.image, NULL::bigint
+            FROM sharecache.log l WHERE l.rev > p_cursor AND l.rev <= head
+            ORDER BY l.rev LIMIT p_limit;
+    END IF;
+END
+$$;

@@ -215,20 +215,32 @@ pub fn all_rows(
         .collect()
 }
 
-/// A pull's stretch of the log after `cursor` (at most `limit` entries, up to the head `head`
-/// the caller numbered), rows from the pushed images or, for direct writes, from the tables.
-/// `describe`: the server's columns of a table.
+/// A pull's stretch of the log after `cursor` (at most `limit` entries, up to the head, which
+/// `sharecache.changes` numbers first), rows from the pushed images or, for direct writes, from
+/// the tables. The head, the pruning point and the entries come in one statement.
 pub fn fetch(
     client: &mut impl GenericClient,
     schema: &str,
-    head: i64,
     cursor: i64,
     limit: usize,
     shapes: &HashMap<String, Shape>,
 ) -> Result<Fetched, PgError> {
-    let pruned: i64 = client
-        .query_typed_one("SELECT pruned_rev FROM sharecache.meta WHERE id = 1", &[])?
-        .get(0);
+    let mut log = client.query_typed(
+        "SELECT rev, tbl, pk, stamp, origin, deleted, image, pruned FROM sharecache.changes($1, $2)",
+        &[(&cursor, Type::INT8), (&(limit as i64), Type::INT8)],
+    )?;
+    // The head row first (no table), then the entries.
+    let Some(at) = log
+        .iter()
+        .position(|r| r.get::<_, Option<String>>(1).is_none())
+    else {
+        return Err(PgError::Unsupported(
+            "sharecache.meta has no row: the server's sharecache schema is damaged".into(),
+        ));
+    };
+    let head_row = log.remove(at);
+    let head: i64 = head_row.get(0);
+    let pruned: i64 = head_row.get(7);
     if cursor < pruned {
         return Ok(Fetched {
             entries: vec![],
@@ -236,15 +248,6 @@ pub fn fetch(
             behind_pruned: true,
         });
     }
-    let log = client.query_typed(
-        "SELECT rev, tbl, pk, stamp, origin, deleted, image FROM sharecache.log \
-         WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3",
-        &[
-            (&cursor, Type::INT8),
-            (&head, Type::INT8),
-            (&(limit as i64), Type::INT8),
-        ],
-    )?;
     let tail = (log.len() < limit).then_some(head);
     let mut seen = HashSet::new();
     let mut newest_first = Vec::with_capacity(log.len());

@@ -220,19 +220,34 @@ impl RemoteStore for Postgres {
     }
 
     fn schema(&self) -> Result<RemoteSchema, RemoteError> {
-        self.with(|c| {
+        // Kept while the fingerprint's schema hash stays the same (see `Postgres::schema_read`);
+        // before any fingerprint (hash 0) always read.
+        let hash = self.described.borrow().0;
+        if hash != 0
+            && let Some(read) = self.schema_read.borrow().as_ref()
+        {
+            return Ok(read.clone());
+        }
+        let read = self.with(|c| {
             let entries = pg_schema::entries(c, &self.schema)?;
-            let versions = if Self::has_schema(c)? {
-                let r = c.query_one(
-                    "SELECT user_version, application_id FROM sharecache.meta WHERE id = 1",
+            let versions = c
+                .query_typed_opt(
+                    "SELECT user_version, application_id FROM sharecache.meta \
+                     WHERE to_regclass('sharecache.meta') IS NOT NULL AND id = 1",
                     &[],
-                )?;
-                (r.get(0), r.get(1))
-            } else {
-                (0, 0)
-            };
+                )
+                .or_else(|e| match e.code() {
+                    // Not set up: no such table (the planner checks before the condition).
+                    Some(c) if *c == postgres::error::SqlState::UNDEFINED_TABLE => Ok(None),
+                    _ => Err(e),
+                })?
+                .map_or((0, 0), |r| (r.get(0), r.get(1)));
             Ok(RemoteSchema { entries, versions })
-        })
+        })?;
+        if hash != 0 {
+            *self.schema_read.borrow_mut() = Some(read.clone());
+        }
+        Ok(read)
     }
 
     fn table_names(&self) -> Result<Vec<String>, RemoteError> {
@@ -309,7 +324,9 @@ impl RemoteStore for Postgres {
     }
 
     fn carry_schema(&mut self, additions: &Additions) -> Result<Carry, RemoteError> {
-        let out = super::carry::carry(self, additions)?;
+        let out = super::carry::carry(self, additions);
+        self.forget_schema();
+        let out = out?;
         self.install_capture()?;
         Ok(out)
     }
@@ -320,10 +337,7 @@ impl RemoteStore for Postgres {
         limit: usize,
         shapes: &HashMap<String, Shape>,
     ) -> Result<Fetched, RemoteError> {
-        self.with(|c| {
-            let head: i64 = c.query_typed_one("SELECT sharecache.head()", &[])?.get(0);
-            reads::fetch(c, &self.schema, head, cursor, limit, shapes)
-        })
+        self.with(|c| reads::fetch(c, &self.schema, cursor, limit, shapes))
     }
 
     fn newest_versions(
