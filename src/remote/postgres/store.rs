@@ -232,12 +232,11 @@ impl RemoteStore for Postgres {
             let entries = pg_schema::entries(c, &self.schema)?;
             let versions = c
                 .query_typed_opt(
-                    "SELECT user_version, application_id FROM sharecache.meta \
-                     WHERE to_regclass('sharecache.meta') IS NOT NULL AND id = 1",
+                    "SELECT user_version, application_id FROM sharecache.meta WHERE id = 1",
                     &[],
                 )
                 .or_else(|e| match e.code() {
-                    // Not set up: no such table (the planner checks before the condition).
+                    // sharecache not set up here yet.
                     Some(c) if *c == postgres::error::SqlState::UNDEFINED_TABLE => Ok(None),
                     _ => Err(e),
                 })?
@@ -399,11 +398,9 @@ impl RemoteStore for Postgres {
             let described = self.described.borrow().1.clone();
             let mut learned = None;
             let out = self.with(|c| {
-                // BEGIN and COMMIT by hand: a `postgres::Transaction` would roll back on drop,
-                // a round trip more after every failed write.
-                c.batch_execute("BEGIN")?;
+                let mut tx = c.transaction()?;
                 let result = {
-                    let mut w = Writer::new(c, &schema, location.clone(), careful, described);
+                    let mut w = Writer::new(&mut tx, &schema, location.clone(), careful, described);
                     let r = f(&mut w).and_then(|()| w.end());
                     refused = w.refused_flush;
                     learned = Some(std::mem::take(&mut w.described));
@@ -411,16 +408,10 @@ impl RemoteStore for Postgres {
                 };
                 match result {
                     Ok(()) => {
-                        if let Err(e) = c.batch_execute("COMMIT") {
-                            let _ = c.batch_execute("ROLLBACK");
-                            return Err(e.into());
-                        }
+                        tx.commit()?;
                         Ok(Ok(()))
                     }
-                    Err(e) => {
-                        c.batch_execute("ROLLBACK")?;
-                        Ok(Err(e))
-                    }
+                    Err(e) => Ok(Err(e)),
                 }
             });
             match (&out, learned) {

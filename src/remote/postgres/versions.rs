@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use postgres::Client;
+use postgres::GenericClient;
 use postgres::types::Type;
 
 use super::PgError;
@@ -59,7 +59,7 @@ impl Read {
     /// Locks `locks` (tables in the order given, rows in key order) and reads the versions of
     /// `keys` above `after` (and every unnumbered one), in one statement.
     pub fn run(
-        client: &mut Client,
+        client: &mut impl GenericClient,
         schema: &str,
         keys: &Keys,
         after: i64,

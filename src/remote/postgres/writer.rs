@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use postgres::Client;
+use postgres::Transaction;
 use postgres::types::Type;
 use rusqlite::types::Value;
 
@@ -53,10 +53,10 @@ struct Pending {
     key: Vec<Value>,
 }
 
-/// One write's state (see the module docs). The caller began the transaction on `client`.
-pub(super) struct Writer<'c> {
-    pub client: &'c mut Client,
-    pub schema: &'c str,
+/// One write's state (see the module docs).
+pub(super) struct Writer<'t, 'c> {
+    pub tx: &'t mut Transaction<'c>,
+    pub schema: &'t str,
     pub location: String,
     /// Careful mode: each row under a savepoint.
     pub careful: bool,
@@ -76,16 +76,16 @@ pub(super) struct Writer<'c> {
     pub finished: bool,
 }
 
-impl<'c> Writer<'c> {
+impl<'t, 'c> Writer<'t, 'c> {
     pub fn new(
-        client: &'c mut Client,
-        schema: &'c str,
+        tx: &'t mut Transaction<'c>,
+        schema: &'t str,
         location: String,
         careful: bool,
         described: HashMap<String, Vec<Column>>,
     ) -> Self {
         Writer {
-            client,
+            tx,
             schema,
             location,
             careful,
@@ -107,7 +107,7 @@ impl<'c> Writer<'c> {
     /// The server's columns of `table` (read once per schema version).
     fn all_columns(&mut self, table: &str) -> Result<&[Column], RemoteError> {
         if !self.described.contains_key(table) {
-            let cols = types::describe(self.client, self.schema, table).map_err(|e| self.err(e))?;
+            let cols = types::describe(self.tx, self.schema, table).map_err(|e| self.err(e))?;
             self.described.insert(table.to_owned(), cols);
         }
         Ok(&self.described[table])
@@ -202,15 +202,13 @@ impl<'c> Writer<'c> {
         } else {
             format!("WITH {} {main}", parts.join(", "))
         };
-        self.client
-            .query_typed_one(&sql, &params.typed())
-            .map_err(|e| {
-                let e = PgError::from(e);
-                if e.is_constraint() {
-                    self.refused_flush = true;
-                }
-                self.err(e)
-            })
+        self.tx.query_typed_one(&sql, &params.typed()).map_err(|e| {
+            let e = PgError::from(e);
+            if e.is_constraint() {
+                self.refused_flush = true;
+            }
+            self.err(e)
+        })
     }
 
     /// Writes the kept row writes now (one statement).
@@ -250,17 +248,17 @@ impl<'c> Writer<'c> {
                 keys: decoded,
             });
         }
-        Read::run(self.client, self.schema, keys, after, &locks).map_err(|e| self.err(e))
+        Read::run(self.tx, self.schema, keys, after, &locks).map_err(|e| self.err(e))
     }
 }
 
-impl BatchWriter for Writer<'_> {
+impl BatchWriter for Writer<'_, '_> {
     fn pruned(&mut self) -> Result<Pruned, RemoteError> {
         if let Some(read) = &self.read {
             return Ok(read.pruned.clone());
         }
         let r = self
-            .client
+            .tx
             .query_typed_one(
                 "SELECT pruned_rev, pruned_hlc FROM sharecache.meta WHERE id = 1",
                 &[],
@@ -290,8 +288,9 @@ impl BatchWriter for Writer<'_> {
                 read.answer(after, upto, keys, found);
                 Ok(())
             }
-            _ => super::reads::newest_in(self.client, after, upto, keys, found)
-                .map_err(|e| self.err(e)),
+            _ => {
+                super::reads::newest_in(self.tx, after, upto, keys, found).map_err(|e| self.err(e))
+            }
         }
     }
 
@@ -299,7 +298,7 @@ impl BatchWriter for Writer<'_> {
         self.flush()?;
         let cols = self.columns(&shape.table, &shape.columns)?;
         let keys = self.columns(&shape.table, &shape.pk)?;
-        super::reads::select_row(self.client, self.schema, &shape.table, &cols, &keys, key)
+        super::reads::select_row(self.tx, self.schema, &shape.table, &cols, &keys, key)
             .map_err(|e| self.err(e))
     }
 
@@ -319,20 +318,20 @@ impl BatchWriter for Writer<'_> {
             self.pending.push(pending);
             return Ok(Ok(()));
         }
-        self.client
+        self.tx
             .batch_execute("SAVEPOINT sharecache_row")
             .map_err(|e| self.err(e))?;
         self.pending.push(pending);
         match self.flush() {
             Ok(()) => {
-                self.client
+                self.tx
                     .batch_execute("RELEASE SAVEPOINT sharecache_row")
                     .map_err(|e| self.err(e))?;
                 Ok(Ok(()))
             }
             Err(e) if self.refused_flush => {
                 self.refused_flush = false;
-                self.client
+                self.tx
                     .batch_execute("ROLLBACK TO SAVEPOINT sharecache_row")
                     .map_err(|e| self.err(e))?;
                 Ok(Err(Refused(e.to_string())))
@@ -352,7 +351,7 @@ impl BatchWriter for Writer<'_> {
     }
 
     fn skip_to(&mut self, rev: i64) -> Result<(), RemoteError> {
-        self.client
+        self.tx
             .execute_typed(
                 "UPDATE sharecache.meta SET rev_floor = greatest(rev_floor, $1) WHERE id = 1",
                 &[(&rev, Type::INT8)],
@@ -449,7 +448,7 @@ impl BatchWriter for Writer<'_> {
     }
 
     fn conflicts_after(&mut self, after: i64) -> Result<Vec<LoggedConflict>, RemoteError> {
-        super::reads::conflicts_after(self.client, after).map_err(|e| self.err(e))
+        super::reads::conflicts_after(self.tx, after).map_err(|e| self.err(e))
     }
 
     /// Kept, and written by the finish's statement (a push registers just before its finish),
@@ -460,7 +459,7 @@ impl BatchWriter for Writer<'_> {
     }
 }
 
-impl Writer<'_> {
+impl Writer<'_, '_> {
     /// Ends the write: what was kept and not yet finished is written now.
     pub fn end(&mut self) -> Result<(), RemoteError> {
         if !self.finished
@@ -469,7 +468,7 @@ impl Writer<'_> {
             self.finish("")?;
         }
         if let Some(entry) = self.client_entry.take() {
-            super::reads::register(self.client, &entry).map_err(|e| self.err(e))?;
+            super::reads::register(self.tx, &entry).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
