@@ -98,6 +98,29 @@ impl Postgres {
             .map_err(|e| e.into_remote(&self.location()))
     }
 
+    /// [`Postgres::with`] for a read that may run twice: when a connection kept from before
+    /// turns out closed (the server restarted, or the link dropped, while it was idle), it is
+    /// opened again and the read retried once, instead of failing a sync that started after the
+    /// server was back. A sync's first call (the fingerprint) goes through here.
+    pub(super) fn with_retried<T>(
+        &self,
+        f: impl Fn(&mut Client) -> Result<T, PgError>,
+    ) -> Result<T, RemoteError> {
+        let kept = self
+            .client
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| !c.is_closed());
+        match self.try_with(&f) {
+            Err(PgError::Db(e)) if kept && e.code().is_none() && self.client.borrow().is_none() => {
+                tracing::debug!(error = %e, "the kept connection was closed: connecting again");
+                self.try_with(&f)
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_remote(&self.location()))
+    }
+
     /// [`Postgres::with`] keeping the [`PgError`] (for callers that tell constraint refusals
     /// apart).
     pub(super) fn try_with<T>(

@@ -153,7 +153,7 @@ impl RemoteStore for Postgres {
     }
 
     fn fingerprint(&self, _before_write: bool, mark: &Mark) -> Result<Fingerprint, RemoteError> {
-        let r = self.with(|c| {
+        let r = self.with_retried(|c| {
             Ok(c.query_typed_one(
                 "SELECT rev, schema_hash, conflicts, pruned_rev, generation, remote_id, mark_stamp, \
                  mark_origin FROM sharecache.fingerprint($1, $2)",
