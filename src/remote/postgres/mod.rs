@@ -11,7 +11,9 @@
 //!
 //! PostgreSQL features relied on, all core (no extension): PL/pgSQL functions and row triggers
 //! (with a `WHEN` condition), row locks (`FOR UPDATE`), `RAISE … USING ERRCODE`, window functions,
-//! `unnest` of several arrays, session settings (`set_config`), binary `COPY … TO STDOUT`,
+//! `unnest` of several arrays, data-modifying `WITH` parts (a push's row writes, chained, in the
+//! statement that calls `sharecache.finish`), dynamic SQL in PL/pgSQL (`EXECUTE … USING`),
+//! session settings (`set_config`), binary `COPY … TO STDOUT`,
 //! `array_to_json`/`jsonb_array_elements_text`, and one transaction advisory lock, taken only by
 //! the migrations (two first opens at once).
 
