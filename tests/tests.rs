@@ -36,6 +36,8 @@ mod pg_log;
 #[cfg(feature = "postgres")]
 mod pg_migrate;
 #[cfg(feature = "postgres")]
+mod pg_push;
+#[cfg(feature = "postgres")]
 mod pg_rows;
 #[cfg(feature = "postgres")]
 mod pg_schema;

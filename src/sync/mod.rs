@@ -438,6 +438,9 @@ impl Engine {
                 clock: &self.clock,
                 max_drift: self.config.max_clock_drift,
                 batch_size: self.config.batch_size.max(500),
+                copy_conflicts: fp.conflicts != conflicts_copied
+                    || pushed.conflicts > 0
+                    || report.reconciled.is_some(),
             };
             let pulled = pull::pull(&self.local, remote, &pctx, progress)?;
             report.pulled = pulled.rows;

@@ -48,6 +48,10 @@ pub(crate) struct PullCtx<'a> {
     /// Pulled stamps further ahead of the local clock than this are logged.
     pub max_drift: Duration,
     pub batch_size: usize,
+    /// Whether to copy the remote's conflict log: no when the fingerprint showed it as the cache
+    /// has it and this sync logged nothing there (a record logged since moves the next
+    /// fingerprint, so that sync copies it). Saves a remote read per sync that pushes.
+    pub copy_conflicts: bool,
 }
 
 /// Remote changes applied per local write transaction: about half a millisecond of work, shorter
@@ -160,10 +164,12 @@ pub(crate) fn pull(
             ),
         }));
     }
-    out.conflicts = conflict_log::copy(local, remote).map_err(|e| match e {
-        conflict_log::Either::Local(e) => lerr(e),
-        conflict_log::Either::Remote(e) => Error::Remote(e),
-    })?;
+    if ctx.copy_conflicts {
+        out.conflicts = conflict_log::copy(local, remote).map_err(|e| match e {
+            conflict_log::Either::Local(e) => lerr(e),
+            conflict_log::Either::Remote(e) => Error::Remote(e),
+        })?;
+    }
     Ok(out)
 }
 

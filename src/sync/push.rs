@@ -272,8 +272,9 @@ fn apply_batch(
         last_pass = refused.len() == todo.len(); // no progress: the next pass rejects what is left
         todo = refused;
     }
-    let (first_rev, rev) = c.finish(&newest_stamp)?;
+    // The registry entry first: a backend may write it with the finish (one round trip).
     c.register(&ctx.client(ctx.pulled_rev))?;
+    let (first_rev, rev) = c.finish(&newest_stamp)?;
     let write_id = Some(c.write_id());
     let newest = last
         .filter(|_| rev > first_rev)

@@ -21,6 +21,10 @@ const STEPS: &[(i32, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_write_ids.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_push.sql"),
+    ),
 ];
 
 /// The newest version this build knows.

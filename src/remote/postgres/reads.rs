@@ -217,20 +217,33 @@ pub fn all_rows(
         .collect()
 }
 
-/// A pull's stretch of the log after `cursor` (at most `limit` entries, up to the head `head`
-/// the caller numbered), rows from the pushed images or, for direct writes, from the tables.
-/// `describe`: the server's columns of a table.
+/// A pull's stretch of the log after `cursor` (at most `limit` entries, up to the head, which
+/// `sharecache.changes` numbers first), rows from the pushed images or, for direct writes, from
+/// the tables. The head, the pruning point and the entries come in one statement.
 pub fn fetch(
     client: &mut impl GenericClient,
     schema: &str,
-    head: i64,
     cursor: i64,
     limit: usize,
     shapes: &HashMap<String, Shape>,
 ) -> Result<Fetched, PgError> {
-    let pruned: i64 = client
-        .query_typed_one("SELECT pruned_rev FROM sharecache.meta WHERE id = 1", &[])?
-        .get(0);
+    let mut log = client.query_typed(
+        "SELECT rev, tbl, pk, stamp, origin, deleted, image, pruned, write_id \
+         FROM sharecache.changes($1, $2)",
+        &[(&cursor, Type::INT8), (&(limit as i64), Type::INT8)],
+    )?;
+    // The head row first (no table), then the entries.
+    let Some(at) = log
+        .iter()
+        .position(|r| r.get::<_, Option<String>>(1).is_none())
+    else {
+        return Err(PgError::Unsupported(
+            "sharecache.meta has no row: the server's sharecache schema is damaged".into(),
+        ));
+    };
+    let head_row = log.remove(at);
+    let head: i64 = head_row.get(0);
+    let pruned: i64 = head_row.get(7);
     if cursor < pruned {
         return Ok(Fetched {
             entries: vec![],
@@ -238,15 +251,6 @@ pub fn fetch(
             behind_pruned: true,
         });
     }
-    let log = client.query_typed(
-        "SELECT rev, tbl, pk, stamp, origin, deleted, image, write_id FROM sharecache.log \
-         WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3",
-        &[
-            (&cursor, Type::INT8),
-            (&head, Type::INT8),
-            (&(limit as i64), Type::INT8),
-        ],
-    )?;
     let tail = (log.len() < limit).then_some(head);
     let mut seen = HashSet::new();
     let mut newest_first = Vec::with_capacity(log.len());
@@ -268,7 +272,7 @@ pub fn fetch(
             stamp: r.get(3),
             origin: r.get(4),
             deleted: r.get(5),
-            write_id: r.get(7),
+            write_id: r.get(8),
         };
         let img: Option<Vec<u8>> = r.get(6);
         let row = match shapes.get(&v.tbl) {
@@ -377,12 +381,22 @@ pub fn conflicts_after(
         .collect())
 }
 
-/// Records a client's horizon (it may go down).
-pub fn register(client: &mut impl GenericClient, c: &ClientEntry) -> Result<(), PgError> {
-    client.execute_typed(
-        "INSERT INTO sharecache.clients (origin, pulled_rev, last_seen, host) VALUES ($1, $2, $3, $4) \
+/// The statement that records a client's horizon (it may go down), its parameters given as
+/// placeholders: origin, horizon, last seen, host.
+pub fn register_sql(p: &[String; 4]) -> String {
+    format!(
+        "INSERT INTO sharecache.clients (origin, pulled_rev, last_seen, host) VALUES ({}, {}, {}, {}) \
          ON CONFLICT (origin) DO UPDATE SET pulled_rev = EXCLUDED.pulled_rev, \
          last_seen = EXCLUDED.last_seen, host = EXCLUDED.host",
+        p[0], p[1], p[2], p[3]
+    )
+}
+
+/// Records a client's horizon (it may go down).
+pub fn register(client: &mut impl GenericClient, c: &ClientEntry) -> Result<(), PgError> {
+    let p = ["$1", "$2", "$3", "$4"].map(str::to_owned);
+    client.execute_typed(
+        &register_sql(&p),
         &[
             (&c.origin, Type::TEXT),
             (&c.pulled_rev, Type::INT8),

@@ -1,8 +1,10 @@
 //! Writing a batch of cache rows into an app table in one statement (one round trip): every
 //! column travels as one array parameter of its plain type ([`Kind::plain_type`]), `unnest`
 //! turns them back into rows, and each value is converted on the server ([`Kind::from_plain`]).
-//! Deletes take the key columns the same way. The LWW decision is not here: it stays in sync,
-//! which calls these with the rows it decided to write.
+//! Deletes and row locks take the key columns the same way. Each is also given as a part of a
+//! larger statement (`*_sql`, numbering its parameters in [`Params`]): a push sends its locks
+//! and its version read as one statement, and its row writes and its end as one more. The LWW
+//! decision is not here: it stays in sync, which calls these with the rows it decided to write.
 
 use postgres::GenericClient;
 use postgres::types::{ToSql, Type};
@@ -40,23 +42,37 @@ impl Array {
         }
     }
 
-    fn param(&self) -> &(dyn ToSql + Sync) {
+    fn into_param(self) -> Box<dyn ToSql + Sync> {
         match self {
-            Array::Int(a) => a,
-            Array::Float(a) => a,
-            Array::Text(a) => a,
-            Array::Blob(a) => a,
+            Array::Int(a) => Box::new(a),
+            Array::Float(a) => Box::new(a),
+            Array::Text(a) => Box::new(a),
+            Array::Blob(a) => Box::new(a),
         }
     }
 }
 
-/// The arrays as parameters with their types (one round trip: no prepare).
-fn typed<'a>(arrays: &'a [Array], kinds: &[&Kind]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
-    arrays
-        .iter()
-        .zip(kinds)
-        .map(|(a, k)| (a.param(), k.plain_array_type()))
-        .collect()
+/// The parameters of a statement built in parts ([`upsert_sql`], [`delete_sql`], [`lock_sql`]
+/// and whatever the caller adds): each part numbers its parameters after those before it, so
+/// several tables' rows and a function call travel in one statement, one round trip. Each
+/// parameter goes with its type (no prepare).
+#[derive(Default)]
+pub struct Params(Vec<(Box<dyn ToSql + Sync>, Type)>);
+
+impl Params {
+    /// Adds a parameter; returns its placeholder (`$n`).
+    pub fn push(&mut self, value: Box<dyn ToSql + Sync>, ty: Type) -> String {
+        self.0.push((value, ty));
+        format!("${}", self.0.len())
+    }
+
+    /// The parameters as `query_typed` takes them.
+    pub fn typed(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.0
+            .iter()
+            .map(|(p, t)| (p.as_ref(), t.clone()))
+            .collect()
+    }
 }
 
 /// The columns' kinds, refusing unmapped ones.
@@ -91,12 +107,21 @@ fn arrays(columns: &[Column], kinds: &[&Kind], rows: &[Vec<Value>]) -> Result<Ve
     Ok(arrays)
 }
 
-/// `unnest($1::t1[], $2::t2[], …) WITH ORDINALITY AS u(c0, c1, …, o)` and the converted columns.
-fn unnest(kinds: &[&Kind], columns: &[&Column]) -> (String, Vec<String>) {
-    let params: Vec<String> = kinds
+/// `unnest($a::t1[], $b::t2[], …) WITH ORDINALITY AS u(c0, c1, …, o)` with `arrays` added to
+/// `params`, and the converted columns.
+fn unnest(
+    params: &mut Params,
+    kinds: &[&Kind],
+    columns: &[&Column],
+    arrays: Vec<Array>,
+) -> (String, Vec<String>) {
+    let placeholders: Vec<String> = kinds
         .iter()
-        .enumerate()
-        .map(|(i, k)| format!("${}::{}[]", i + 1, k.plain_type()))
+        .zip(arrays)
+        .map(|(k, a)| {
+            let n = params.push(a.into_param(), k.plain_array_type());
+            format!("{n}::{}[]", k.plain_type())
+        })
         .collect();
     let names: Vec<String> = (0..kinds.len()).map(|i| format!("c{i}")).collect();
     let values = kinds
@@ -108,11 +133,66 @@ fn unnest(kinds: &[&Kind], columns: &[&Column]) -> (String, Vec<String>) {
     (
         format!(
             "unnest({}) WITH ORDINALITY AS u({}, o)",
-            params.join(", "),
+            placeholders.join(", "),
             names.join(", ")
         ),
         values,
     )
+}
+
+/// `t.k = <value>` for each key column, joined with AND.
+fn matches(key_columns: &[Column], values: &[String]) -> String {
+    key_columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| format!("t.{} = {v}", quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The statement that inserts or replaces `rows` (values in `columns` order, as
+/// [`super::types::describe`] gives them, key columns flagged) in `schema.table`, its arrays
+/// added to `params`. `after`: a condition the rows wait for (evaluated once, before the first
+/// row: a part that must run after another, in one statement).
+pub fn upsert_sql(
+    params: &mut Params,
+    schema: &str,
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Value>],
+    after: Option<&str>,
+) -> Result<String, PgError> {
+    let kinds = kinds(table, columns)?;
+    let arrays = arrays(columns, &kinds, rows)?;
+    let all: Vec<&Column> = columns.iter().collect();
+    let (from, values) = unnest(params, &kinds, &all, arrays);
+    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
+    let keys: Vec<&str> = columns
+        .iter()
+        .zip(&names)
+        .filter(|(c, _)| c.key)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    let set: Vec<String> = columns
+        .iter()
+        .zip(&names)
+        .filter(|(c, _)| !c.key)
+        .map(|(_, n)| format!("{n} = EXCLUDED.{n}"))
+        .collect();
+    let on_conflict = if set.is_empty() {
+        "DO NOTHING".to_owned()
+    } else {
+        format!("DO UPDATE SET {}", set.join(", "))
+    };
+    let filter = after.map(|a| format!(" WHERE {a}")).unwrap_or_default();
+    Ok(format!(
+        "INSERT INTO {}.{} ({}) SELECT {} FROM {from}{filter} ORDER BY o ON CONFLICT ({}) {on_conflict}",
+        quote(schema),
+        quote(table),
+        names.join(", "),
+        values.join(", "),
+        keys.join(", "),
+    ))
 }
 
 /// Inserts or replaces `rows` (values in `columns` order, as [`super::types::describe`] gives
@@ -127,40 +207,33 @@ pub fn upsert(
     if rows.is_empty() {
         return Ok(0);
     }
-    let kinds = kinds(table, columns)?;
-    let arrays = arrays(columns, &kinds, rows)?;
-    let all: Vec<&Column> = columns.iter().collect();
-    let (from, values) = unnest(&kinds, &all);
-    let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
-    let keys: Vec<&String> = columns
-        .iter()
-        .zip(&names)
-        .filter(|(c, _)| c.key)
-        .map(|(_, n)| n)
-        .collect();
-    let set: Vec<String> = columns
-        .iter()
-        .zip(&names)
-        .filter(|(c, _)| !c.key)
-        .map(|(_, n)| format!("{n} = EXCLUDED.{n}"))
-        .collect();
-    let on_conflict = if set.is_empty() {
-        "DO NOTHING".to_owned()
-    } else {
-        format!("DO UPDATE SET {}", set.join(", "))
-    };
-    let sql = format!(
-        "INSERT INTO {}.{} ({}) SELECT {} FROM {from} ORDER BY o ON CONFLICT ({}) {on_conflict}",
+    let mut params = Params::default();
+    let sql = upsert_sql(&mut params, schema, table, columns, rows, None)?;
+    Ok(client.execute_typed(&sql, &params.typed())?)
+}
+
+/// The statement that deletes the rows with `keys` (key values in key order) from
+/// `schema.table`, its arrays added to `params`; `after` as for [`upsert_sql`].
+pub fn delete_sql(
+    params: &mut Params,
+    schema: &str,
+    table: &str,
+    columns: &[Column],
+    keys: &[Vec<Value>],
+    after: Option<&str>,
+) -> Result<String, PgError> {
+    let key_columns: Vec<Column> = columns.iter().filter(|c| c.key).cloned().collect();
+    let kinds = kinds(table, &key_columns)?;
+    let arrays = arrays(&key_columns, &kinds, keys)?;
+    let all: Vec<&Column> = key_columns.iter().collect();
+    let (from, values) = unnest(params, &kinds, &all, arrays);
+    let filter = after.map(|a| format!(" AND {a}")).unwrap_or_default();
+    Ok(format!(
+        "DELETE FROM {}.{} t USING {from} WHERE {}{filter}",
         quote(schema),
         quote(table),
-        names.join(", "),
-        values.join(", "),
-        keys.iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
-    Ok(client.execute_typed(&sql, &typed(&arrays, &kinds))?)
+        matches(&key_columns, &values)
+    ))
 }
 
 /// Deletes the rows with `keys` (key values in key order) from `schema.table`, in one statement.
@@ -175,60 +248,37 @@ pub fn delete(
     if keys.is_empty() {
         return Ok(0);
     }
-    let key_columns: Vec<Column> = columns.iter().filter(|c| c.key).cloned().collect();
-    let kinds = kinds(table, &key_columns)?;
-    let arrays = arrays(&key_columns, &kinds, keys)?;
-    let all: Vec<&Column> = key_columns.iter().collect();
-    let (from, values) = unnest(&kinds, &all);
-    let matches: Vec<String> = key_columns
-        .iter()
-        .zip(&values)
-        .map(|(c, v)| format!("t.{} = {v}", quote(&c.name)))
-        .collect();
-    let sql = format!(
-        "DELETE FROM {}.{} t USING {from} WHERE {}",
-        quote(schema),
-        quote(table),
-        matches.join(" AND ")
-    );
-    Ok(client.execute_typed(&sql, &typed(&arrays, &kinds))?)
+    let mut params = Params::default();
+    let sql = delete_sql(&mut params, schema, table, columns, keys, None)?;
+    Ok(client.execute_typed(&sql, &params.typed())?)
 }
 
-/// Locks the existing rows with `keys` (key values in key order) of `schema.table`, in key
-/// order (`FOR UPDATE`), in one statement. Rows that do not exist cannot be locked: a write
-/// that raced on one is caught at its end (`sharecache.finish`).
-pub fn lock(
-    client: &mut impl GenericClient,
+/// The query that locks the existing rows with `keys` (key values in key order) of
+/// `schema.table`, in key order (`FOR UPDATE`), its arrays added to `params`. Rows that do not
+/// exist cannot be locked: a write that raced on one is caught at its end
+/// (`sharecache.finish`).
+pub fn lock_sql(
+    params: &mut Params,
     schema: &str,
     table: &str,
     key_columns: &[Column],
     keys: &[Vec<Value>],
-) -> Result<(), PgError> {
-    if keys.is_empty() {
-        return Ok(());
-    }
+) -> Result<String, PgError> {
     let kinds = kinds(table, key_columns)?;
     let arrays = arrays(key_columns, &kinds, keys)?;
     let all: Vec<&Column> = key_columns.iter().collect();
-    let (from, values) = unnest(&kinds, &all);
-    let matches: Vec<String> = key_columns
-        .iter()
-        .zip(&values)
-        .map(|(c, v)| format!("t.{} = {v}", quote(&c.name)))
-        .collect();
+    let (from, values) = unnest(params, &kinds, &all, arrays);
     let order: Vec<String> = key_columns
         .iter()
         .map(|c| format!("t.{}", quote(&c.name)))
         .collect();
-    let sql = format!(
+    Ok(format!(
         "SELECT 1 FROM {}.{} t, {from} WHERE {} ORDER BY {} FOR UPDATE OF t",
         quote(schema),
         quote(table),
-        matches.join(" AND "),
+        matches(key_columns, &values),
         order.join(", ")
-    );
-    client.execute_typed(&sql, &typed(&arrays, &kinds))?;
-    Ok(())
+    ))
 }
 
 /// The rows of `schema.table` with `keys` (key values in `key_columns` order), their `columns`
@@ -249,12 +299,8 @@ pub fn select_many(
     let key_kinds = kinds(table, key_columns)?;
     let arrays = arrays(key_columns, &key_kinds, keys)?;
     let all: Vec<&Column> = key_columns.iter().collect();
-    let (from, values) = unnest(&key_kinds, &all);
-    let matches: Vec<String> = key_columns
-        .iter()
-        .zip(&values)
-        .map(|(c, v)| format!("t.{} = {v}", quote(&c.name)))
-        .collect();
+    let mut params = Params::default();
+    let (from, values) = unnest(&mut params, &key_kinds, &all, arrays);
     let list: Vec<String> = columns
         .iter()
         .zip(&read)
@@ -265,10 +311,10 @@ pub fn select_many(
         list.join(", "),
         quote(schema),
         quote(table),
-        matches.join(" AND ")
+        matches(key_columns, &values)
     );
     client
-        .query_typed(&sql, &typed(&arrays, &key_kinds))?
+        .query_typed(&sql, &params.typed())?
         .iter()
         .map(|r| {
             read.iter()

@@ -17,6 +17,7 @@ use super::PgError;
 use super::types::Column;
 use crate::config::PgTarget;
 use crate::remote::RemoteError;
+use crate::remote::store::RemoteSchema;
 
 /// The PostgreSQL remote of one client (see the module docs).
 pub struct Postgres {
@@ -31,6 +32,10 @@ pub struct Postgres {
     /// The app tables' columns as writes last read them, and the schema hash they go with (the
     /// fingerprint's): a write reuses them until the hash changes, saving a catalog read each.
     pub(super) described: RefCell<(i64, HashMap<String, Vec<Column>>)>,
+    /// The app's schema as [`crate::remote::RemoteStore::schema`] last read it, for the same
+    /// hash: every non-idle sync asks for it (the shapes it pushes and pulls in), and it changes
+    /// only with the hash (which covers everything it reads), so it is read again only then.
+    pub(super) schema_read: RefCell<Option<RemoteSchema>>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -54,6 +59,7 @@ impl Postgres {
             expected: None,
             client: RefCell::new(None),
             described: RefCell::new((0, HashMap::new())),
+            schema_read: RefCell::new(None),
         }
     }
 
@@ -62,13 +68,14 @@ impl Postgres {
         let mut d = self.described.borrow_mut();
         if d.0 != hash {
             *d = (hash, HashMap::new());
+            *self.schema_read.borrow_mut() = None;
         }
     }
 
-    /// Forgets every described column: the app's schema was just changed by this client (a
-    /// carry), before any fingerprint could show the new hash.
-    pub(super) fn forget_described(&self) {
+    /// Forgets what was read of the app's schema (after changing it).
+    pub(super) fn forget_schema(&self) {
         *self.described.borrow_mut() = (0, HashMap::new());
+        *self.schema_read.borrow_mut() = None;
     }
 
     /// The server as messages name it (no password).
@@ -89,6 +96,29 @@ impl Postgres {
     ) -> Result<T, RemoteError> {
         self.try_with(f)
             .map_err(|e| e.into_remote(&self.location()))
+    }
+
+    /// [`Postgres::with`] for a read that may run twice: when a connection kept from before
+    /// turns out closed (the server restarted, or the link dropped, while it was idle), it is
+    /// opened again and the read retried once, instead of failing a sync that started after the
+    /// server was back. A sync's first call (the fingerprint) goes through here.
+    pub(super) fn with_retried<T>(
+        &self,
+        f: impl Fn(&mut Client) -> Result<T, PgError>,
+    ) -> Result<T, RemoteError> {
+        let kept = self
+            .client
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| !c.is_closed());
+        match self.try_with(&f) {
+            Err(PgError::Db(e)) if kept && e.code().is_none() && self.client.borrow().is_none() => {
+                tracing::debug!(error = %e, "the kept connection was closed: connecting again");
+                self.try_with(&f)
+            }
+            other => other,
+        }
+        .map_err(|e| e.into_remote(&self.location()))
     }
 
     /// [`Postgres::with`] keeping the [`PgError`] (for callers that tell constraint refusals

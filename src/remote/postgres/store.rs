@@ -153,7 +153,7 @@ impl RemoteStore for Postgres {
     }
 
     fn fingerprint(&self, _before_write: bool, mark: &Mark) -> Result<Fingerprint, RemoteError> {
-        let r = self.with(|c| {
+        let r = self.with_retried(|c| {
             Ok(c.query_typed_one(
                 "SELECT rev, schema_hash, conflicts, pruned_rev, generation, remote_id, mark_stamp, \
                  mark_origin, mark_write FROM sharecache.fingerprint($1, $2)",
@@ -231,19 +231,33 @@ impl RemoteStore for Postgres {
     }
 
     fn schema(&self) -> Result<RemoteSchema, RemoteError> {
-        self.with(|c| {
+        // Kept while the fingerprint's schema hash stays the same (see `Postgres::schema_read`);
+        // before any fingerprint (hash 0) always read.
+        let hash = self.described.borrow().0;
+        if hash != 0
+            && let Some(read) = self.schema_read.borrow().as_ref()
+        {
+            return Ok(read.clone());
+        }
+        let read = self.with(|c| {
             let entries = pg_schema::entries(c, &self.schema)?;
-            let versions = if Self::has_schema(c)? {
-                let r = c.query_one(
+            let versions = c
+                .query_typed_opt(
                     "SELECT user_version, application_id FROM sharecache.meta WHERE id = 1",
                     &[],
-                )?;
-                (r.get(0), r.get(1))
-            } else {
-                (0, 0)
-            };
+                )
+                .or_else(|e| match e.code() {
+                    // sharecache not set up here yet.
+                    Some(c) if *c == postgres::error::SqlState::UNDEFINED_TABLE => Ok(None),
+                    _ => Err(e),
+                })?
+                .map_or((0, 0), |r| (r.get(0), r.get(1)));
             Ok(RemoteSchema { entries, versions })
-        })
+        })?;
+        if hash != 0 {
+            *self.schema_read.borrow_mut() = Some(read.clone());
+        }
+        Ok(read)
     }
 
     fn table_names(&self) -> Result<Vec<String>, RemoteError> {
@@ -320,9 +334,10 @@ impl RemoteStore for Postgres {
     }
 
     fn carry_schema(&mut self, additions: &Additions) -> Result<Carry, RemoteError> {
-        let out = super::carry::carry(self, additions)?;
-        // A push later in this sync writes the carried columns: describe the tables anew.
-        self.forget_described();
+        let out = super::carry::carry(self, additions);
+        // A push later in this sync writes the carried columns: read the schema anew.
+        self.forget_schema();
+        let out = out?;
         self.install_capture()?;
         Ok(out)
     }
@@ -333,10 +348,7 @@ impl RemoteStore for Postgres {
         limit: usize,
         shapes: &HashMap<String, Shape>,
     ) -> Result<Fetched, RemoteError> {
-        self.with(|c| {
-            let head: i64 = c.query_typed_one("SELECT sharecache.head()", &[])?.get(0);
-            reads::fetch(c, &self.schema, head, cursor, limit, shapes)
-        })
+        self.with(|c| reads::fetch(c, &self.schema, cursor, limit, shapes))
     }
 
     fn newest_versions(

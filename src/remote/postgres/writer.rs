@@ -1,23 +1,30 @@
 //! [`BatchWriter`] on PostgreSQL: one push (or reconcile, or conflict put-back) in one READ
-//! COMMITTED transaction, in as few round trips as the decisions allow.
+//! COMMITTED transaction, in as few round trips as the decisions allow: a push is four — BEGIN;
+//! its locks and versions ([`super::versions`]); its row writes, log entries, conflict records
+//! and registry entry with the numbering (`sharecache.finish`), one statement; COMMIT — whatever
+//! its size and number of tables (a conflict it applies reads the row it replaces: one more
+//! each).
 //!
 //! - **Per-row serialisation, no global lock for the batch.** The first look at the batch's
-//!   versions locks its existing rows (`FOR UPDATE`, in key order) and notes the newest log
-//!   entry id of each key; only then is the log read: a concurrent push or direct write of the
-//!   same row has committed, and is seen, or waits for this one. A row that does not exist yet
-//!   cannot be locked: if another writer created it meanwhile, `sharecache.finish` finds an
-//!   entry newer than the one noted and fails the write as a serialisation failure, and it is
-//!   run again (no advisory locks: thousands per batch, or per bulk UPDATE of a direct writer,
-//!   would exhaust the server's shared lock table). Entries committed but not yet numbered are
-//!   the newest of all (revision `i64::MAX` here).
+//!   versions locks its existing rows (`FOR UPDATE`, in key order); only then is the log read
+//!   (`sharecache.versions` runs after the locks, in snapshots of its own): a concurrent push
+//!   or direct write of the same row has committed, and is seen, or waits for this one. A row
+//!   that does not exist yet cannot be locked: if another writer created it meanwhile,
+//!   `sharecache.finish` finds an entry of its key that the read did not return and fails the
+//!   write as a serialisation failure, and it is run again (no advisory locks: thousands per
+//!   batch, or per bulk UPDATE of a direct writer, would exhaust the server's shared lock
+//!   table). Entries committed but not yet numbered are the newest of all (revision
+//!   `i64::MAX` here).
 //! - **Revisions at the end.** Appends and conflict records are kept here and written by one
 //!   call of `sharecache.finish`, which numbers them under the meta row's lock, held until the
 //!   COMMIT that follows (one round trip): revisions become visible in order.
-//! - **Rows in one statement per table.** Row writes are kept too and written together before
-//!   anything reads the tables again (a select, the finish). When the server refuses a row of
-//!   that statement (a constraint, a value its column cannot take: [`PgError::is_refusal`]), the
-//!   write is run again from the start in careful mode, each row under its own savepoint, so the
-//!   refused row is known ([`Refused`]) and the rest go through.
+//! - **Rows in the same statement.** Row writes are kept too and written before anything reads
+//!   the tables again (a select, the finish): one part per run of one table and kind, chained so
+//!   that each waits for the one before (pending order), in the statement that calls
+//!   `sharecache.finish` after them. When the server refuses a row of that statement (a constraint, a
+//!   value its column cannot take: [`PgError::is_refusal`]), the write is run again from the start
+//!   in careful mode, each row under its own savepoint, so the refused row is known ([`Refused`])
+//!   and the rest go through.
 
 use std::collections::HashMap;
 
@@ -26,7 +33,9 @@ use postgres::types::Type;
 use rusqlite::types::Value;
 
 use super::PgError;
+use super::rows::{Params, delete_sql, upsert_sql};
 use super::types::{self, Column};
+use super::versions::{Locks, Read};
 use crate::remote::image;
 use crate::remote::store::{BatchWriter, Keys, Refused};
 use crate::remote::{ClientEntry, Found, LoggedConflict, Pruned, RemoteError, Version};
@@ -58,14 +67,15 @@ pub(super) struct Writer<'t, 'c> {
     /// The server's columns of the tables this write touched (taken from and given back to the
     /// connection's cache, [`super::server::Postgres`]).
     pub described: HashMap<String, Vec<Column>>,
-    locked: bool,
-    /// Per key of the batch, the newest log entry id when its versions were read.
-    seen: Vec<(String, String, i64)>,
+    /// The first version read: the locks were taken with it.
+    read: Option<Read>,
     pending: Vec<Pending>,
     entries: Vec<(Version, Option<Vec<u8>>)>,
     conflicts: Vec<LoggedConflict>,
+    /// A registry entry to write with the finish (or at the end).
+    client_entry: Option<ClientEntry>,
     pub finished: bool,
-    /// [`BatchWriter::write_id`], set on the server by `sharecache.finish_write`.
+    /// [`BatchWriter::write_id`], logged on each entry by `sharecache.finish`.
     write_id: i64,
 }
 
@@ -84,11 +94,11 @@ impl<'t, 'c> Writer<'t, 'c> {
             careful,
             refused_flush: false,
             described,
-            locked: false,
-            seen: Vec::new(),
+            read: None,
             pending: Vec::new(),
             entries: Vec::new(),
             conflicts: Vec::new(),
+            client_entry: None,
             finished: false,
             write_id: rand::random(),
         }
@@ -98,13 +108,19 @@ impl<'t, 'c> Writer<'t, 'c> {
         e.into().into_remote(&self.location)
     }
 
-    /// The server's columns of `table`, in `names`' order (each must exist there).
-    fn columns(&mut self, table: &str, names: &[String]) -> Result<Vec<Column>, RemoteError> {
+    /// The server's columns of `table` (read once per schema version).
+    fn all_columns(&mut self, table: &str) -> Result<&[Column], RemoteError> {
         if !self.described.contains_key(table) {
             let cols = types::describe(self.tx, self.schema, table).map_err(|e| self.err(e))?;
             self.described.insert(table.to_owned(), cols);
         }
-        let all = &self.described[table];
+        Ok(&self.described[table])
+    }
+
+    /// The server's columns of `table`, in `names`' order (each must exist there), key columns
+    /// flagged as the server has them.
+    fn columns(&mut self, table: &str, names: &[String]) -> Result<Vec<Column>, RemoteError> {
+        let all = self.all_columns(table)?.to_vec();
         names
             .iter()
             .map(|n| {
@@ -118,22 +134,21 @@ impl<'t, 'c> Writer<'t, 'c> {
             .collect()
     }
 
-    /// Key columns of `shape`, flagged as keys, in key order.
-    fn key_columns(
-        &mut self,
-        shape_table: &str,
-        pk: &[String],
-    ) -> Result<Vec<Column>, RemoteError> {
-        let mut cols = self.columns(shape_table, pk)?;
-        for c in &mut cols {
-            c.key = true;
-        }
-        Ok(cols)
+    /// The server's key columns of `table`, in key order.
+    fn key_columns(&mut self, table: &str) -> Result<Vec<Column>, RemoteError> {
+        Ok(self
+            .all_columns(table)?
+            .iter()
+            .filter(|c| c.key)
+            .cloned()
+            .collect())
     }
 
-    /// Writes the kept row writes: runs of one table and one kind, one statement each.
-    fn flush(&mut self) -> Result<(), RemoteError> {
+    /// The kept row writes as the parts of one statement (`w0 AS (…), w1 AS (…)`: runs of one
+    /// table and kind, each after the one before), their parameters added to `params`.
+    fn row_writes(&mut self, params: &mut Params) -> Result<Vec<String>, RemoteError> {
         let pending = std::mem::take(&mut self.pending);
+        let mut parts = Vec::new();
         let mut i = 0;
         while i < pending.len() {
             let first = &pending[i];
@@ -146,60 +161,88 @@ impl<'t, 'c> Writer<'t, 'c> {
                 })
                 .count();
             let slice = &pending[i..i + run];
-            let written = if first.row.is_some() {
+            let after = (!parts.is_empty())
+                .then(|| format!("(SELECT count(*) FROM w{}) >= 0", parts.len() - 1));
+            let sql = if first.row.is_some() {
                 let cols = self.columns(&first.table, &first.columns)?;
                 let rows: Vec<Vec<Value>> = slice.iter().filter_map(|p| p.row.clone()).collect();
-                let cols = flag_keys(cols, &self.described[&first.table]);
-                super::rows::upsert(self.tx, self.schema, &first.table, &cols, &rows)
+                upsert_sql(
+                    params,
+                    self.schema,
+                    &first.table,
+                    &cols,
+                    &rows,
+                    after.as_deref(),
+                )
             } else {
-                let pk: Vec<String> = self.described[&first.table]
-                    .iter()
-                    .filter(|c| c.key)
-                    .map(|c| c.name.clone())
-                    .collect();
-                let cols = self.key_columns(&first.table, &pk)?;
+                let cols = self.key_columns(&first.table)?;
                 let keys: Vec<Vec<Value>> = slice.iter().map(|p| p.key.clone()).collect();
-                super::rows::delete(self.tx, self.schema, &first.table, &cols, &keys)
-            };
-            if let Err(e) = written {
+                delete_sql(
+                    params,
+                    self.schema,
+                    &first.table,
+                    &cols,
+                    &keys,
+                    after.as_deref(),
+                )
+            }
+            .map_err(|e| {
+                // A value the column cannot take, refused before sending.
                 if e.is_refusal() {
                     self.refused_flush = true;
                 }
-                return Err(self.err(e));
-            }
+                self.err(e)
+            })?;
+            parts.push(format!("w{} AS ({sql} RETURNING 1)", parts.len()));
             i += run;
         }
-        Ok(())
+        Ok(parts)
     }
 
-    /// Locks the rows and keys of `keys` (see the module docs), once per write.
-    fn lock(&mut self, keys: &Keys) -> Result<(), RemoteError> {
-        if self.locked {
+    /// Runs `WITH <parts> <main>` (one statement, one row). A constraint refusal sets
+    /// `refused_flush`.
+    fn run(
+        &mut self,
+        parts: &[String],
+        main: &str,
+        params: &Params,
+    ) -> Result<postgres::Row, RemoteError> {
+        let sql = if parts.is_empty() {
+            main.to_owned()
+        } else {
+            format!("WITH {} {main}", parts.join(", "))
+        };
+        self.tx.query_typed_one(&sql, &params.typed()).map_err(|e| {
+            let e = PgError::from(e);
+            if e.is_refusal() {
+                self.refused_flush = true;
+            }
+            self.err(e)
+        })
+    }
+
+    /// Writes the kept row writes now (one statement).
+    fn flush(&mut self) -> Result<(), RemoteError> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        self.locked = true;
+        let mut params = Params::default();
+        let parts = self.row_writes(&mut params)?;
+        let main = format!("SELECT count(*) FROM w{}", parts.len() - 1);
+        self.run(&parts, &main, &params).map(|_| ())
+    }
+
+    /// The first version read: locks the rows of `keys` and reads their versions above `after`.
+    fn first_read(&mut self, after: i64, keys: &Keys) -> Result<Read, RemoteError> {
         let mut by_table: HashMap<&str, Vec<&str>> = HashMap::new();
         for (tbl, pk) in keys.keys() {
             by_table.entry(tbl).or_default().push(pk);
         }
         let mut tables: Vec<&str> = by_table.keys().copied().collect();
         tables.sort_unstable();
+        let mut locks = Vec::new();
         for table in tables {
-            let pk: Vec<String> = match self.described.get(table) {
-                Some(c) => c.iter().filter(|c| c.key).map(|c| c.name.clone()).collect(),
-                None => {
-                    let cols =
-                        types::describe(self.tx, self.schema, table).map_err(|e| self.err(e))?;
-                    let pk = cols
-                        .iter()
-                        .filter(|c| c.key)
-                        .map(|c| c.name.clone())
-                        .collect();
-                    self.described.insert(table.to_owned(), cols);
-                    pk
-                }
-            };
-            let cols = self.key_columns(table, &pk)?;
+            let key_columns = self.key_columns(table)?;
             let mut decoded = Vec::new();
             for pk_text in &by_table[table] {
                 decoded.push(decode_key(pk_text).map_err(|m| {
@@ -209,38 +252,21 @@ impl<'t, 'c> Writer<'t, 'c> {
                     })
                 })?);
             }
-            super::rows::lock(self.tx, self.schema, table, &cols, &decoded)
-                .map_err(|e| self.err(e))?;
+            locks.push(Locks {
+                table,
+                key_columns,
+                keys: decoded,
+            });
         }
-        let (t, p): (Vec<&str>, Vec<&str>) =
-            keys.keys().map(|(t, p)| (t.as_str(), p.as_str())).unzip();
-        let rows = self
-            .tx
-            .query_typed(
-                // One index lookup per key (a join would scan the whole log).
-                "SELECT k.t, k.p, coalesce((SELECT max(l.id) FROM sharecache.log l \
-                 WHERE l.tbl = k.t AND l.pk = k.p), 0) FROM unnest($1::text[], $2::text[]) AS k(t, p)",
-                &[(&t, Type::TEXT_ARRAY), (&p, Type::TEXT_ARRAY)],
-            )
-            .map_err(|e| self.err(e))?;
-        self.seen = rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect();
-        Ok(())
+        Read::run(self.tx, self.schema, keys, after, &locks).map_err(|e| self.err(e))
     }
-}
-
-/// `cols` with their key flags as the server has them.
-fn flag_keys(mut cols: Vec<Column>, all: &[Column]) -> Vec<Column> {
-    for c in &mut cols {
-        c.key = all.iter().any(|a| a.name == c.name && a.key);
-    }
-    cols
 }
 
 impl BatchWriter for Writer<'_, '_> {
     fn pruned(&mut self) -> Result<Pruned, RemoteError> {
+        if let Some(read) = &self.read {
+            return Ok(read.pruned.clone());
+        }
         let r = self
             .tx
             .query_typed_one(
@@ -264,14 +290,24 @@ impl BatchWriter for Writer<'_, '_> {
         if keys.is_empty() {
             return Ok(());
         }
-        self.lock(keys)?;
-        super::reads::newest_in(self.tx, after, upto, keys, found).map_err(|e| self.err(e))
+        if self.read.is_none() {
+            self.read = Some(self.first_read(after, keys)?);
+        }
+        match &self.read {
+            Some(read) if read.covers(after, keys) => {
+                read.answer(after, upto, keys, found);
+                Ok(())
+            }
+            _ => {
+                super::reads::newest_in(self.tx, after, upto, keys, found).map_err(|e| self.err(e))
+            }
+        }
     }
 
     fn select(&mut self, shape: &Shape, key: &[Value]) -> Result<Option<Vec<Value>>, RemoteError> {
         self.flush()?;
         let cols = self.columns(&shape.table, &shape.columns)?;
-        let keys = self.key_columns(&shape.table, &shape.pk)?;
+        let keys = self.columns(&shape.table, &shape.pk)?;
         super::reads::select_row(self.tx, self.schema, &shape.table, &cols, &keys, key)
             .map_err(|e| self.err(e))
     }
@@ -335,52 +371,84 @@ impl BatchWriter for Writer<'_, '_> {
     }
 
     fn finish(&mut self, newest_stamp: &str) -> Result<(i64, i64), RemoteError> {
-        self.flush()?;
         let entries = std::mem::take(&mut self.entries);
         let conflicts = std::mem::take(&mut self.conflicts);
-        let tbl: Vec<&str> = entries.iter().map(|(v, _)| v.tbl.as_str()).collect();
-        let pk: Vec<&str> = entries.iter().map(|(v, _)| v.pk.as_str()).collect();
-        let stamp: Vec<&str> = entries.iter().map(|(v, _)| v.stamp.as_str()).collect();
-        let origin: Vec<&str> = entries.iter().map(|(v, _)| v.origin.as_str()).collect();
+        let client_entry = self.client_entry.take();
+        let mut params = Params::default();
+        let (seen_t, seen_p, seen_id, head) = match &self.read {
+            Some(read) => {
+                let (t, p, ids) = read.seen();
+                let owned = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+                (owned(t), owned(p), ids, read.head)
+            }
+            None => (Vec::new(), Vec::new(), Vec::new(), 0),
+        };
+        let mut args = vec![
+            params.push(Box::new(seen_t), Type::TEXT_ARRAY),
+            params.push(Box::new(seen_p), Type::TEXT_ARRAY),
+            params.push(Box::new(seen_id), Type::INT8_ARRAY),
+            params.push(Box::new(head), Type::INT8),
+        ];
+        let text = |f: fn(&Version) -> &str| {
+            entries
+                .iter()
+                .map(|(v, _)| f(v).to_owned())
+                .collect::<Vec<String>>()
+        };
+        for column in [text(|v| &v.tbl), text(|v| &v.pk), text(|v| &v.stamp)] {
+            args.push(params.push(Box::new(column), Type::TEXT_ARRAY));
+        }
+        args.push(params.push(Box::new(text(|v| &v.origin)), Type::TEXT_ARRAY));
         let deleted: Vec<bool> = entries.iter().map(|(v, _)| v.deleted).collect();
-        let images: Vec<Option<&[u8]>> = entries.iter().map(|(_, i)| i.as_deref()).collect();
-        let c = |f: fn(&LoggedConflict) -> &str| conflicts.iter().map(f).collect::<Vec<&str>>();
-        let seen_t: Vec<&str> = self.seen.iter().map(|s| s.0.as_str()).collect();
-        let seen_p: Vec<&str> = self.seen.iter().map(|s| s.1.as_str()).collect();
-        let seen_id: Vec<i64> = self.seen.iter().map(|s| s.2).collect();
-        let loser_row: Vec<Option<&str>> =
-            conflicts.iter().map(|x| x.loser_row.as_deref()).collect();
-        let r = self
-            .tx
-            .query_typed_one(
-                "SELECT before, last FROM sharecache.finish_write($22, $1, $2, $3, $4, $5, $6, \
-                 $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-                &[
-                    (&seen_t, Type::TEXT_ARRAY),
-                    (&seen_p, Type::TEXT_ARRAY),
-                    (&seen_id, Type::INT8_ARRAY),
-                    (&tbl, Type::TEXT_ARRAY),
-                    (&pk, Type::TEXT_ARRAY),
-                    (&stamp, Type::TEXT_ARRAY),
-                    (&origin, Type::TEXT_ARRAY),
-                    (&deleted, Type::BOOL_ARRAY),
-                    (&images, Type::BYTEA_ARRAY),
-                    (&newest_stamp, Type::TEXT),
-                    (&c(|x| &x.tbl), Type::TEXT_ARRAY),
-                    (&c(|x| &x.pk), Type::TEXT_ARRAY),
-                    (&c(|x| &x.winner_stamp), Type::TEXT_ARRAY),
-                    (&c(|x| &x.winner_origin), Type::TEXT_ARRAY),
-                    (&c(|x| &x.loser_stamp), Type::TEXT_ARRAY),
-                    (&c(|x| &x.loser_origin), Type::TEXT_ARRAY),
-                    (&c(|x| &x.loser_op), Type::TEXT_ARRAY),
-                    (&loser_row, Type::TEXT_ARRAY),
-                    (&c(|x| &x.decided_at), Type::TEXT_ARRAY),
-                    (&c(|x| &x.decided_by), Type::TEXT_ARRAY),
-                    (&c(|x| &x.reason), Type::TEXT_ARRAY),
-                    (&self.write_id, Type::INT8),
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+        args.push(params.push(Box::new(deleted), Type::BOOL_ARRAY));
+        let images: Vec<Option<Vec<u8>>> = entries.into_iter().map(|(_, i)| i).collect();
+        args.push(params.push(Box::new(images), Type::BYTEA_ARRAY));
+        args.push(params.push(Box::new(newest_stamp.to_owned()), Type::TEXT));
+        let c = |f: fn(&LoggedConflict) -> &str| {
+            conflicts
+                .iter()
+                .map(|x| f(x).to_owned())
+                .collect::<Vec<String>>()
+        };
+        let columns = [
+            c(|x| &x.tbl),
+            c(|x| &x.pk),
+            c(|x| &x.winner_stamp),
+            c(|x| &x.winner_origin),
+            c(|x| &x.loser_stamp),
+            c(|x| &x.loser_origin),
+            c(|x| &x.loser_op),
+        ];
+        for column in columns {
+            args.push(params.push(Box::new(column), Type::TEXT_ARRAY));
+        }
+        let loser_row: Vec<Option<String>> =
+            conflicts.iter().map(|x| x.loser_row.clone()).collect();
+        args.push(params.push(Box::new(loser_row), Type::TEXT_ARRAY));
+        for column in [c(|x| &x.decided_at), c(|x| &x.decided_by), c(|x| &x.reason)] {
+            args.push(params.push(Box::new(column), Type::TEXT_ARRAY));
+        }
+        // The rows first (the finish waits for the last part), then the registry entry.
+        let mut parts = self.row_writes(&mut params)?;
+        let written = match parts.len() {
+            0 => "0".to_owned(),
+            n => format!("(SELECT count(*) FROM w{})", n - 1),
+        };
+        if let Some(e) = client_entry {
+            let p = [
+                params.push(Box::new(e.origin), Type::TEXT),
+                params.push(Box::new(e.pulled_rev), Type::INT8),
+                params.push(Box::new(e.last_seen), Type::TEXT),
+                params.push(Box::new(e.host), Type::TEXT),
+            ];
+            parts.push(format!("r AS ({})", super::reads::register_sql(&p)));
+        }
+        let write = params.push(Box::new(self.write_id), Type::INT8);
+        let main = format!(
+            "SELECT before, last FROM sharecache.finish({}, {written}, {write})",
+            args.join(", ")
+        );
+        let r = self.run(&parts, &main, &params)?;
         self.finished = true;
         Ok((r.get(0), r.get(1)))
     }
@@ -398,8 +466,11 @@ impl BatchWriter for Writer<'_, '_> {
         super::reads::conflicts_after(self.tx, after).map_err(|e| self.err(e))
     }
 
+    /// Kept, and written by the finish's statement (a push registers just before its finish),
+    /// or at the end of the write.
     fn register(&mut self, client: &ClientEntry) -> Result<(), RemoteError> {
-        super::reads::register(self.tx, client).map_err(|e| self.err(e))
+        self.client_entry = Some(client.clone());
+        Ok(())
     }
 }
 
@@ -410,6 +481,9 @@ impl Writer<'_, '_> {
             && (!self.pending.is_empty() || !self.entries.is_empty() || !self.conflicts.is_empty())
         {
             self.finish("")?;
+        }
+        if let Some(entry) = self.client_entry.take() {
+            super::reads::register(self.tx, &entry).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
