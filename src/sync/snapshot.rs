@@ -267,51 +267,37 @@ pub(crate) fn rebuild_in_place(
         local
             .execute("ATTACH DATABASE ?1 AS snap", [tmp.to_string_lossy()])
             .map_err(sql)?;
-        let swapped = (|| -> rusqlite::Result<Result<(), RebuildBlocked>> {
-            local.execute_batch("BEGIN IMMEDIATE")?;
-            let pending =
-                crate::store::journal::fold_in(local).and_then(|_| super::outbox::pending(local));
-            let pending = match pending {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = local.execute_batch("ROLLBACK");
-                    return Err(e);
-                }
-            };
+        // One write transaction (it folds the capture journal first): committed when the copy
+        // is in place, or when a pending write blocks it (only the fold is written then).
+        let swapped = crate::store::write_tx(local, |local| {
+            let pending = super::outbox::pending(local)?;
             if pending > 0 {
-                local.execute_batch("ROLLBACK")?;
                 return Ok(Err(RebuildBlocked::Pending(pending)));
             }
-            let r = (|| {
-                local.execute("UPDATE main.sync_state SET applying = 1", [])?;
-                replace_app_objects(local)?;
-                let remote_id = info.remote_id.clone().unwrap_or_default();
-                local.execute(
-                    &format!(
-                        "UPDATE main.sync_state SET applying = 0, pull_rev = ?1, remote_id = ?2, snapshot_at = ?3, \
+            local.execute("UPDATE main.sync_state SET applying = 1", [])?;
+            replace_app_objects(local)?;
+            let remote_id = info.remote_id.clone().unwrap_or_default();
+            local.execute(
+                &format!(
+                    "UPDATE main.sync_state SET applying = 0, pull_rev = ?1, remote_id = ?2, snapshot_at = ?3, \
                      hlc = max(hlc, {})",
-                        crate::clock::ms_of_stamp_sql("?4")
-                    ),
-                    params![
-                        info.rev,
-                        remote_id,
-                        clock.now_stamp(),
-                        info.newest_stamp.clone().unwrap_or_default()
-                    ],
-                )?;
-                local.execute("DELETE FROM main.sync_tracking", [])?;
-                // The rows are the copy's now: the versions the cache held are unknown
-                // (src/sync/versions.rs).
-                local.execute("DELETE FROM main.sync_row_versions", [])?;
-                set_trail(local, &info)?;
-                register_copied_tables(local, &verdicts)?;
-                local.execute_batch("COMMIT")
-            })();
-            if r.is_err() {
-                let _ = local.execute_batch("ROLLBACK");
-            }
-            r.map(Ok)
-        })();
+                    crate::clock::ms_of_stamp_sql("?4")
+                ),
+                params![
+                    info.rev,
+                    remote_id,
+                    clock.now_stamp(),
+                    info.newest_stamp.clone().unwrap_or_default()
+                ],
+            )?;
+            local.execute("DELETE FROM main.sync_tracking", [])?;
+            // The rows are the copy's now: the versions the cache held are unknown
+            // (src/sync/versions.rs).
+            local.execute("DELETE FROM main.sync_row_versions", [])?;
+            set_trail(local, &info)?;
+            register_copied_tables(local, &verdicts)?;
+            Ok(Ok(()))
+        });
         let _ = local.execute_batch("DETACH DATABASE snap");
         match swapped.map_err(sql)? {
             Ok(()) => Ok(Ok(info)),
