@@ -15,7 +15,7 @@
 //!   a row updated many times while offline costs one event per write only until the next
 //!   attempt to sync;
 //! - inside every one of sharecache's local write transactions, before its work
-//!   ([`fold_in`], called by `store::write_tx`): whatever reads or changes `sync_tracking` there
+//!   (`fold_in`, called by `store::write_tx`): whatever reads or changes `sync_tracking` there
 //!   (the acknowledgement after a push, the pull, the trail) sees every committed write. An
 //!   acknowledgement therefore never drops an entry written after the push read it: the fold
 //!   bumped its `seq` first.
