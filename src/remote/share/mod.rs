@@ -21,6 +21,7 @@ mod fingerprint;
 pub mod lease;
 mod moved;
 mod reads;
+#[cfg(feature = "postgres")] // migrate-remote reads the share's conflict log
 pub(crate) use reads::conflicts_after;
 mod schema_carry;
 mod snapshot;
