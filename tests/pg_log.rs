@@ -306,3 +306,79 @@ fn pg_tables_with_unsupported_types_or_no_key_are_reported_not_captured() {
     let cols = types::describe(&mut c, "public", "m").unwrap();
     assert_eq!(cols[1].kind, None);
 }
+
+/// A server the first PostgreSQL release set up (server migration 2: no write ids, the finish
+/// of before the four-round-trip push), with a direct write logged there, is brought up to date
+/// by the first client that connects: both clients then sync through it, the old entry keeps no
+/// write id and every entry a push logs names its write.
+#[test]
+fn a_server_set_up_by_the_first_postgres_release_is_upgraded_by_the_first_client_and_syncs() {
+    let Some(db) = pg::database("upgrade_from_2") else {
+        return;
+    };
+    let mut c = db.store();
+    c.batch_execute("CREATE TABLE notes (id bigint PRIMARY KEY, body text)")
+        .unwrap();
+    assert_eq!(
+        migrate::migrate_to(&mut c, "remote-2", "2026-12-01T00:00:00.000Z", 2).unwrap(),
+        0
+    );
+    log::install_triggers(&mut c, "public", "notes").unwrap();
+    c.batch_execute("INSERT INTO notes VALUES (1, 'written under version 2')")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        let mut config = sharecache::Config::for_remote(db.url.as_str());
+        config.cache_directory = dir.path().join(name);
+        config.enable_cache = sharecache::config::EnableCache::Auto;
+        config.background = false;
+        sharecache::Cache::open(config).unwrap()
+    };
+    let a = open("a");
+    let version: i32 = c
+        .query_one("SELECT max(version) FROM sharecache.migrations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, migrate::latest(), "the first client upgrades it");
+    let old: Option<i64> = c
+        .query_one("SELECT write_id FROM sharecache.log WHERE pk = '1'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        old, None,
+        "the entry logged before the upgrade names no write"
+    );
+    let b = open("b");
+    a.conn()
+        .execute("UPDATE notes SET body = 'edited in a' WHERE id = 1", [])
+        .unwrap();
+    a.conn()
+        .execute("INSERT INTO notes VALUES (2, 'inserted in a')", [])
+        .unwrap();
+    a.sync_now().unwrap();
+    b.sync_now().unwrap();
+    let bodies: Vec<(i64, String)> = b
+        .conn()
+        .prepare("SELECT id, body FROM notes ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        bodies,
+        [(1, "edited in a".to_string()), (2, "inserted in a".into())]
+    );
+    // The push's entries (the edit of 1 supersedes the direct write's entry) name its write.
+    let ids: Vec<Option<i64>> = c
+        .query(
+            "SELECT write_id FROM sharecache.log WHERE rev > 1 ORDER BY rev",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids[0].is_some() && ids[0] == ids[1], "{ids:?}");
+}

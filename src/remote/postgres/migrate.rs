@@ -40,6 +40,18 @@ pub fn migrate(
     remote_id: &str,
     now: &str,
 ) -> Result<i32, PgError> {
+    migrate_to(client, remote_id, now, latest())
+}
+
+/// [`migrate`], stopping after version `upto`: a server as an older sharecache left it, for the
+/// tests of an upgrade.
+#[doc(hidden)]
+pub fn migrate_to(
+    client: &mut impl GenericClient,
+    remote_id: &str,
+    now: &str,
+    upto: i32,
+) -> Result<i32, PgError> {
     let mut tx = client.transaction()?;
     tx.batch_execute(
         "SELECT pg_advisory_xact_lock(hashtext('sharecache.migrate')); \
@@ -59,7 +71,7 @@ pub fn migrate(
             supported: latest(),
         });
     }
-    for (version, sql) in STEPS.iter().filter(|s| s.0 > found) {
+    for (version, sql) in STEPS.iter().filter(|s| s.0 > found && s.0 <= upto) {
         tx.batch_execute(sql)?;
         tx.execute(
             "INSERT INTO sharecache.migrations (version, applied_at) VALUES ($1, $2)",
