@@ -107,14 +107,17 @@ fn arrays(columns: &[Column], kinds: &[&Kind], rows: &[Vec<Value>]) -> Result<Ve
     Ok(arrays)
 }
 
-/// `unnest($a::t1[], $b::t2[], …) WITH ORDINALITY AS u(c0, c1, …, o)` with `arrays` added to
-/// `params`, and the converted columns.
+/// `unnest($a::t1[], $b::t2[], …) WITH ORDINALITY AS u(c0, c1, …, o)` with the values of
+/// `rows` (in `columns` order) added to `params` as one array per column, and the converted
+/// columns.
 fn unnest(
     params: &mut Params,
-    kinds: &[&Kind],
-    columns: &[&Column],
-    arrays: Vec<Array>,
-) -> (String, Vec<String>) {
+    table: &str,
+    columns: &[Column],
+    rows: &[Vec<Value>],
+) -> Result<(String, Vec<String>), PgError> {
+    let kinds = kinds(table, columns)?;
+    let arrays = arrays(columns, &kinds, rows)?;
     let placeholders: Vec<String> = kinds
         .iter()
         .zip(arrays)
@@ -130,14 +133,14 @@ fn unnest(
         .enumerate()
         .map(|(i, (k, c))| k.from_plain(&format!("u.c{i}"), &c.pg_type))
         .collect();
-    (
+    Ok((
         format!(
             "unnest({}) WITH ORDINALITY AS u({}, o)",
             placeholders.join(", "),
             names.join(", ")
         ),
         values,
-    )
+    ))
 }
 
 /// `t.k = <value>` for each key column, joined with AND.
@@ -162,10 +165,7 @@ pub fn upsert_sql(
     rows: &[Vec<Value>],
     after: Option<&str>,
 ) -> Result<String, PgError> {
-    let kinds = kinds(table, columns)?;
-    let arrays = arrays(columns, &kinds, rows)?;
-    let all: Vec<&Column> = columns.iter().collect();
-    let (from, values) = unnest(params, &kinds, &all, arrays);
+    let (from, values) = unnest(params, table, columns, rows)?;
     let names: Vec<String> = columns.iter().map(|c| quote(&c.name)).collect();
     let keys: Vec<&str> = columns
         .iter()
@@ -223,10 +223,7 @@ pub fn delete_sql(
     after: Option<&str>,
 ) -> Result<String, PgError> {
     let key_columns: Vec<Column> = columns.iter().filter(|c| c.key).cloned().collect();
-    let kinds = kinds(table, &key_columns)?;
-    let arrays = arrays(&key_columns, &kinds, keys)?;
-    let all: Vec<&Column> = key_columns.iter().collect();
-    let (from, values) = unnest(params, &kinds, &all, arrays);
+    let (from, values) = unnest(params, table, &key_columns, keys)?;
     let filter = after.map(|a| format!(" AND {a}")).unwrap_or_default();
     Ok(format!(
         "DELETE FROM {}.{} t USING {from} WHERE {}{filter}",
@@ -264,10 +261,7 @@ pub fn lock_sql(
     key_columns: &[Column],
     keys: &[Vec<Value>],
 ) -> Result<String, PgError> {
-    let kinds = kinds(table, key_columns)?;
-    let arrays = arrays(key_columns, &kinds, keys)?;
-    let all: Vec<&Column> = key_columns.iter().collect();
-    let (from, values) = unnest(params, &kinds, &all, arrays);
+    let (from, values) = unnest(params, table, key_columns, keys)?;
     let order: Vec<String> = key_columns
         .iter()
         .map(|c| format!("t.{}", quote(&c.name)))
@@ -296,11 +290,8 @@ pub fn select_many(
         return Ok(Vec::new());
     }
     let read = kinds(table, columns)?;
-    let key_kinds = kinds(table, key_columns)?;
-    let arrays = arrays(key_columns, &key_kinds, keys)?;
-    let all: Vec<&Column> = key_columns.iter().collect();
     let mut params = Params::default();
-    let (from, values) = unnest(&mut params, &key_kinds, &all, arrays);
+    let (from, values) = unnest(&mut params, table, key_columns, keys)?;
     let list: Vec<String> = columns
         .iter()
         .zip(&read)
