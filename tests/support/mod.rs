@@ -147,6 +147,11 @@ impl Share {
 
 /// All rows of a query as strings, for comparisons.
 pub fn rows(c: &Connection, sql: &str) -> Vec<Vec<String>> {
+    rows_with(c, sql, |b| format!("{b:?}"))
+}
+
+/// [`rows`], with a BLOB printed by `blob`.
+pub fn rows_with(c: &Connection, sql: &str, blob: fn(&[u8]) -> String) -> Vec<Vec<String>> {
     let mut s = c.prepare(sql).unwrap();
     let n = s.column_count();
     s.query_map([], |r| {
@@ -157,7 +162,7 @@ pub fn rows(c: &Connection, sql: &str) -> Vec<Vec<String>> {
                     rusqlite::types::ValueRef::Integer(v) => v.to_string(),
                     rusqlite::types::ValueRef::Real(v) => v.to_string(),
                     rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    rusqlite::types::ValueRef::Blob(b) => format!("{b:?}"),
+                    rusqlite::types::ValueRef::Blob(b) => blob(b),
                 })
             })
             .collect()

@@ -180,26 +180,8 @@ impl Remote {
 /// Every row of a query on a cache, each value as PostgreSQL's text output prints it (a BLOB
 /// as `\x` and hex), to compare with a server's rows.
 fn as_server_prints(c: &rusqlite::Connection, sql: &str) -> Vec<Vec<String>> {
-    use rusqlite::types::ValueRef;
-    let mut s = c.prepare(sql).unwrap();
-    let n = s.column_count();
-    s.query_map([], |r| {
-        (0..n)
-            .map(|i| {
-                Ok(match r.get_ref(i)? {
-                    ValueRef::Null => "NULL".to_string(),
-                    ValueRef::Integer(v) => v.to_string(),
-                    ValueRef::Real(v) => v.to_string(),
-                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                    ValueRef::Blob(b) => {
-                        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                        format!("\\x{hex}")
-                    }
-                })
-            })
-            .collect()
+    crate::support::rows_with(c, sql, |b| {
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!("\\x{hex}")
     })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
 }
