@@ -19,7 +19,10 @@ use sharecache::{Cache, Config, EnableCache, OpenOptions};
 
 use super::Share;
 
+mod activity;
 mod reads;
+
+pub use activity::wait_for;
 
 /// Which remote a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +70,12 @@ enum Inner {
 #[cfg(feature = "postgres")]
 struct Server {
     proxy: super::proxy::Proxy,
-    // Dropped after the proxy: the database goes with every connection to it.
+    /// The test's own session watching the server's (`activity`), connected at first use.
+    monitor: std::sync::Mutex<Option<Box<postgres::Client>>>,
+    /// The proxy's counters when the test last reset them (`activity`).
+    base_round_trips: std::sync::atomic::AtomicU64,
+    base_bytes_down: std::sync::atomic::AtomicU64,
+    // Dropped after the proxy and the monitor: the database goes with every connection to it.
     db: super::pg::PgDb,
     tmp: tempfile::TempDir,
 }
@@ -274,6 +282,9 @@ fn postgres_server(schema: &str) -> Inner {
     let proxy = super::proxy::Proxy::start(db.server_addr());
     Inner::Postgres(Server {
         proxy,
+        monitor: std::sync::Mutex::new(None),
+        base_round_trips: Default::default(),
+        base_bytes_down: Default::default(),
         db,
         tmp: tempfile::tempdir().unwrap(),
     })

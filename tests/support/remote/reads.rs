@@ -116,6 +116,19 @@ impl Remote {
         .collect()
     }
 
+    /// How many of the change log's entries of one row are deletions (tombstones).
+    pub fn tombstones_of(&self, tbl: &str, key: &str) -> i64 {
+        let (table, deleted) = match self.backend {
+            Backend::Share => ("sharecache_log", "deleted = 1"),
+            Backend::Postgres => ("sharecache.log", "deleted"),
+        };
+        self.one(&format!(
+            "SELECT count(*) FROM {table} WHERE tbl = {} AND pk = {} AND {deleted}",
+            sharecache::sql::literal(tbl),
+            sharecache::sql::literal(key)
+        ))
+    }
+
     /// The remote's conflict log, oldest first.
     pub fn conflicts(&self) -> Vec<Conflict> {
         let table = match self.backend {
