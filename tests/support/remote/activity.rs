@@ -124,10 +124,7 @@ impl Remote {
         let Inner::Postgres(s) = &self.inner else {
             unreachable!("sessions are the server's")
         };
-        let mut monitor = s.monitor.lock().unwrap_or_else(|e| e.into_inner());
-        let client = monitor.get_or_insert_with(|| Box::new(s.db.connect()));
-        client
-            .query_one(&format!("SELECT count(*) {OTHERS} AND ({condition})"), &[])
+        s.session(|c| c.query_one(&format!("SELECT count(*) {OTHERS} AND ({condition})"), &[]))
             .unwrap_or_else(|e| panic!("reading the server's sessions: {e}"))
             .get(0)
     }

@@ -70,14 +70,28 @@ enum Inner {
 #[cfg(feature = "postgres")]
 struct Server {
     proxy: super::proxy::Proxy,
-    /// The test's own session watching the server's (`activity`), connected at first use.
-    monitor: std::sync::Mutex<Option<Box<postgres::Client>>>,
+    /// The test's own session (see [`Server::session`]).
+    own: std::sync::Mutex<Option<Box<postgres::Client>>>,
     /// The proxy's counters when the test last reset them (`activity`).
     base_round_trips: std::sync::atomic::AtomicU64,
     base_bytes_down: std::sync::atomic::AtomicU64,
-    // Dropped after the proxy and the monitor: the database goes with every connection to it.
+    // Dropped after the proxy and the session: the database goes with every connection to it.
     db: super::pg::PgDb,
     tmp: tempfile::TempDir,
+}
+
+#[cfg(feature = "postgres")]
+impl Server {
+    /// The test's own session on the server, straight to it (not through the proxy): the other
+    /// program that writes the remote, and the eyes that read it. Kept from call to call (a
+    /// connection costs tens of milliseconds in a debug build), connected again once closed.
+    fn session<T>(&self, f: impl FnOnce(&mut postgres::Client) -> T) -> T {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        if own.as_ref().is_none_or(|c| c.is_closed()) {
+            *own = Some(Box::new(self.db.connect()));
+        }
+        f(own.as_mut().expect("connected above"))
+    }
 }
 
 impl Remote {
@@ -175,11 +189,9 @@ impl Remote {
                 .execute_batch(sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
             #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => {
-                s.db.connect()
-                    .batch_execute(sql)
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
+            Inner::Postgres(s) => s
+                .session(|c| c.batch_execute(sql))
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
 
@@ -251,15 +263,16 @@ impl Remote {
             Inner::Share(_) => None,
             #[cfg(feature = "postgres")]
             Inner::Postgres(s) => Some(
-                s.db.connect()
-                    .query_one(
+                s.session(|c| {
+                    c.query_one(
                         "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
                          FROM pg_stat_activity \
                          WHERE datname = current_database() AND pid <> pg_backend_pid()",
                         &[],
                     )
-                    .unwrap()
-                    .get(0),
+                })
+                .unwrap()
+                .get(0),
             ),
         }
     }
@@ -282,7 +295,7 @@ fn postgres_server(schema: &str) -> Inner {
     let proxy = super::proxy::Proxy::start(db.server_addr());
     Inner::Postgres(Server {
         proxy,
-        monitor: std::sync::Mutex::new(None),
+        own: std::sync::Mutex::new(None),
         base_round_trips: Default::default(),
         base_bytes_down: Default::default(),
         db,

@@ -29,10 +29,9 @@ impl Remote {
             Inner::Share(s) => rows(&s.remote(), sql),
             #[cfg(feature = "postgres")]
             Inner::Postgres(s) => {
-                let messages =
-                    s.db.connect()
-                        .simple_query(sql)
-                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let messages = s
+                    .session(|c| c.simple_query(sql))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
                 messages
                     .iter()
                     .filter_map(|m| match m {
