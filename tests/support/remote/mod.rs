@@ -146,6 +146,8 @@ impl Remote {
                 let mut c = Config::for_remote(self.database_path());
                 c.cache_directory = self.tmp().join(format!("cache-{name}"));
                 c.enable_cache = EnableCache::On;
+                // The cache waits for another program as long as the share's clients do.
+                c.busy_timeout = std::time::Duration::from_secs(3);
                 c.background = false; // tests that want the sync thread turn it on
                 c
             }
@@ -173,7 +175,7 @@ impl Remote {
         }
         let path = self.tmp().join(format!("{name}.yaml"));
         let text = format!(
-            "database:\n  path: '{}'\n  sync_interval: 30\n  enable_cache: true\n  cache_directory: {}\nsync:\n  background: false\n",
+            "database:\n  path: '{}'\n  sync_interval: 30\n  enable_cache: true\n  cache_directory: {}\nsync:\n  busy_timeout_ms: 3000\n  background: false\n",
             self.database_path(),
             self.tmp().join(format!("cache-{name}")).display()
         );
