@@ -20,6 +20,7 @@ use sharecache::{Cache, Config, EnableCache, OpenOptions};
 use super::Share;
 
 mod activity;
+mod places;
 mod reads;
 
 pub use activity::wait_for;
@@ -75,6 +76,8 @@ struct Server {
     /// The proxy's counters when the test last reset them (`activity`).
     base_round_trips: std::sync::atomic::AtomicU64,
     base_bytes_down: std::sync::atomic::AtomicU64,
+    /// Copies of the database (`places`), dropped with it.
+    copies: std::sync::Mutex<Vec<super::pg::PgDb>>,
     // Dropped after the proxy and the session: the database goes with every connection to it.
     db: super::pg::PgDb,
     tmp: tempfile::TempDir,
@@ -300,6 +303,7 @@ fn postgres_server(schema: &str) -> Inner {
         own: std::sync::Mutex::new(None),
         base_round_trips: Default::default(),
         base_bytes_down: Default::default(),
+        copies: Default::default(),
         db,
         tmp: tempfile::tempdir().unwrap(),
     })
