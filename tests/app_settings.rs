@@ -1,6 +1,7 @@
 //! Apps that open the cache with their own connection settings, beside `sharecache daemon`: the
 //! usual startup pragmas of apps built for databases on shares (`journal_mode=DELETE`,
-//! `locking_mode=EXCLUSIVE`) and one connection kept open, as Python's `sqlite3` does it.
+//! `locking_mode=EXCLUSIVE`) and one connection kept open, as Python's `sqlite3` does it. The
+//! cache is the same whatever the remote: against both backends.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -8,7 +9,14 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::cli::{cli, json, ok, wait_until};
-use crate::support::{Share, one, sharecache};
+use crate::support::remote::{Backend, Remote};
+use crate::support::{one, sharecache};
+
+crate::both_backends!(
+    an_app_that_switches_the_cache_to_journal_mode_delete_starts_beside_the_daemon_and_is_synced,
+    an_app_holding_the_cache_in_exclusive_locking_mode_makes_it_locked_and_the_daemon_waits_for_it,
+    a_handle_that_holds_no_connection_lets_an_app_switch_journal_mode_and_still_serves_its_own,
+);
 
 /// An app with one long-lived connection on the cache: a Python process that runs its startup
 /// pragmas, then each SQL line it is sent, answering `ok` or `error: …`.
@@ -134,8 +142,8 @@ impl Drop for Daemon {
 }
 
 /// A client config syncing every half second, with its cache made.
-fn client(share: &Share) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cfg = share.config_file("a");
+fn client(remote: &Remote) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cfg = remote.config_file("a");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(
         &cfg,
@@ -150,10 +158,11 @@ fn client(share: &Share) -> (std::path::PathBuf, std::path::PathBuf) {
     (cfg, db)
 }
 
-#[test]
-fn an_app_that_switches_the_cache_to_journal_mode_delete_starts_beside_the_daemon_and_is_synced() {
-    let share = Share::new();
-    let (cfg, db) = client(&share);
+fn an_app_that_switches_the_cache_to_journal_mode_delete_starts_beside_the_daemon_and_is_synced(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let (cfg, db) = client(&remote);
     let daemon = Daemon::start(&cfg);
     wait_until("the daemon to run", Duration::from_secs(20), || {
         json(&cfg, &["status", "--json"])["worker_running"] == true
@@ -164,18 +173,12 @@ fn an_app_that_switches_the_cache_to_journal_mode_delete_starts_beside_the_daemo
         app.run("INSERT INTO notes (id, body) VALUES (41, 'from a DELETE-mode app')"),
         "ok"
     );
-    let remote = share.remote();
     wait_until(
         "the daemon to push the app's write",
         Duration::from_secs(20),
-        || one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 41") == 1,
+        || remote.one::<i64>("SELECT count(*) FROM notes WHERE id = 41") == 1,
     );
-    remote
-        .execute(
-            "INSERT INTO notes (id, body) VALUES (42, 'from the remote')",
-            [],
-        )
-        .unwrap();
+    remote.exec("INSERT INTO notes (id, body) VALUES (42, 'from the remote')");
     let cache = rusqlite::Connection::open(&db).unwrap();
     cache.busy_timeout(Duration::from_secs(5)).unwrap();
     wait_until(
@@ -191,7 +194,7 @@ fn an_app_that_switches_the_cache_to_journal_mode_delete_starts_beside_the_daemo
     wait_until(
         "the daemon to push the edit",
         Duration::from_secs(20),
-        || one::<String>(&remote, "SELECT body FROM notes WHERE id = 42") == "edited",
+        || remote.one::<String>("SELECT body FROM notes WHERE id = 42") == "edited",
     );
     let status = json(&cfg, &["status", "--json"]);
     assert_eq!(status["journal_mode"], "delete", "{status}");
@@ -206,11 +209,11 @@ fn an_app_that_switches_the_cache_to_journal_mode_delete_starts_beside_the_daemo
     assert_eq!(daemon.stop(), Some(0));
 }
 
-#[test]
-fn an_app_holding_the_cache_in_exclusive_locking_mode_makes_it_locked_and_the_daemon_waits_for_it()
-{
-    let share = Share::new();
-    let (cfg, db) = client(&share);
+fn an_app_holding_the_cache_in_exclusive_locking_mode_makes_it_locked_and_the_daemon_waits_for_it(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let (cfg, db) = client(&remote);
     let (mut app, ready) = App::start(&db, &["PRAGMA locking_mode=EXCLUSIVE"]);
     assert_eq!(ready, "ready exclusive");
     assert_eq!(
@@ -247,26 +250,26 @@ fn an_app_holding_the_cache_in_exclusive_locking_mode_makes_it_locked_and_the_da
         .collect();
     assert!(aside.is_empty(), "the cache was moved aside: {aside:?}");
     assert_eq!(
-        one::<i64>(&share.remote(), "SELECT count(*) FROM notes WHERE id = 51"),
+        remote.one::<i64>("SELECT count(*) FROM notes WHERE id = 51"),
         0
     );
 
     app.close();
-    let remote = share.remote();
     wait_until(
         "the daemon to push the app's write once it let go",
         Duration::from_secs(30),
-        || one::<i64>(&remote, "SELECT count(*) FROM notes WHERE id = 51") == 1,
+        || remote.one::<i64>("SELECT count(*) FROM notes WHERE id = 51") == 1,
     );
     assert_eq!(json(&cfg, &["status", "--json"])["mode"], "cached");
     assert_eq!(daemon.stop(), Some(0));
 }
 
-#[test]
-fn a_handle_that_holds_no_connection_lets_an_app_switch_journal_mode_and_still_serves_its_own() {
-    let share = Share::new();
+fn a_handle_that_holds_no_connection_lets_an_app_switch_journal_mode_and_still_serves_its_own(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
     let cache = sharecache::Cache::open_with(
-        share.config("a"),
+        remote.config("a"),
         sharecache::OpenOptions::default()
             .background(false)
             .hold_cache(false),
@@ -290,10 +293,7 @@ fn a_handle_that_holds_no_connection_lets_an_app_switch_journal_mode_and_still_s
         .unwrap();
     assert_eq!(cache.sync_now().unwrap().pushed, 2);
     assert_eq!(
-        one::<i64>(
-            &share.remote(),
-            "SELECT count(*) FROM notes WHERE id IN (61, 62)"
-        ),
+        remote.one::<i64>("SELECT count(*) FROM notes WHERE id IN (61, 62)"),
         2
     );
 }

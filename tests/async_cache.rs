@@ -1,11 +1,17 @@
 //! The async handle (feature `tokio`): its operations run off the runtime's threads, so a
-//! current-thread runtime keeps running other tasks while a sync waits on a slow share.
+//! current-thread runtime keeps running other tasks while a sync waits on a slow remote. Against
+//! both backends.
 
 use std::time::{Duration, Instant};
 
 use sharecache::async_cache::AsyncCache;
 
-use crate::support::{Share, one};
+use crate::support::remote::{Backend, Remote};
+
+crate::both_backends!(
+    the_runtime_keeps_ticking_while_a_sync_waits_on_a_slow_remote,
+    every_operation_works_through_the_async_handle,
+);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -14,16 +20,15 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn the_runtime_keeps_ticking_while_a_sync_waits_on_a_slow_share() {
-    let share = Share::new();
+fn the_runtime_keeps_ticking_while_a_sync_waits_on_a_slow_remote(backend: Backend) {
+    let remote = Remote::new(backend);
     runtime().block_on(async {
-        let cache = AsyncCache::open(share.config("a")).await.unwrap();
+        let cache = AsyncCache::open(remote.config("a")).await.unwrap();
         cache
             .with_conn(|c| c.execute("INSERT INTO notes (id, body) VALUES (41, 'slow')", []))
             .await
             .unwrap();
-        share.control.set_latency(Duration::from_millis(15));
+        remote.set_latency(Duration::from_millis(15));
 
         const TICK: Duration = Duration::from_millis(20);
         let mut interval = tokio::time::interval(TICK);
@@ -41,12 +46,12 @@ fn the_runtime_keeps_ticking_while_a_sync_waits_on_a_slow_share() {
             }
         };
         let took = started.elapsed();
-        share.control.set_latency(Duration::from_millis(1));
+        remote.normal_speed();
 
         assert_eq!(report.pushed, 1);
         assert!(
             took >= Duration::from_millis(400),
-            "the share should have made the sync slow, took {took:?}"
+            "the remote should have made the sync slow, took {took:?}"
         );
         // A blocked runtime thread would not tick at all during the sync; allow for a loaded
         // machine by asking for half the ticks that fit.
@@ -57,16 +62,15 @@ fn the_runtime_keeps_ticking_while_a_sync_waits_on_a_slow_share() {
         );
         cache.close().await;
     });
-    let n: i64 = one(&share.remote(), "SELECT count(*) FROM notes WHERE id = 41");
+    let n: i64 = remote.one("SELECT count(*) FROM notes WHERE id = 41");
     assert_eq!(n, 1);
 }
 
-#[test]
-fn every_operation_works_through_the_async_handle() {
-    let share = Share::new();
+fn every_operation_works_through_the_async_handle(backend: Backend) {
+    let remote = Remote::new(backend);
     runtime().block_on(async {
-        let a = AsyncCache::open(share.config("a")).await.unwrap();
-        let b = AsyncCache::open(share.config("b")).await.unwrap();
+        let a = AsyncCache::open(remote.config("a")).await.unwrap();
+        let b = AsyncCache::open(remote.config("b")).await.unwrap();
         a.with_conn(|c| c.execute("UPDATE tasks SET title = 'older (a)' WHERE id = 't1'", []))
             .await
             .unwrap();

@@ -1,29 +1,38 @@
 //! A cache belongs to a remote database, not to a path string: a moved database takes over the
 //! old cache's pending writes, a copy is never adopted silently, direct mode pushes pending writes
-//! first (or refuses), and `status` reports any cache left behind holding writes.
+//! first (or refuses), and `status` reports any cache left behind holding writes. Against both
+//! backends (a server's database copied, moved, its address spelled another way), except direct
+//! mode: a server has none.
 
 use std::path::{Path, PathBuf};
 
 use sharecache::{Cache, EnableCache, Error, ErrorKind};
 
-use crate::reliability::assert_same_content;
 use crate::support::cli::{cli, json, ok};
-use crate::support::{Share, one};
+use crate::support::one;
+use crate::support::remote::{Backend, Remote};
+
+crate::both_backends!(
+    a_new_path_to_a_moved_database_pushes_the_old_caches_pending_writes_first,
+    a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admins_word,
+    a_copy_gets_a_cache_of_its_own_once_the_old_caches_writes_are_synced_to_their_own_path,
+    status_reports_a_cache_left_behind_with_pending_writes_whatever_path_it_was_made_for,
+    config_set_says_when_each_setting_applies,
+    the_same_database_spelled_another_way_takes_over_the_pending_writes_without_refusing,
+);
 
 fn title(c: &rusqlite::Connection) -> String {
     one(c, "SELECT title FROM tasks WHERE id = 't1'")
 }
 
-/// Client `name` on the database at `path` (same cache directory as `share.client(name)`).
-fn config_at(share: &Share, name: &str, path: &Path) -> sharecache::Config {
-    let mut c = share.config(name);
-    c.remote_path = path.to_path_buf();
-    c
+/// The title of t1 in the database at `path`.
+fn title_at(remote: &Remote, path: &str) -> String {
+    remote.one_at(path, "SELECT title FROM tasks WHERE id = 't1'")
 }
 
 /// Leaves one pending write in client a's cache (closed), and returns the cache file.
-fn pending_in_a(share: &Share) -> PathBuf {
-    let a = share.client("a");
+fn pending_in_a(remote: &Remote) -> PathBuf {
+    let a = remote.client("a");
     a.conn()
         .execute(
             "UPDATE tasks SET title = 'pending in a' WHERE id = 't1'",
@@ -39,26 +48,12 @@ fn pending_in(file: &Path) -> i64 {
     sharecache::store::journal::pending(&c).unwrap()
 }
 
-/// A config file for client `name` on the database at `path`.
-fn config_file_at(share: &Share, name: &str, path: &Path) -> PathBuf {
-    let file = share.config_file(name);
-    let text = std::fs::read_to_string(&file).unwrap().replace(
-        &share.remote_path().display().to_string(),
-        &path.display().to_string(),
-    );
-    let file = file.with_extension("moved.yaml");
-    std::fs::write(&file, text).unwrap();
-    file
-}
+fn a_new_path_to_a_moved_database_pushes_the_old_caches_pending_writes_first(backend: Backend) {
+    let remote = Remote::new(backend);
+    let old_cache = pending_in_a(&remote);
+    let moved = remote.move_database("moved.db");
 
-#[test]
-fn a_new_path_to_a_moved_database_pushes_the_old_caches_pending_writes_first() {
-    let share = Share::new();
-    let old_cache = pending_in_a(&share);
-    let moved = share.mount.path().join("moved.db");
-    std::fs::rename(share.remote_path(), &moved).unwrap();
-
-    let a = Cache::open(config_at(&share, "a", &moved)).unwrap();
+    let a = Cache::open(remote.config_at("a", &moved)).unwrap();
     assert_ne!(
         a.cache_path().unwrap(),
         old_cache,
@@ -69,8 +64,7 @@ fn a_new_path_to_a_moved_database_pushes_the_old_caches_pending_writes_first() {
         0,
         "the old cache's write was pushed first"
     );
-    let moved_db = rusqlite::Connection::open(&moved).unwrap();
-    assert_eq!(title(&moved_db), "pending in a");
+    assert_eq!(title_at(&remote, &moved), "pending in a");
     assert_eq!(title(&a.conn()), "pending in a");
     let status = a.status().unwrap();
     let said = status.handover.expect("status says what happened");
@@ -84,21 +78,21 @@ fn a_new_path_to_a_moved_database_pushes_the_old_caches_pending_writes_first() {
         "history records it"
     );
 
-    let b = Cache::open(config_at(&share, "b", &moved)).unwrap();
+    let b = Cache::open(remote.config_at("b", &moved)).unwrap();
     b.sync_now().unwrap();
     a.sync_now().unwrap();
-    assert_same_content("a", &a.conn(), &moved_db);
-    assert_same_content("b", &b.conn(), &moved_db);
+    remote.assert_same_content_at(&moved, "a", &a.conn());
+    remote.assert_same_content_at(&moved, "b", &b.conn());
 }
 
-#[test]
-fn a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admins_word() {
-    let share = Share::new();
-    let old_cache = pending_in_a(&share);
-    let copy = share.mount.path().join("copy.db");
-    std::fs::copy(share.remote_path(), &copy).unwrap();
+fn a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admins_word(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let old_cache = pending_in_a(&remote);
+    let copy = remote.copy_database("copy.db");
 
-    let refused = Cache::open(config_at(&share, "a", &copy)).unwrap_err();
+    let refused = Cache::open(remote.config_at("a", &copy)).unwrap_err();
     assert!(matches!(refused, Error::OtherCache { .. }), "{refused}");
     assert_eq!(refused.kind(), ErrorKind::Config);
     let msg = refused.to_string();
@@ -111,11 +105,14 @@ fn a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admi
         1,
         "the write stays pending in its cache"
     );
-    let copy_db = rusqlite::Connection::open(&copy).unwrap();
-    assert_eq!(title(&copy_db), "first", "nothing was written to the copy");
+    assert_eq!(
+        title_at(&remote, &copy),
+        "first",
+        "nothing was written to the copy"
+    );
 
     // The CLI refuses the same way (exit code 3), then the admin says it moved.
-    let cfg = config_file_at(&share, "a", &copy);
+    let cfg = remote.config_file_at("a", &copy);
     let out = cli(&cfg, &["sync"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("sharecache adopt"));
@@ -125,7 +122,7 @@ fn a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admi
         "{said}"
     );
     assert_eq!(pending_in(&old_cache), 0);
-    assert_eq!(title(&copy_db), "pending in a");
+    assert_eq!(title_at(&remote, &copy), "pending in a");
     ok(&cfg, &["sync"]);
     let history = ok(&cfg, &["history"]);
     assert!(
@@ -135,31 +132,33 @@ fn a_copy_of_the_database_is_never_adopted_silently_and_adopt_pushes_on_the_admi
     assert!(ok(&cfg, &["adopt"]).contains("nothing to adopt"));
 }
 
-#[test]
-fn a_copy_gets_a_cache_of_its_own_once_the_old_caches_writes_are_synced_to_their_own_path() {
-    let share = Share::new();
-    pending_in_a(&share);
-    let copy = share.mount.path().join("test-copy.db");
-    std::fs::copy(share.remote_path(), &copy).unwrap();
-    share.client("a").sync_now().unwrap();
+fn a_copy_gets_a_cache_of_its_own_once_the_old_caches_writes_are_synced_to_their_own_path(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    pending_in_a(&remote);
+    let copy = remote.copy_database("test-copy.db");
+    remote.client("a").sync_now().unwrap();
 
-    let test = Cache::open(config_at(&share, "a", &copy)).unwrap();
-    let copy_db = rusqlite::Connection::open(&copy).unwrap();
+    let test = Cache::open(remote.config_at("a", &copy)).unwrap();
     assert_eq!(
-        title(&copy_db),
+        title_at(&remote, &copy),
         "first",
         "production's write did not go to the copy"
     );
-    assert_eq!(title(&share.remote()), "pending in a");
+    assert_eq!(title_at(&remote, &remote.database_path()), "pending in a");
     assert!(test.status().unwrap().handover.is_none());
 }
 
+// Direct mode is the share's own: a server is always cached (the app works on a SQLite file,
+// and a server has none to hand it).
+
 #[test]
 fn switching_to_direct_mode_pushes_pending_writes_first_and_says_so() {
-    let share = Share::new();
-    let b = share.client("b");
-    let cache = pending_in_a(&share);
-    let mut config = share.config("a");
+    let remote = Remote::new(Backend::Share);
+    let b = remote.client("b");
+    let cache = pending_in_a(&remote);
+    let mut config = remote.config("a");
     config.enable_cache = EnableCache::Off;
     let direct = Cache::open(config).unwrap();
     assert_eq!(direct.mode().name(), "direct");
@@ -176,33 +175,33 @@ fn switching_to_direct_mode_pushes_pending_writes_first_and_says_so() {
     );
     assert!(status.other_caches.is_empty(), "{status:?}");
     b.sync_now().unwrap();
-    assert_same_content("b", &b.conn(), &share.remote());
+    remote.assert_same_content("b", &b.conn());
 }
 
 #[test]
 fn switching_to_direct_mode_refuses_while_pending_writes_cannot_be_pushed() {
-    let share = Share::new();
-    let cache = pending_in_a(&share);
-    share.control.set_offline(true);
-    let mut config = share.config("a");
+    let remote = Remote::new(Backend::Share);
+    let cache = pending_in_a(&remote);
+    remote.set_offline(true);
+    let mut config = remote.config("a");
     config.enable_cache = EnableCache::Off;
     let refused = Cache::open(config.clone()).unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Offline, "{refused}");
     assert!(refused.to_string().contains("pending writes"), "{refused}");
     assert_eq!(pending_in(&cache), 1, "kept");
-    share.control.set_offline(false);
+    remote.set_offline(false);
     Cache::open(config).unwrap();
     assert_eq!(pending_in(&cache), 0);
-    assert_eq!(title(&share.remote()), "pending in a");
+    assert_eq!(title_at(&remote, &remote.database_path()), "pending in a");
 }
 
-#[test]
-fn status_reports_a_cache_left_behind_with_pending_writes_whatever_path_it_was_made_for() {
-    let share = Share::new();
-    let old_cache = pending_in_a(&share);
-    let moved = share.mount.path().join("moved.db");
-    std::fs::rename(share.remote_path(), &moved).unwrap();
-    let cfg = config_file_at(&share, "a", &moved);
+fn status_reports_a_cache_left_behind_with_pending_writes_whatever_path_it_was_made_for(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let old_cache = pending_in_a(&remote);
+    let moved = remote.move_database("moved.db");
+    let cfg = remote.config_file_at("a", &moved);
 
     let status = json(&cfg, &["status", "--json"]);
     assert_eq!(status["state"], "pending", "{status}");
@@ -214,10 +213,9 @@ fn status_reports_a_cache_left_behind_with_pending_writes_whatever_path_it_was_m
     assert!(human.contains("left behind"), "{human}");
 }
 
-#[test]
-fn config_set_says_when_each_setting_applies() {
-    let share = Share::new();
-    let cfg = share.config_file("a");
+fn config_set_says_when_each_setting_applies(backend: Backend) {
+    let remote = Remote::new(backend);
+    let cfg = remote.config_file("a");
     let said = ok(&cfg, &["config", "set", "enable_cache", "false"]);
     assert!(said.contains("next start"), "{said}");
     assert!(!said.contains("within 2 s"), "{said}");
@@ -225,15 +223,21 @@ fn config_set_says_when_each_setting_applies() {
     assert!(said.contains("within 2 s"), "{said}");
 }
 
-#[test]
-fn the_same_database_spelled_another_way_takes_over_the_pending_writes_without_refusing() {
-    let share = Share::new();
-    let old_cache = pending_in_a(&share);
-    let respelled = share.mount.path().join(".").join("app.db");
-    let a = Cache::open(config_at(&share, "a", &respelled)).unwrap();
+fn the_same_database_spelled_another_way_takes_over_the_pending_writes_without_refusing(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let old_cache = pending_in_a(&remote);
+    let respelled = remote.respelled_path();
+    let a = Cache::open(remote.config_at("a", &respelled)).unwrap();
     assert_ne!(a.cache_path().unwrap(), old_cache);
     assert_eq!(pending_in(&old_cache), 0);
-    assert_eq!(title(&share.remote()), "pending in a");
+    assert_eq!(title_at(&remote, &remote.database_path()), "pending in a");
     let said = a.status().unwrap().handover.unwrap();
-    assert!(said.contains("same file"), "{said}");
+    let same = match backend {
+        Backend::Share => "same file",
+        // One server, one database: it names what is the same.
+        Backend::Postgres => "same database",
+    };
+    assert!(said.contains(same), "{said}");
 }

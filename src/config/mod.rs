@@ -397,6 +397,33 @@ impl Config {
 }
 
 impl Config {
+    /// This config pointed at the PostgreSQL server and database of `url` instead, everything
+    /// else kept: `url` is one a cache was made for, as caches record it (without the
+    /// password). The password is the URL's, else this config's when it logs in as the same
+    /// role, else `$PGPASSWORD`. `None` when `url` is not a PostgreSQL URL that reads.
+    pub fn at_server_url(&self, url: &str) -> Option<Config> {
+        if !postgres::is_url(url) {
+            return None;
+        }
+        let mut target = postgres::parse(url).ok()?;
+        if target.password.is_none() {
+            match &self.postgres {
+                Some(own) if own.user == target.user && own.password.is_some() => {
+                    target.password = own.password.clone();
+                    target.password_from = own.password_from.clone();
+                }
+                _ => {
+                    target = postgres::with_password(target, None, std::env::var("PGPASSWORD").ok())
+                        .ok()?
+                }
+            }
+        }
+        let mut config = self.clone();
+        config.remote_path = PathBuf::from(target.display_url());
+        config.postgres = Some(target);
+        Some(config)
+    }
+
     /// The remote as a SQLite file, for direct mode (the app served from the remote itself); a
     /// PostgreSQL server has none, so a config that asks for direct mode with one is a
     /// `Config`-kind error and nothing treats the URL as a file name.

@@ -3,9 +3,11 @@
 //! pushed, or the open refuses and says why.
 //!
 //! A new path to a database that already has a cache here is a *move* when the old path no
-//! longer leads to that database (the file is gone from a reachable folder, or another database
-//! is there now): the old cache's pending writes are pushed through the new path, then the new
-//! path gets its own cache. It may be a *copy* when the old path still holds the same database (an
+//! longer leads to that database (the file is gone from a reachable folder, the server answers
+//! that it has no such database, or another database is there now): the old cache's pending
+//! writes are pushed through the new path, then the new path gets its own cache. Another spelling
+//! of the same file, or of the same server (the same database of the same cluster), hands over
+//! the same way. It may be a *copy* when the old path still holds the same database (an
 //! admin's test copy of production has the same identity): pushing production's writes into it,
 //! or anything back, must never happen silently, so the open refuses until the admin says which
 //! it is (`sharecache adopt`, [`adopt`]). When the old path cannot be reached, nobody can tell:
@@ -63,13 +65,17 @@ enum OldPath {
     Moved(String),
     /// Still to the same database: the configured path may be a copy of it.
     Same,
-    /// To the very file the configured path leads to (another spelling of it).
-    SameFile,
+    /// To the very file (or server database) the configured path leads to, spelled another way:
+    /// which of the two it is.
+    Spelled(&'static str),
     /// Cannot be told (unreachable).
     Unknown(String),
 }
 
 fn probe_old(config: &Config, old: &Path, id: &str) -> OldPath {
+    if let Some(url) = old.to_str().filter(|p| crate::config::is_postgres_url(p)) {
+        return probe_old_server(config, url, id);
+    }
     // The same file spelled another way (`//server/share` and `\\server\share`, a symlink):
     // no copy there.
     if let (Ok(a), Ok(b)) = (
@@ -77,7 +83,7 @@ fn probe_old(config: &Config, old: &Path, id: &str) -> OldPath {
         std::fs::canonicalize(&config.remote_path),
     ) {
         if a == b {
-            return OldPath::SameFile;
+            return OldPath::Spelled("file");
         }
     }
     match remote::share::check_exists(old) {
@@ -91,13 +97,60 @@ fn probe_old(config: &Config, old: &Path, id: &str) -> OldPath {
         .and_then(|r| r.identity());
     match found {
         Ok(Some(found)) if found == id => OldPath::Same,
-        Ok(found) => OldPath::Moved(format!(
-            "{} now holds another database ({})",
-            old.display(),
-            found.unwrap_or_else(|| "not a sharecache database".into())
-        )),
+        Ok(found) => OldPath::Moved(another_database(old, found)),
         Err(e) => OldPath::Unknown(e.to_string()),
     }
+}
+
+fn another_database(old: &Path, found: Option<String>) -> String {
+    format!(
+        "{} now holds another database ({})",
+        old.display(),
+        found.unwrap_or_else(|| "not a sharecache database".into())
+    )
+}
+
+/// [`probe_old`] for a cache made for a PostgreSQL server's database (`url`, as the cache
+/// recorded it): the server says the database is gone, or which it is. The same identity in
+/// the very database the configured path leads to (the same cluster, the same database) is
+/// another spelling of the server; in another database, the configured one may be a copy.
+#[cfg(feature = "postgres")]
+fn probe_old_server(config: &Config, url: &str, id: &str) -> OldPath {
+    use crate::remote::postgres::{AtUrl, Postgres};
+    let old = Path::new(url);
+    let at = |config: &Config| {
+        let target = config.postgres.as_ref().expect("a server's config");
+        Postgres::open(target, &config.schema, "handover").probe()
+    };
+    let Some(old_config) = config.at_server_url(url) else {
+        return OldPath::Unknown(format!("{url} is not a PostgreSQL URL sharecache reads"));
+    };
+    match at(&old_config) {
+        Err(e) => OldPath::Unknown(e.to_string()),
+        Ok(AtUrl::Missing) => OldPath::Moved(format!(
+            "{url} no longer exists (the server has no such database)"
+        )),
+        Ok(AtUrl::Database { identity, .. }) if identity.as_deref() != Some(id) => {
+            OldPath::Moved(another_database(old, identity))
+        }
+        Ok(AtUrl::Database { instance, .. }) => {
+            match config.postgres.as_ref().map(|_| at(config)) {
+                Some(Ok(AtUrl::Database { instance: new, .. })) if new == instance => {
+                    OldPath::Spelled("database")
+                }
+                Some(Err(e)) => OldPath::Unknown(e.to_string()),
+                _ => OldPath::Same,
+            }
+        }
+    }
+}
+
+/// Without PostgreSQL support, a server's database cannot be asked.
+#[cfg(not(feature = "postgres"))]
+fn probe_old_server(_: &Config, url: &str, _: &str) -> OldPath {
+    OldPath::Unknown(format!(
+        "{url} is a PostgreSQL server, and this build of sharecache has no PostgreSQL support"
+    ))
 }
 
 /// Pushes the pending writes of `other` to the remote at `config.remote_path` (the same
@@ -261,8 +314,8 @@ pub(super) fn before_new_cache(
                 let why = format!("the database moved to {new} ({why})");
                 handed.push(push_other(config, clock, o, &why)?);
             }
-            OldPath::SameFile => {
-                let why = format!("{old} and {new} are the same file");
+            OldPath::Spelled(what) => {
+                let why = format!("{old} and {new} are the same {what}");
                 handed.push(push_other(config, clock, o, &why)?);
             }
             OldPath::Same => {

@@ -1,12 +1,14 @@
 //! Contention (issue 5, item 7): five clients on one remote, each syncing every 100 ms while its
 //! app writes (new rows of its own, and edits of a few rows every client edits, so conflicts are
 //! constant). Checked: no app write ever fails (no `SQLITE_BUSY` or anything else reaches the
-//! app); no sync fails with an unclassified error (a raw busy/locked SQLite error); every client
-//! completes a sync at least once every 5 s; afterwards every cache equals the remote and every
-//! row any app inserted is there.
+//! app); no sync fails with an unclassified error (a raw busy/locked SQLite error, or a server's
+//! error that is not an outage or a lock); every client completes a sync at least once every
+//! 5 s; afterwards every cache equals the remote and every row any app inserted is there.
 //!
-//! Short form: a minute, as the issue asks (~350 syncs; the test runs alone on the machine, so
-//! the suite takes ~45 s longer than with the 15 s it used to run). Long form: 10 minutes.
+//! Against both backends. Short form: a minute on the share, as the issue asks (~350 syncs; the
+//! test runs alone on the machine, so the suite takes ~45 s longer than with the 15 s it used to
+//! run); 10 s on a server (the suite's time: the same checks, fewer syncs). Long form: 10
+//! minutes on each.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,19 +16,28 @@ use std::time::{Duration, Instant};
 
 use sharecache::{Cache, ErrorKind};
 
-use super::{assert_same_content, figures, pick};
-use crate::support::{Share, one};
+use super::{figures, pick};
+use crate::support::remote::{Backend, Remote};
+
+crate::both_backends!(
+    five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs_every_5_s
+);
 
 const CLIENTS: usize = 5;
 
-#[test]
-fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs_every_5_s() {
+fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs_every_5_s(
+    backend: Backend,
+) {
     let _machine = super::machine_alone();
-    let run_for = Duration::from_secs(pick(60, 600));
-    let share = Share::new();
+    let short = match backend {
+        Backend::Share => 60,
+        Backend::Postgres => 10,
+    };
+    let run_for = Duration::from_secs(pick(short, 600));
+    let remote = Remote::new(backend);
     let clients: Vec<Cache> = (0..CLIENTS)
         .map(|i| {
-            let mut cfg = share.config(&format!("c{i}"));
+            let mut cfg = remote.config(&format!("c{i}"));
             cfg.sync_interval = Duration::from_millis(100);
             Cache::open(cfg).unwrap()
         })
@@ -103,14 +114,12 @@ fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs
             c.sync_now().unwrap();
         }
     }
-    let remote = share.remote();
     for (i, c) in clients.iter().enumerate() {
-        assert_same_content(&format!("client {i}"), &c.conn(), &remote);
+        remote.assert_same_content(&format!("client {i}"), &c.conn());
         let n = *inserted[i].lock().unwrap();
-        let there: i64 = one(
-            &remote,
-            &format!("SELECT count(*) FROM tasks WHERE id LIKE 'c{i}-%'"),
-        );
+        let there: i64 = remote.one(&format!(
+            "SELECT count(*) FROM tasks WHERE id LIKE 'c{i}-%'"
+        ));
         assert_eq!(
             there as u64, n,
             "client {i}: every inserted row is on the remote"
@@ -129,14 +138,17 @@ fn five_clients_syncing_every_100_ms_while_writing_never_see_busy_and_each_syncs
             t.windows(2).map(|w| w[1] - w[0]).max().unwrap()
         })
         .collect();
-    let conflicts: i64 = one(&remote, "SELECT count(*) FROM sharecache_conflicts");
+    let conflicts = remote.conflicts().len();
     let mut durations = durations.into_inner().unwrap();
     durations.sort();
     let p99 = durations[(durations.len() - 1) * 99 / 100];
     let longest = *durations.last().unwrap();
     let inserts: u64 = inserted.iter().map(|n| *n.lock().unwrap()).sum();
     figures(
-        "contention",
+        match backend {
+            Backend::Share => "contention",
+            Backend::Postgres => "contention_postgres",
+        },
         &[
             ("clients", CLIENTS as u64),
             ("secs", run_for.as_secs()),

@@ -1,25 +1,34 @@
 //! kill -9 during sync, and leases left behind by dead clients (issue 5, item 2).
 //!
 //! A child process (`sharecache --config FILE sync`) pushes a large batch of changes (inserts,
-//! updates and deletes, several remote transactions) and pulls another client's changes; it is
-//! killed with SIGKILL at a random moment: half the time a random time from its start to 1.2
-//! times a clean sync's duration (a few runs finish first), half the time right after a random
-//! share operation of the sync. Checked after every kill: the remote passes `PRAGMA integrity_check`; every remote
-//! transaction is all-or-nothing (the changes the remote holds are exactly the first k batches,
-//! in the order a push sends them); the next sync completes; then the remote holds every change
-//! exactly once (the change-log revision grew by exactly the number of changes, no conflict was
-//! logged) and the cache equals the remote.
+//! updates and deletes: several remote transactions on a share; one on a server, which takes at
+//! least 5,000 rows in each) and pulls another client's changes; it is killed with SIGKILL at a
+//! random moment: half the time a random time from its start to 1.2 times a clean sync's
+//! duration (a few runs finish first), half the time right after a random operation of the sync
+//! on the remote (a share operation, a round trip to the server). Against both backends. Checked
+//! after every kill (once the server has ended the killed session): a share's file passes
+//! `PRAGMA integrity_check`; every remote transaction is all-or-nothing (the changes the remote
+//! holds are exactly the first k batches, in the order a push sends them); the next sync
+//! completes; then the remote holds every change exactly once (the change-log revision grew by
+//! exactly the number of changes, no conflict was logged) and the cache equals the remote. A
+//! lease file left by a client on another machine is the share's own.
 //!
 //! Long form: 100 kills instead of 10. The random moments come from a seed printed with the
 //! figures (`SHARECACHE_KILL_SEED` replays one).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sharecache::{Cache, Config};
 
-use super::{assert_same_content, figures, pick};
+use super::{figures, pick};
+use crate::support::remote::{Backend, Remote};
 use crate::support::{Share, one, sharecache};
+
+crate::both_backends!(
+    a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and_the_next_sync_completes
+);
 
 const BATCH: usize = 25;
 const INSERTS: i64 = 150;
@@ -44,16 +53,17 @@ impl Rng {
     }
 }
 
-/// The test's config: no sync thread in the test process (its shutdown would push the batch the
-/// killed child is meant to push).
-fn config_file(share: &Share, name: &str) -> PathBuf {
-    let path = share.tmp.path().join(format!("{name}.yaml"));
-    let text = format!(
-        "database:\n  path: {}\n  enable_cache: true\n  cache_directory: {}\nsync:\n  batch_size: {BATCH}\n  busy_timeout_ms: 3000\n  lease_ttl: 3\n  background: false\n",
-        share.remote_path().display(),
-        share.tmp.path().join(format!("cache-{name}")).display()
-    );
-    std::fs::write(&path, text).unwrap();
+/// The test's config, pushing `BATCH` rows per remote transaction: no sync thread in the test
+/// process (its shutdown would push the batch the killed child is meant to push).
+fn config_file(remote: &Remote, name: &str) -> PathBuf {
+    let path = remote.config_file(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("background: false"), "{text}");
+    std::fs::write(
+        &path,
+        text.replace("sync:\n", &format!("sync:\n  batch_size: {BATCH}\n")),
+    )
+    .unwrap();
     path
 }
 
@@ -78,25 +88,22 @@ fn pending_in_push_order(cache: &Cache) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-fn remote_body(remote: &rusqlite::Connection, pk: &str) -> Option<String> {
-    use rusqlite::OptionalExtension;
+/// The remote's notes, body by key (as the outbox writes it).
+fn remote_bodies(remote: &Remote) -> HashMap<String, String> {
     remote
-        .query_row(
-            "SELECT body FROM notes WHERE id = CAST(?1 AS INTEGER)",
-            [pk],
-            |r| r.get(0),
-        )
-        .optional()
-        .unwrap()
+        .rows("SELECT id, body FROM notes")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone()))
+        .collect()
 }
 
-#[test]
-fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and_the_next_sync_completes()
- {
+fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and_the_next_sync_completes(
+    backend: Backend,
+) {
     let _machine = super::machine_shared();
-    let share = Share::new();
-    let cfg = config_file(&share, "k");
-    let other = share.client("other");
+    let remote = Remote::new(backend);
+    let cfg = config_file(&remote, "k");
+    let other = remote.client("other");
     drop(open(&cfg)); // creates the cache
     let seed: u64 = std::env::var("SHARECACHE_KILL_SEED")
         .ok()
@@ -148,20 +155,19 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
         let k = open(&cfg);
         let changes = pending_in_push_order(&k);
         drop(k);
-        let remote = share.remote();
-        let rev_before: i64 = one(&remote, "SELECT rev FROM sharecache_meta");
-        let conflicts_before: i64 = one(&remote, "SELECT count(*) FROM sharecache_conflicts");
+        let rev_before = remote.head_rev();
+        let conflicts_before = remote.conflicts().len();
+        let bodies = remote_bodies(&remote);
         let before: Vec<Option<String>> = changes
             .iter()
-            .map(|(pk, _)| remote_body(&remote, pk))
+            .map(|(pk, _)| bodies.get(pk).cloned())
             .collect();
-        drop(remote);
 
         if i <= 1 {
             // Iteration 0 fills the table; iteration 1 measures a clean sync of a full batch
             // (inserts, updates and deletes), which bounds the kill moments.
             let t = Instant::now();
-            share.control.reset_stats();
+            remote.reset_counters();
             let out = sharecache()
                 .arg("--config")
                 .arg(&cfg)
@@ -174,14 +180,14 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 String::from_utf8_lossy(&out.stderr)
             );
             clean = t.elapsed();
-            clean_ops = share.control.stats().total;
+            clean_ops = remote.operations();
         } else {
             // Even iterations: a random moment in time (up to 1.2 times a clean sync's
-            // duration); odd ones: right after a random share operation of the sync (so every
-            // phase is hit evenly, however fast each runs).
+            // duration); odd ones: right after a random operation of the sync on the remote (so
+            // every phase is hit evenly, however fast each runs).
             let at_op = (i % 2 == 1).then(|| rng.below(clean_ops + 1));
             let delay = Duration::from_micros(rng.below(clean.as_micros() as u64 * 6 / 5));
-            share.control.reset_stats();
+            remote.reset_counters();
             let mut child = sharecache()
                 .arg("--config")
                 .arg(&cfg)
@@ -193,12 +199,12 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
             match at_op {
                 None => std::thread::sleep(delay),
                 Some(n) => {
-                    while share.control.stats().total < n && child.try_wait().unwrap().is_none() {
+                    while remote.operations() < n && child.try_wait().unwrap().is_none() {
                         std::thread::sleep(Duration::from_micros(100));
                     }
                 }
             }
-            let delay = at_op.map_or(format!("{delay:?}"), |n| format!("share operation {n}"));
+            let delay = at_op.map_or(format!("{delay:?}"), |n| format!("remote operation {n}"));
             if child.try_wait().unwrap().is_some() {
                 finished_first += 1;
             } else {
@@ -206,18 +212,21 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 kills += 1;
             }
             child.wait().unwrap();
+            remote.wait_settled();
 
-            let remote = share.remote();
-            assert_eq!(
-                one::<String>(&remote, "PRAGMA integrity_check"),
-                "ok",
-                "kill {i} after {delay}: remote integrity"
-            );
+            if backend == Backend::Share {
+                assert_eq!(
+                    remote.one::<String>("PRAGMA integrity_check"),
+                    "ok",
+                    "kill {i} after {delay}: remote integrity"
+                );
+            }
+            let bodies = remote_bodies(&remote);
             let applied: Vec<bool> = changes
                 .iter()
                 .zip(&before)
                 .map(|((pk, want), was)| {
-                    let now = remote_body(&remote, pk);
+                    let now = bodies.get(pk).cloned();
                     assert!(
                         now == *want || now == *was,
                         "kill {i} after {delay}: {pk} is neither before ({was:?}) nor after ({want:?}): {now:?}"
@@ -243,7 +252,6 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 n if n == changes.len() => all_applied += 1,
                 _ => some_applied += 1,
             }
-            drop(remote);
             let out = sharecache()
                 .arg("--config")
                 .arg(&cfg)
@@ -256,34 +264,38 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let remote = share.remote();
+        let bodies = remote_bodies(&remote);
         for (pk, want) in &changes {
             changes_checked += 1;
-            assert_eq!(&remote_body(&remote, pk), want, "iteration {i}: {pk} lost");
+            assert_eq!(&bodies.get(pk).cloned(), want, "iteration {i}: {pk} lost");
         }
-        let rev_after: i64 = one(&remote, "SELECT rev FROM sharecache_meta");
+        let rev_after = remote.head_rev();
         assert_eq!(
             rev_after - rev_before,
             changes.len() as i64,
             "iteration {i}: every change is applied exactly once"
         );
         assert_eq!(
-            one::<i64>(&remote, "SELECT count(*) FROM sharecache_conflicts"),
+            remote.conflicts().len(),
             conflicts_before,
             "iteration {i}: re-sent changes are not conflicts"
         );
         let k = open(&cfg);
         assert_eq!(k.status().unwrap().pending_writes, 0, "iteration {i}");
-        assert_same_content(&format!("iteration {i}"), &k.conn(), &remote);
+        remote.assert_same_content(&format!("iteration {i}"), &k.conn());
     }
+    let (name, ops) = match backend {
+        Backend::Share => ("kill9", "clean_sync_share_ops"),
+        Backend::Postgres => ("kill9_postgres", "clean_sync_round_trips"),
+    };
     figures(
-        "kill9",
+        name,
         &[
             ("seed", seed),
             ("kills", kills),
             ("finished_before_the_kill", finished_first),
             ("clean_sync_ms", clean.as_millis() as u64),
-            ("clean_sync_share_ops", clean_ops),
+            (ops, clean_ops),
             ("killed_before_any_batch", none_applied),
             ("killed_between_batches", some_applied),
             ("killed_after_all_batches", all_applied),
@@ -293,6 +305,8 @@ fn a_sync_killed_at_any_moment_leaves_each_remote_transaction_all_or_nothing_and
         ],
     );
 }
+
+// The share's own: its write lease is a file.
 
 /// A client killed on *another* machine leaves its write lease behind; nobody can tell from
 /// here that it is dead, so the lease must be broken once it has been unchanged for

@@ -1,27 +1,25 @@
 //! Writes the app makes while a sync is running (the background sync and the app run
-//! concurrently). The share's latency keeps a sync's remote phase open long enough to write
-//! into it at a chosen point, found by watching the share's operation counters.
+//! concurrently). Against both backends: the remote's latency (the share's per operation, the
+//! server's link) keeps a sync's remote phase open long enough to write into it at a chosen
+//! point, found by watching the remote (`support::remote`'s counters and sessions).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{Share, one, open_cache_file, rows};
+use crate::support::remote::{Backend, Remote, wait_for};
+use crate::support::{one, open_cache_file};
 
-/// Waits until `cond` holds for the share's counters (or panics after 20 s).
-fn wait_for(share: &Share, what: &str, cond: impl Fn(&slowfs::Stats) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond(&share.control.stats()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
+crate::both_backends!(
+    a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote,
+    a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to_it,
+    a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_that_push,
+);
 
 /// The app inserts a row, a sync starts pushing it, and the app deletes the row before the push
 /// is acknowledged. The delete must reach the remote: the row must not survive there (and in
 /// no other cache) while this cache has it deleted.
-#[test]
-fn a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote() {
-    let share = Share::new();
-    let a = share.client("a");
+fn a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote(backend: Backend) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
     a.sync_now().unwrap();
     let app = open_cache_file(&a);
     app.execute(
@@ -29,16 +27,16 @@ fn a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote() {
         [],
     )
     .unwrap();
-    share.control.set_latency(Duration::from_millis(20));
-    share.control.reset_stats();
+    remote.set_latency(Duration::from_millis(20));
+    remote.reset_counters();
     std::thread::scope(|s| {
         let sync = s.spawn(|| a.sync_now());
-        // The write lease is created after the batch was read from the outbox.
-        wait_for(&share, "the push's write lease", |st| st.create >= 1);
+        // The remote write begins after the batch was read from the outbox.
+        wait_for(&remote, "the push's remote write", Remote::write_begun);
         app.execute("DELETE FROM notes WHERE id = 42", []).unwrap();
         sync.join().unwrap().unwrap();
     });
-    share.control.set_latency(Duration::from_millis(1));
+    remote.normal_speed();
     a.sync_now().unwrap();
     a.sync_now().unwrap();
     assert_eq!(
@@ -46,7 +44,7 @@ fn a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote() {
         0
     );
     assert_eq!(
-        rows(&share.remote(), "SELECT id, body FROM notes WHERE id = 42"),
+        remote.rows("SELECT id, body FROM notes WHERE id = 42"),
         Vec::<Vec<String>>::new(),
         "the row the app deleted is still on the remote (and nothing is pending to delete it)"
     );
@@ -57,11 +55,12 @@ fn a_delete_made_while_the_insert_is_being_pushed_reaches_the_remote() {
 /// up, which lets tombstones be pruned, but not this one: the pending edit was made before it.
 /// The next push must still see the delete as concurrent: the newer delete wins and the older
 /// edit goes to the conflict log.
-#[test]
-fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to_it() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client_with_clock("b", chrono::Duration::hours(1)); // b's delete is newer
+fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to_it(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client_with_clock("b", chrono::Duration::hours(1)); // b's delete is newer
     a.sync_now().unwrap();
     b.sync_now().unwrap();
     // b deletes note 1 and, in the same push, writes a large row: a's pull of it takes long
@@ -74,18 +73,18 @@ fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to
         .unwrap();
     b.sync_now().unwrap();
     let app = open_cache_file(&a);
-    share.control.set_latency(Duration::from_millis(2));
-    share.control.reset_stats();
+    remote.set_latency(Duration::from_millis(2));
+    remote.reset_counters();
     let report = std::thread::scope(|s| {
         let sync = s.spawn(|| a.sync_now());
-        wait_for(&share, "the pull of the large row", |st| {
-            st.bytes_read > 200_000
+        wait_for(&remote, "the pull of the large row", |r| {
+            r.bytes_read() > 200_000
         });
         app.execute("UPDATE notes SET body = 'edited by a' WHERE id = 1", [])
             .unwrap();
         sync.join().unwrap().unwrap()
     });
-    share.control.set_latency(Duration::from_millis(1));
+    remote.normal_speed();
     assert_eq!(
         report.deferred, 1,
         "precondition: the pull left note 1 to the next push: {report:?}"
@@ -96,35 +95,33 @@ fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to
     );
     // Another program changes something else: b's next sync pulls it and records how far it
     // has pulled; every client has now pulled the tombstone, so it may be pruned.
-    share
-        .remote()
-        .execute("UPDATE tasks SET done = 1 WHERE id = 't2'", [])
-        .unwrap();
+    remote.exec("UPDATE tasks SET done = 1 WHERE id = 't2'");
     b.sync_now().unwrap();
     // Every client's pull cursor is past the tombstone, but a's pending edit was made against
     // an older revision: the registry must keep the tombstone for it (pruned, nothing could
     // tell the push that the edit is older than the delete).
     assert_eq!(
-        one::<i64>(
-            &share.remote(),
-            "SELECT count(*) FROM sharecache_log WHERE tbl = 'notes' AND pk = '1' AND deleted = 1"
-        ),
+        remote.tombstones_of("notes", "1"),
         1,
         "the tombstone of note 1 was pruned while a's older edit of it was pending"
     );
     a.sync_now().unwrap();
     b.sync_now().unwrap();
-    let remote = share.remote();
     assert_eq!(
-        rows(&remote, "SELECT body FROM notes WHERE id = 1"),
+        remote.rows("SELECT body FROM notes WHERE id = 1"),
         Vec::<Vec<String>>::new(),
         "b's newer delete must win over a's older concurrent edit"
     );
     assert_eq!(
-        one::<i64>(
-            &remote,
-            "SELECT count(*) FROM sharecache_conflicts WHERE tbl = 'notes' AND pk = '1' AND loser_row LIKE '%edited by a%'"
-        ),
+        remote
+            .conflicts()
+            .iter()
+            .filter(|c| c.tbl == "notes"
+                && c.pk == "1"
+                && c.loser_row
+                    .as_deref()
+                    .is_some_and(|r| r.contains("edited by a")))
+            .count(),
         1,
         "a's losing edit is in the conflict log"
     );
@@ -135,11 +132,12 @@ fn a_deferred_edit_keeps_the_tombstone_of_a_newer_concurrent_delete_and_loses_to
 /// with it: its `seen_rev` moves up to the push's base revision. (Left at the first change's
 /// cursor, a row the app keeps editing made every later push search the change log from there,
 /// and kept the log from being pruned: found by the contention test's long form.)
-#[test]
-fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_that_push() {
-    let share = Share::new();
-    let a = share.client("a");
-    let b = share.client("b");
+fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_that_push(
+    backend: Backend,
+) {
+    let remote = Remote::new(backend);
+    let a = remote.client("a");
+    let b = remote.client("b");
     a.sync_now().unwrap();
     let cursor: i64 = one(&a.conn(), "SELECT pull_rev FROM sync_state");
     b.conn()
@@ -149,21 +147,21 @@ fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_th
     let app = open_cache_file(&a);
     app.execute("UPDATE notes SET body = 'first' WHERE id = 1", [])
         .unwrap();
-    let base: i64 = one(&share.remote(), "SELECT rev FROM sharecache_meta");
+    let base = remote.head_rev();
     assert!(
         base > cursor,
         "precondition: the remote moved past a's cursor"
     );
-    share.control.set_latency(Duration::from_millis(20));
-    share.control.reset_stats();
+    remote.set_latency(Duration::from_millis(20));
+    remote.reset_counters();
     std::thread::scope(|s| {
         let sync = s.spawn(|| a.sync_now());
-        wait_for(&share, "the push's write lease", |st| st.create >= 1);
+        wait_for(&remote, "the push's remote write", Remote::write_begun);
         app.execute("UPDATE notes SET body = 'second' WHERE id = 1", [])
             .unwrap();
         sync.join().unwrap().unwrap();
     });
-    share.control.set_latency(Duration::from_millis(1));
+    remote.normal_speed();
     sharecache::store::journal::fold(&app).unwrap();
     let seen: i64 = one(
         &app,
@@ -176,7 +174,7 @@ fn a_row_edited_again_during_its_push_is_decided_only_against_what_came_after_th
     );
     a.sync_now().unwrap();
     assert_eq!(
-        one::<String>(&share.remote(), "SELECT body FROM notes WHERE id = 1"),
+        remote.one::<String>("SELECT body FROM notes WHERE id = 1"),
         "second"
     );
 }

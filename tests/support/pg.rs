@@ -50,6 +50,45 @@ pub fn database(test: &str) -> Option<PgDb> {
 }
 
 impl PgDb {
+    /// A copy of this database (`CREATE DATABASE … TEMPLATE`: tables, sharecache's schema and
+    /// identity, everything), named for `test`. Its sessions are ended first: a template must
+    /// have none.
+    pub fn copy(&self, test: &str) -> PgDb {
+        let copy = database(test).expect("a cluster: this database is on one");
+        let mut admin = postgres::Client::connect(&self.admin, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE \"{}\"", copy.name))
+            .unwrap();
+        for _ in 0..50 {
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                    &[&self.name],
+                )
+                .unwrap();
+            match admin.batch_execute(&format!(
+                "CREATE DATABASE \"{}\" TEMPLATE \"{}\"",
+                copy.name, self.name
+            )) {
+                Ok(()) => return copy,
+                // A session that connected meanwhile (a client's, reconnecting).
+                Err(e) if e.to_string().contains("being accessed by other users") => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(e) => panic!("copying {}: {e}", self.name),
+            }
+        }
+        panic!("{} kept being accessed: no copy", self.name)
+    }
+
+    /// Drops this database now (its sessions cut), as if it had been moved away.
+    pub fn drop_now(&self) {
+        postgres::Client::connect(&self.admin, postgres::NoTls)
+            .unwrap()
+            .batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", self.name))
+            .unwrap_or_else(|e| panic!("dropping {}: {e}", self.name));
+    }
+
     /// A new connection to this database.
     pub fn connect(&self) -> postgres::Client {
         postgres::Client::connect(&self.url, postgres::NoTls)

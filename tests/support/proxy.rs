@@ -1,6 +1,7 @@
 //! A TCP proxy between a client and a server (the PostgreSQL cluster), the network counterpart of
-//! `slowfs`: a latency per direction, and switches to cut every connection and refuse new ones
-//! (offline) or to hold every byte in flight (a hung link: the peer neither answers nor closes).
+//! `slowfs`: a latency per direction, a rate (a slow link), and switches to cut every connection
+//! and refuse new ones (offline) or to hold every byte in flight (a hung link: the peer neither
+//! answers nor closes).
 //!
 //! Threads only: an acceptor, and per connection one reader and one delayed writer per direction.
 //! Latency is a delivery deadline per chunk, so it delays without capping throughput.
@@ -31,6 +32,10 @@ struct Shared {
     stopping: AtomicBool,
     /// Round trips: the times a client sent something after hearing from the server (or first).
     round_trips: AtomicU64,
+    /// Bytes delivered to clients (server → client).
+    bytes_down: AtomicU64,
+    /// Bytes per second each direction of a connection carries at most (0: no limit).
+    rate: AtomicU64,
     /// Both sockets of every live connection, to cut them.
     conns: Mutex<Vec<(TcpStream, TcpStream)>>,
 }
@@ -48,6 +53,8 @@ impl Proxy {
             hung: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             round_trips: AtomicU64::new(0),
+            bytes_down: AtomicU64::new(0),
+            rate: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
@@ -84,6 +91,14 @@ impl Proxy {
             .store(down.as_micros() as u64, Ordering::SeqCst);
     }
 
+    /// A slow link: each direction of a connection carries at most `bytes_per_sec` (`None`: as
+    /// fast as loopback).
+    pub fn set_rate(&self, bytes_per_sec: Option<u64>) {
+        self.shared
+            .rate
+            .store(bytes_per_sec.unwrap_or(0), Ordering::SeqCst);
+    }
+
     /// Offline: cut every connection now and close each new one as soon as it is accepted.
     pub fn set_offline(&self, offline: bool) {
         self.shared.offline.store(offline, Ordering::SeqCst);
@@ -109,6 +124,11 @@ impl Proxy {
     /// last spoke on that connection (however many chunks the request took).
     pub fn round_trips(&self) -> u64 {
         self.shared.round_trips.load(Ordering::SeqCst)
+    }
+
+    /// Bytes delivered to clients so far, over all connections.
+    pub fn bytes_down(&self) -> u64 {
+        self.shared.bytes_down.load(Ordering::SeqCst)
     }
 
     /// Live connections through the proxy.
@@ -162,7 +182,7 @@ enum Chunk {
 }
 
 /// Forward `from` → `to`: a reader stamps each chunk with its delivery time, a writer delivers it
-/// then (and holds it while the proxy is hung).
+/// then (and holds it while the proxy is hung), at most at the link's rate.
 fn pipe(from: &TcpStream, to: &TcpStream, shared: Arc<Shared>, up: bool, turn: Arc<AtomicBool>) {
     let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
     let (tx, rx) = mpsc::channel::<Chunk>();
@@ -204,7 +224,7 @@ fn pipe(from: &TcpStream, to: &TcpStream, shared: Arc<Shared>, up: bool, turn: A
                     if !wait.is_zero() {
                         thread::sleep(wait);
                     }
-                    if to.write_all(&bytes).is_err() {
+                    if deliver(&mut to, &bytes, &shared, up).is_err() {
                         break;
                     }
                 }
@@ -212,6 +232,26 @@ fn pipe(from: &TcpStream, to: &TcpStream, shared: Arc<Shared>, up: bool, turn: A
         }
         let _ = to.shutdown(Shutdown::Write);
     });
+}
+
+/// Writes `bytes` to `to`, in pieces paced at the link's rate when it has one, counting what
+/// goes to a client (each piece as it is written).
+fn deliver(to: &mut TcpStream, bytes: &[u8], shared: &Shared, up: bool) -> std::io::Result<()> {
+    const PIECE: usize = 4096;
+    let rate = shared.rate.load(Ordering::SeqCst);
+    let piece = if rate == 0 { bytes.len().max(1) } else { PIECE };
+    for piece in bytes.chunks(piece) {
+        if let Some(us) = (piece.len() as u64 * 1_000_000).checked_div(rate) {
+            thread::sleep(Duration::from_micros(us));
+        }
+        if !up {
+            shared
+                .bytes_down
+                .fetch_add(piece.len() as u64, Ordering::SeqCst);
+        }
+        to.write_all(piece)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -274,6 +314,29 @@ mod tests {
             rtt < Duration::from_millis(1000),
             "round trip {rtt:?}: latency is not per chunk"
         );
+    }
+
+    #[test]
+    fn proxy_rate_paces_a_large_transfer_and_counts_what_reaches_the_client() {
+        let p = Proxy::start(echo_server());
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        round_trip(&mut s, b"warm").unwrap();
+        p.set_rate(Some(1_000_000));
+        let big = vec![7u8; 200_000];
+        let t = Instant::now();
+        let writer = {
+            let mut w = s.try_clone().unwrap();
+            let big = big.clone();
+            thread::spawn(move || w.write_all(&big).unwrap())
+        };
+        let mut got = vec![0u8; big.len()];
+        s.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        let took = t.elapsed();
+        // 200 kB at 1 MB/s each way: paced in both directions, so at least the 0.2 s of one.
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(p.bytes_down(), 4 + 200_000);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! interface), `writer` (one atomic write), `versions` (a write's first look at its batch), `reads` (the log, rows, conflicts), `snapshot` (the
 //! first copy), `schema` (tables as the cache mirrors them), `carry` (a cache's additions as
 //! DDL), `prune`, `log` (capture triggers and the numbering of revisions), `migrate`, `rows`
-//! (rows in one statement), `types` (the value mapping), `connect`, `error`.
+//! (rows in one statement), `types` (the value mapping), `instance` (which database a URL leads
+//! to, for a hand-over), `connect`, `error`.
 //!
 //! PostgreSQL features relied on, all core (no extension): PL/pgSQL functions and row triggers
 //! (with a `WHEN` condition), row locks (`FOR UPDATE`), `RAISE … USING ERRCODE`, window functions,
@@ -21,6 +22,7 @@ mod carry;
 mod connect;
 mod error;
 pub mod import;
+mod instance;
 pub mod log;
 pub mod migrate;
 mod prune;
@@ -36,4 +38,5 @@ mod writer;
 
 pub use connect::connect;
 pub use error::PgError;
+pub use instance::AtUrl;
 pub use server::Postgres;

@@ -31,7 +31,7 @@ use crate::store::mirror::{ColumnFacts, NewTable, Plan};
 const WRITE_TRIES: usize = 5;
 
 impl Postgres {
-    fn has_schema(c: &mut postgres::Client) -> Result<bool, PgError> {
+    pub(super) fn has_schema(c: &mut postgres::Client) -> Result<bool, PgError> {
         Ok(
             c.query_one("SELECT to_regclass('sharecache.meta') IS NOT NULL", &[])?
                 .get(0),

@@ -19,7 +19,11 @@ use sharecache::{Cache, Config, EnableCache, OpenOptions};
 
 use super::Share;
 
+mod activity;
+mod places;
 mod reads;
+
+pub use activity::wait_for;
 
 /// Which remote a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +71,30 @@ enum Inner {
 #[cfg(feature = "postgres")]
 struct Server {
     proxy: super::proxy::Proxy,
-    // Dropped after the proxy: the database goes with every connection to it.
+    /// The test's own session (see [`Server::session`]).
+    own: std::sync::Mutex<Option<Box<postgres::Client>>>,
+    /// The proxy's counters when the test last reset them (`activity`).
+    base_round_trips: std::sync::atomic::AtomicU64,
+    base_bytes_down: std::sync::atomic::AtomicU64,
+    /// Copies of the database (`places`), dropped with it.
+    copies: std::sync::Mutex<Vec<super::pg::PgDb>>,
+    // Dropped after the proxy and the session: the database goes with every connection to it.
     db: super::pg::PgDb,
     tmp: tempfile::TempDir,
+}
+
+#[cfg(feature = "postgres")]
+impl Server {
+    /// The test's own session on the server, straight to it (not through the proxy): the other
+    /// program that writes the remote, and the eyes that read it. Kept from call to call (a
+    /// connection costs tens of milliseconds in a debug build), connected again once closed.
+    fn session<T>(&self, f: impl FnOnce(&mut postgres::Client) -> T) -> T {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        if own.as_ref().is_none_or(|c| c.is_closed()) {
+            *own = Some(Box::new(self.db.connect()));
+        }
+        f(own.as_mut().expect("connected above"))
+    }
 }
 
 impl Remote {
@@ -124,6 +149,8 @@ impl Remote {
                 let mut c = Config::for_remote(self.database_path());
                 c.cache_directory = self.tmp().join(format!("cache-{name}"));
                 c.enable_cache = EnableCache::On;
+                // The cache waits for another program as long as the share's clients do.
+                c.busy_timeout = std::time::Duration::from_secs(3);
                 c.background = false; // tests that want the sync thread turn it on
                 c
             }
@@ -151,7 +178,7 @@ impl Remote {
         }
         let path = self.tmp().join(format!("{name}.yaml"));
         let text = format!(
-            "database:\n  path: '{}'\n  sync_interval: 30\n  enable_cache: true\n  cache_directory: {}\nsync:\n  background: false\n",
+            "database:\n  path: '{}'\n  sync_interval: 30\n  enable_cache: true\n  cache_directory: {}\nsync:\n  busy_timeout_ms: 3000\n  background: false\n",
             self.database_path(),
             self.tmp().join(format!("cache-{name}")).display()
         );
@@ -167,11 +194,9 @@ impl Remote {
                 .execute_batch(sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
             #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => {
-                s.db.connect()
-                    .batch_execute(sql)
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
+            Inner::Postgres(s) => s
+                .session(|c| c.batch_execute(sql))
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
 
@@ -243,15 +268,16 @@ impl Remote {
             Inner::Share(_) => None,
             #[cfg(feature = "postgres")]
             Inner::Postgres(s) => Some(
-                s.db.connect()
-                    .query_one(
+                s.session(|c| {
+                    c.query_one(
                         "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
                          FROM pg_stat_activity \
                          WHERE datname = current_database() AND pid <> pg_backend_pid()",
                         &[],
                     )
-                    .unwrap()
-                    .get(0),
+                })
+                .unwrap()
+                .get(0),
             ),
         }
     }
@@ -274,6 +300,10 @@ fn postgres_server(schema: &str) -> Inner {
     let proxy = super::proxy::Proxy::start(db.server_addr());
     Inner::Postgres(Server {
         proxy,
+        own: std::sync::Mutex::new(None),
+        base_round_trips: Default::default(),
+        base_bytes_down: Default::default(),
+        copies: Default::default(),
         db,
         tmp: tempfile::tempdir().unwrap(),
     })

@@ -28,23 +28,7 @@ impl Remote {
         match &self.inner {
             Inner::Share(s) => rows(&s.remote(), sql),
             #[cfg(feature = "postgres")]
-            Inner::Postgres(s) => {
-                let messages =
-                    s.db.connect()
-                        .simple_query(sql)
-                        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                messages
-                    .iter()
-                    .filter_map(|m| match m {
-                        postgres::SimpleQueryMessage::Row(r) => Some(
-                            (0..r.len())
-                                .map(|i| r.get(i).unwrap_or("NULL").to_string())
-                                .collect(),
-                        ),
-                        _ => None,
-                    })
-                    .collect()
-            }
+            Inner::Postgres(s) => s.session(|c| server_rows(c, sql)),
         }
     }
 
@@ -63,8 +47,14 @@ impl Remote {
     /// Asserts that a cache holds exactly what the remote holds in every table it syncs
     /// (compared as text, each table's rows sorted).
     pub fn assert_same_content(&self, what: &str, cache: &rusqlite::Connection) {
-        if let Inner::Share(s) = &self.inner {
-            return crate::reliability::assert_same_content(what, cache, &s.remote());
+        self.assert_same_content_at(&self.database_path(), what, cache);
+    }
+
+    /// [`Remote::assert_same_content`] for the database at `path` (see `places`).
+    pub fn assert_same_content_at(&self, path: &str, what: &str, cache: &rusqlite::Connection) {
+        if self.backend == Backend::Share {
+            let remote = super::places::open_file(path);
+            return crate::reliability::assert_same_content(what, cache, &remote);
         }
         let tables = crate::reliability::synced_tables(cache);
         assert!(!tables.is_empty(), "{what}: no synced tables");
@@ -81,7 +71,7 @@ impl Remote {
             .map(|r| sharecache::sql::quote(&r[0]))
             .collect();
             let sql = format!("SELECT {} FROM {q}", columns.join(", "));
-            let (mut c, mut r) = (as_server_prints(cache, &sql), self.rows(&sql));
+            let (mut c, mut r) = (as_server_prints(cache, &sql), self.rows_at(path, &sql));
             c.sort();
             r.sort();
             assert_eq!(c, r, "{what}: table {t} differs from the remote");
@@ -114,6 +104,19 @@ impl Remote {
         .into_iter()
         .map(|r| (r[0].clone(), r[1].clone()))
         .collect()
+    }
+
+    /// How many of the change log's entries of one row are deletions (tombstones).
+    pub fn tombstones_of(&self, tbl: &str, key: &str) -> i64 {
+        let (table, deleted) = match self.backend {
+            Backend::Share => ("sharecache_log", "deleted = 1"),
+            Backend::Postgres => ("sharecache.log", "deleted"),
+        };
+        self.one(&format!(
+            "SELECT count(*) FROM {table} WHERE tbl = {} AND pk = {} AND {deleted}",
+            sharecache::sql::literal(tbl),
+            sharecache::sql::literal(key)
+        ))
     }
 
     /// The remote's conflict log, oldest first.
@@ -175,6 +178,23 @@ impl Remote {
             Backend::Postgres => "SELECT sharecache.top()",
         })
     }
+}
+
+/// Every row of a query on a server, each value as text (`NULL` for null).
+#[cfg(feature = "postgres")]
+pub(super) fn server_rows(c: &mut postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    c.simple_query(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Every row of a query on a cache, each value as PostgreSQL's text output prints it (a BLOB
